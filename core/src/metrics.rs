@@ -1,0 +1,25 @@
+//! Names, labels and units of the exporter's exposition (ARCHITECTURE.md, contract 1).
+//!
+//! Every component that writes or reads these series takes the names from here, so a rename is
+//! one change and a typo is a compile error.
+
+/// Summary of the time to render one frame, in seconds; quantiles over the sliding window.
+pub const FRAME_DURATION_SECONDS: &str = "framescale_frame_duration_seconds";
+/// Counter of frames finished, labelled with [`OUTCOME_LABEL`].
+pub const FRAMES_TOTAL: &str = "framescale_frames_total";
+/// Counter of errors a renderer reported outside any frame (a scene that does not load, a
+/// script that fails): the job failed before it produced a frame.
+pub const RENDER_ERRORS_TOTAL: &str = "framescale_render_errors_total";
+
+/// The quantiles the frame-duration summary exposes, with their label values.
+pub const SUMMARY_QUANTILES: [(f64, &str); 4] =
+    [(0.5, "0.5"), (0.9, "0.9"), (0.95, "0.95"), (0.99, "0.99")];
+
+/// Label: the pod's namespace.
+pub const NAMESPACE_LABEL: &str = "namespace";
+/// Label: the pod's name.
+pub const POD_LABEL: &str = "pod";
+/// Label: the container's name within the pod.
+pub const CONTAINER_LABEL: &str = "container";
+/// Label on [`FRAMES_TOTAL`]: `ok` or `failed`.
+pub const OUTCOME_LABEL: &str = "outcome";
