@@ -1,1 +1,40 @@
-fn main() {}
+//! `framescale`: one binary for every role. Each subcommand's flags live in its own module.
+
+mod exporter_cmd;
+mod logging;
+mod shutdown;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Autoscale GPU render services on what their users feel.
+#[derive(Debug, Parser)]
+#[command(name = "framescale", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: logging::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tail render pods' logs and serve per-pod frame-time quantiles on /metrics.
+    Exporter(exporter_cmd::ExporterArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log);
+    let result = match cli.command {
+        Command::Exporter(args) => exporter_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

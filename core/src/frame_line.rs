@@ -99,11 +99,16 @@ pub fn parse_millis(key: &str, value: &str) -> Result<Duration, Error> {
         expected,
     };
     let ms: f64 = value.parse().map_err(|_| bad("a number of milliseconds"))?;
+    duration_from_millis(ms).map_err(bad)
+}
+
+/// A number of milliseconds as a duration, or what the number should have been.
+pub fn duration_from_millis(ms: f64) -> Result<Duration, &'static str> {
     if !ms.is_finite() || ms < 0.0 {
-        return Err(bad("a finite number of milliseconds ≥ 0"));
+        return Err("a finite number of milliseconds ≥ 0");
     }
     if ms > MAX_DURATION.as_secs_f64() * 1000.0 {
-        return Err(bad("at most one hour (3600000 ms)"));
+        return Err("at most one hour (3600000 ms)");
     }
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }

@@ -1,1 +1,130 @@
-pub fn x() {}
+//! framescale's per-node exporter: render logs in, per-pod frame-time quantiles out.
+//!
+//! It follows the kubelet's pods log root ([`discovery`], [`tail`], [`cri`]), parses each
+//! container's output with the core render-log parser, keeps a sliding window per
+//! (namespace, pod, container) ([`store`]), accepts pushed frames ([`push`]) and serves it all
+//! as OpenMetrics ([`exposition`], [`server`]). GPU and CPU duty sources come with their own
+//! issue; the adapter that serves the custom metrics API is another crate.
+
+pub mod config;
+pub mod cri;
+pub mod discovery;
+pub mod exposition;
+pub mod push;
+pub mod server;
+pub mod stats;
+pub mod store;
+pub mod tail;
+pub mod tailer;
+pub mod throttle;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use framescale_core::window::{Scratch, WindowConfig};
+
+pub use config::ExporterConfig;
+
+use crate::stats::ExporterStats;
+use crate::store::SeriesStore;
+use crate::tailer::Tailer;
+use crate::throttle::Throttle;
+
+/// State shared by the tailer thread and the HTTP handlers.
+#[derive(Debug)]
+pub struct Shared {
+    /// Every series.
+    pub store: Mutex<SeriesStore>,
+    /// Buffers reused by `/metrics`.
+    pub scratch: Mutex<Scratch>,
+    /// Self metrics.
+    pub stats: ExporterStats,
+    /// Rate limits for warnings.
+    pub throttle: Throttle,
+    /// Set once the first scan of the log root is done.
+    pub ready: AtomicBool,
+    /// Largest push body, in bytes.
+    pub push_body_limit: usize,
+}
+
+impl Shared {
+    /// Empty state.
+    #[must_use]
+    pub fn new(window: WindowConfig, push_body_limit: usize) -> Self {
+        Shared {
+            store: Mutex::new(SeriesStore::new(window)),
+            scratch: Mutex::new(Scratch::default()),
+            stats: ExporterStats::default(),
+            throttle: Throttle::default(),
+            ready: AtomicBool::new(false),
+            push_body_limit,
+        }
+    }
+}
+
+/// Locks a mutex; a panic elsewhere while it was held leaves data that is still consistent
+/// (every update is a single insert or increment), so poisoning is ignored.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log root is not a readable directory.
+    #[error("cannot read the pods log root {path} (set --log-root): {source}")]
+    LogRootUnreadable {
+        /// The root.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr} (set --listen): {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the exporter until `shutdown` resolves: the tailer on its own thread, the HTTP server
+/// on the current runtime. Logs the bound address (`--listen` may ask for port 0).
+pub async fn run(
+    config: ExporterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    std::fs::read_dir(&config.log_root).map_err(|source| Error::LogRootUnreadable {
+        path: config.log_root.display().to_string(),
+        source,
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    let shared = Arc::new(Shared::new(config.window, config.push_body_limit));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tailer = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        let tailer = Tailer::new(config.clone());
+        std::thread::Builder::new()
+            .name("tailer".into())
+            .spawn(move || tailer.run(&shared, &stop))
+            .map_err(Error::Serve)?
+    };
+    tracing::info!(%addr, root = %config.log_root.display(), window = ?config.window.window(), "Exporter listening");
+    let served = axum::serve(listener, server::router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tailer.join();
+    tracing::info!("Exporter stopped");
+    served.map_err(Error::Serve)
+}

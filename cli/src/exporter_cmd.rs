@@ -1,0 +1,131 @@
+//! `framescale exporter`: flags, their validation, and the run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use framescale_core::window::WindowConfig;
+use framescale_exporter::ExporterConfig;
+use framescale_exporter::discovery::PodFilter;
+
+/// Flags of `framescale exporter`; each has a `FRAMESCALE_` environment variable.
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Pods log root, laid out as the kubelet writes it: <root>/<namespace>_<pod>_<uid>/<container>/<N>.log.
+    #[arg(long, env = "FRAMESCALE_LOG_ROOT", default_value = "/var/log/pods")]
+    log_root: PathBuf,
+    /// Address for /metrics, /livez, /readyz and POST /v1/frames.
+    #[arg(long, env = "FRAMESCALE_LISTEN", default_value = "0.0.0.0:9477")]
+    listen: SocketAddr,
+    /// Read log files that exist at start-up from their beginning (default: from their end).
+    #[arg(long, env = "FRAMESCALE_FROM_START")]
+    from_start: bool,
+    /// Window of the frame-time quantiles.
+    #[arg(long, env = "FRAMESCALE_WINDOW", default_value = "60s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Sub-windows the window slides by (the window moves in steps of window / sub-windows).
+    #[arg(long, env = "FRAMESCALE_SUB_WINDOWS", default_value_t = 6)]
+    sub_windows: usize,
+    /// How often log files are read.
+    #[arg(long, env = "FRAMESCALE_POLL_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// How often the log root is listed for pods that came or went.
+    #[arg(long, env = "FRAMESCALE_RESCAN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    rescan_interval: Duration,
+    /// How long the series of a pod that is gone are still served.
+    #[arg(long, env = "FRAMESCALE_GRACE_PERIOD", default_value = "2m", value_parser = humantime::parse_duration)]
+    grace_period: Duration,
+    /// Namespaces to watch, comma-separated (default: all).
+    #[arg(long, env = "FRAMESCALE_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Namespaces never watched, comma-separated.
+    #[arg(
+        long,
+        env = "FRAMESCALE_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system,kube-public,kube-node-lease"
+    )]
+    exclude_namespaces: Vec<String>,
+    /// Regular expression that container names must match to be watched.
+    #[arg(long, env = "FRAMESCALE_CONTAINER_REGEX", default_value = ".*")]
+    container_regex: String,
+    /// Longest log line kept, in bytes, after joining partial CRI records; longer lines are counted and dropped.
+    #[arg(long, env = "FRAMESCALE_MAX_LINE_BYTES", default_value_t = 64 * 1024)]
+    max_line_bytes: usize,
+    /// Largest POST /v1/frames body, in bytes.
+    #[arg(long, env = "FRAMESCALE_PUSH_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    push_body_limit: usize,
+}
+
+impl ExporterArgs {
+    /// Validates the flags into a configuration; each error names the flag to change.
+    pub fn into_config(self) -> anyhow::Result<ExporterConfig> {
+        let window =
+            WindowConfig::new(self.window, self.sub_windows).context("--window / --sub-windows")?;
+        let containers = regex_lite::Regex::new(&self.container_regex).with_context(|| {
+            format!(
+                "--container-regex {:?} is not a valid regular expression",
+                self.container_regex
+            )
+        })?;
+        for (flag, value) in [
+            ("--poll-interval", self.poll_interval),
+            ("--rescan-interval", self.rescan_interval),
+        ] {
+            if value < Duration::from_millis(10) || value > Duration::from_secs(3600) {
+                bail!(
+                    "{flag} must be between 10ms and 1h, got {}",
+                    humantime::format_duration(value)
+                );
+            }
+        }
+        if self.max_line_bytes < 1024 {
+            bail!(
+                "--max-line-bytes must be at least 1024, got {}",
+                self.max_line_bytes
+            );
+        }
+        if self.push_body_limit < 1024 {
+            bail!(
+                "--push-body-limit must be at least 1024, got {}",
+                self.push_body_limit
+            );
+        }
+        let trimmed = |list: Vec<String>| -> Vec<String> {
+            list.into_iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Ok(ExporterConfig {
+            log_root: self.log_root,
+            listen: self.listen,
+            from_start: self.from_start,
+            window,
+            poll_interval: self.poll_interval,
+            rescan_interval: self.rescan_interval,
+            grace_period: self.grace_period,
+            filter: PodFilter {
+                namespaces: trimmed(self.namespaces),
+                exclude_namespaces: trimmed(self.exclude_namespaces),
+                containers,
+            },
+            max_line_bytes: self.max_line_bytes,
+            push_body_limit: self.push_body_limit,
+        })
+    }
+}
+
+/// Runs the exporter until SIGTERM or Ctrl-C.
+pub fn run(args: ExporterArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(framescale_exporter::run(config, crate::shutdown::signal()))?;
+    Ok(())
+}

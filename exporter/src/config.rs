@@ -1,0 +1,34 @@
+//! The exporter's validated configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use framescale_core::window::WindowConfig;
+
+use crate::discovery::PodFilter;
+
+/// Everything the exporter needs to run, already validated.
+#[derive(Debug, Clone)]
+pub struct ExporterConfig {
+    /// The pods log root, laid out as the kubelet writes it (`/var/log/pods`).
+    pub log_root: PathBuf,
+    /// Address of the HTTP server (`/metrics`, `/livez`, `/readyz`, `/v1/frames`).
+    pub listen: SocketAddr,
+    /// Read files that exist at start-up from their beginning instead of their end.
+    pub from_start: bool,
+    /// Window of the frame-time quantiles.
+    pub window: WindowConfig,
+    /// How often log files are read.
+    pub poll_interval: Duration,
+    /// How often the log root is listed for new and removed pods.
+    pub rescan_interval: Duration,
+    /// How long the series of a pod that disappeared are kept.
+    pub grace_period: Duration,
+    /// Which pods and containers are watched.
+    pub filter: PodFilter,
+    /// Longest log line kept (after joining partial CRI records), in bytes.
+    pub max_line_bytes: usize,
+    /// Largest `POST /v1/frames` body, in bytes.
+    pub push_body_limit: usize,
+}

@@ -1,0 +1,424 @@
+//! `/metrics` text: OpenMetrics 1.0 for scrapers that ask for it (Prometheus does), the classic
+//! Prometheus text format 0.0.4 otherwise (curl, `promtool check metrics`).
+//!
+//! The two differ only in headers: OpenMetrics names a counter family without `_total`, adds
+//! `# UNIT`, and ends with `# EOF`. A series whose window holds no frame gets no quantile
+//! samples (never a made-up 0); its `_sum` and `_count` are still there.
+
+use std::fmt::Write;
+
+use framescale_core::metrics::{
+    CONTAINER_LABEL, FRAME_DURATION_SECONDS, FRAMES_TOTAL, NAMESPACE_LABEL, OUTCOME_LABEL,
+    POD_LABEL, RENDER_ERRORS_TOTAL, SUMMARY_QUANTILES,
+};
+use framescale_core::window::Scratch;
+
+use crate::stats::ExporterStats;
+use crate::store::{Series, SeriesStore};
+
+/// Which text format to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for.
+    #[must_use]
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    #[must_use]
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Summary,
+}
+
+/// Writes every metric of the exporter at `now_millis`.
+#[must_use]
+pub fn render(
+    store: &SeriesStore,
+    stats: &ExporterStats,
+    now_millis: u64,
+    format: Format,
+    scratch: &mut Scratch,
+) -> String {
+    let series: Vec<(String, &Series)> = store
+        .iter()
+        .map(|(key, series)| {
+            (
+                series_labels(&key.namespace, &key.pod, &key.container),
+                series,
+            )
+        })
+        .collect();
+    let mut out = String::with_capacity(256 + series.len() * 900);
+    write_frame_durations(&mut out, format, &series, now_millis, scratch);
+    write_frame_counts(&mut out, format, &series);
+    header(
+        &mut out,
+        format,
+        RENDER_ERRORS_TOTAL,
+        Kind::Counter,
+        "Errors a renderer reported outside any frame (the job failed before rendering).",
+        None,
+    );
+    for (labels, s) in &series {
+        sample(&mut out, RENDER_ERRORS_TOTAL, labels, s.job_errors);
+    }
+    write_self_metrics(&mut out, format, store, stats);
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+fn write_frame_durations(
+    out: &mut String,
+    format: Format,
+    series: &[(String, &Series)],
+    now_millis: u64,
+    scratch: &mut Scratch,
+) {
+    let name = FRAME_DURATION_SECONDS;
+    let quantiles = SUMMARY_QUANTILES.map(|(q, _)| q);
+    header(
+        out,
+        format,
+        name,
+        Kind::Summary,
+        "Time to render one frame, as the pod reports it; quantiles over the sliding window.",
+        Some("seconds"),
+    );
+    for (labels, s) in series {
+        if let Some(snapshot) = s.snapshot(now_millis, &quantiles, scratch) {
+            for ((_, label), value) in SUMMARY_QUANTILES.iter().zip(&snapshot.values) {
+                let labels = format!("{labels},quantile=\"{label}\"");
+                sample(out, name, &labels, value.as_secs_f64());
+            }
+        }
+        sample(out, &format!("{name}_sum"), labels, s.duration_sum_seconds);
+        sample(out, &format!("{name}_count"), labels, s.duration_count);
+    }
+}
+
+fn write_frame_counts(out: &mut String, format: Format, series: &[(String, &Series)]) {
+    header(
+        out,
+        format,
+        FRAMES_TOTAL,
+        Kind::Counter,
+        "Frames finished, by outcome.",
+        None,
+    );
+    for (labels, s) in series {
+        for (outcome, count) in [("ok", s.frames_ok), ("failed", s.frames_failed)] {
+            sample(
+                out,
+                FRAMES_TOTAL,
+                &format!("{labels},{OUTCOME_LABEL}=\"{outcome}\""),
+                count,
+            );
+        }
+    }
+}
+
+fn write_self_metrics(
+    out: &mut String,
+    format: Format,
+    store: &SeriesStore,
+    stats: &ExporterStats,
+) {
+    let get = ExporterStats::get;
+    let counters: [(&str, &str, &[(&str, u64)]); 8] = [
+        (
+            "framescale_exporter_log_lines_total",
+            "CRI records read from log files.",
+            &[("", get(&stats.lines_read))],
+        ),
+        (
+            "framescale_exporter_log_bytes_total",
+            "Bytes read from log files.",
+            &[("", get(&stats.bytes_read))],
+        ),
+        (
+            "framescale_exporter_parse_errors_total",
+            "Log lines skipped as unreadable, by reason.",
+            &[
+                ("reason=\"cri\"", get(&stats.malformed_cri)),
+                ("reason=\"oversize\"", get(&stats.oversize_lines)),
+                ("reason=\"frame_line\"", get(&stats.invalid_frame_lines)),
+            ],
+        ),
+        (
+            "framescale_exporter_read_errors_total",
+            "Log files or directories that could not be read.",
+            &[("", get(&stats.read_errors))],
+        ),
+        (
+            "framescale_exporter_log_rotations_total",
+            "Log files rotated, by kind.",
+            &[
+                ("kind=\"rename\"", get(&stats.rotations_renamed)),
+                ("kind=\"truncate\"", get(&stats.rotations_truncated)),
+            ],
+        ),
+        (
+            "framescale_exporter_late_frames_total",
+            "Frames too old to join the window (counted in the totals only).",
+            &[("", get(&stats.late_frames))],
+        ),
+        (
+            "framescale_exporter_series_dropped_total",
+            "Series dropped after their pod disappeared.",
+            &[("", get(&stats.series_dropped))],
+        ),
+        (
+            "framescale_exporter_push_requests_rejected_total",
+            "Push requests rejected, by reason.",
+            &[
+                ("reason=\"invalid\"", get(&stats.push_rejected_invalid)),
+                ("reason=\"too_large\"", get(&stats.push_rejected_too_large)),
+            ],
+        ),
+    ];
+    for (name, help, samples) in counters {
+        header(out, format, name, Kind::Counter, help, None);
+        for (labels, value) in samples {
+            sample(out, name, labels, *value);
+        }
+    }
+    let push = "framescale_exporter_push_records_total";
+    header(
+        out,
+        format,
+        push,
+        Kind::Counter,
+        "Frame records accepted by POST /v1/frames.",
+        None,
+    );
+    sample(out, push, "", get(&stats.push_records));
+
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "framescale_exporter_pods_tracked",
+            "Pods with at least one tracked series.",
+            store.pod_count() as f64,
+        ),
+        (
+            "framescale_exporter_series_tracked",
+            "Series (namespace, pod, container) tracked.",
+            store.len() as f64,
+        ),
+        (
+            "framescale_exporter_log_files_tracked",
+            "Log files open for tailing.",
+            get(&stats.files_tracked) as f64,
+        ),
+        (
+            "framescale_exporter_poll_duration_seconds",
+            "Duration of the last poll of the log root.",
+            get(&stats.last_poll_micros) as f64 / 1e6,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let unit = name.ends_with("_seconds").then_some("seconds");
+        header(out, format, name, Kind::Gauge, help, unit);
+        sample(out, name, "", value);
+    }
+}
+
+fn header(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    kind: Kind,
+    help: &str,
+    unit: Option<&str>,
+) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Summary => "summary",
+    };
+    match format {
+        Format::Prometheus => {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        }
+        Format::OpenMetrics => {
+            let family = if kind == "counter" {
+                name.strip_suffix("_total").unwrap_or(name)
+            } else {
+                name
+            };
+            let _ = write!(out, "# TYPE {family} {kind}\n");
+            if let Some(unit) = unit {
+                let _ = write!(out, "# UNIT {family} {unit}\n");
+            }
+            let _ = write!(out, "# HELP {family} {help}\n");
+        }
+    }
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+fn series_labels(namespace: &str, pod: &str, container: &str) -> String {
+    let mut labels = String::with_capacity(namespace.len() + pod.len() + container.len() + 40);
+    for (i, (label, value)) in [
+        (NAMESPACE_LABEL, namespace),
+        (POD_LABEL, pod),
+        (CONTAINER_LABEL, container),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i > 0 {
+            labels.push(',');
+        }
+        labels.push_str(label);
+        labels.push_str("=\"");
+        escape_label_value(value, &mut labels);
+        labels.push('"');
+    }
+    labels
+}
+
+/// Escapes a label value as both formats need: `\`, `"` and newline.
+fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use framescale_core::frame::{FrameRecord, RenderEvent};
+    use framescale_core::window::WindowConfig;
+
+    use super::*;
+    use crate::store::SeriesKey;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn store() -> SeriesStore {
+        let mut store = SeriesStore::new(WindowConfig::default());
+        let key = SeriesKey::new("render", "blender-0", "blender");
+        for ms in [10, 20, 30, 40] {
+            store.record(
+                &key,
+                &RenderEvent::Frame(FrameRecord::ok(None, Duration::from_millis(ms))),
+                NOW,
+            );
+        }
+        // A series whose only frame has left the window.
+        let idle = RenderEvent::Frame(FrameRecord::ok(None, Duration::from_millis(5)));
+        store.record(
+            &SeriesKey::new("render", "idle-0", "worker"),
+            &idle,
+            NOW - 120_000,
+        );
+        store
+    }
+
+    #[test]
+    fn frame_metrics_in_both_formats() {
+        let store = store();
+        let stats = ExporterStats::default();
+        let text = render(
+            &store,
+            &stats,
+            NOW,
+            Format::Prometheus,
+            &mut Scratch::default(),
+        );
+        let labels = r#"namespace="render",pod="blender-0",container="blender""#;
+        for want in [
+            "# TYPE framescale_frame_duration_seconds summary\n",
+            // HDR quantiles report the top of the sample's bucket: 20 ms → 20.015 ms.
+            &format!("framescale_frame_duration_seconds{{{labels},quantile=\"0.5\"}} 0.020015\n"),
+            &format!("framescale_frame_duration_seconds{{{labels},quantile=\"0.95\"}} 0.040031\n"),
+            &format!("framescale_frame_duration_seconds_sum{{{labels}}} 0.1\n"),
+            &format!("framescale_frame_duration_seconds_count{{{labels}}} 4\n"),
+            &format!("framescale_frames_total{{{labels},outcome=\"ok\"}} 4\n"),
+            "# TYPE framescale_frames_total counter\n",
+            "framescale_exporter_pods_tracked 2\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"));
+
+        let open = render(
+            &store,
+            &stats,
+            NOW,
+            Format::OpenMetrics,
+            &mut Scratch::default(),
+        );
+        assert!(open.contains("# TYPE framescale_frames counter\n"));
+        assert!(open.contains("# UNIT framescale_frame_duration_seconds seconds\n"));
+        assert!(open.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn an_idle_series_has_no_quantiles() {
+        let text = render(
+            &store(),
+            &ExporterStats::default(),
+            NOW,
+            Format::Prometheus,
+            &mut Scratch::default(),
+        );
+        assert!(
+            !text.contains(r#"pod="idle-0",container="worker",quantile"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"framescale_frame_duration_seconds_count{namespace="render",pod="idle-0",container="worker"} 1"#));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            series_labels("a\"b", "c\\d", "e\nf"),
+            r#"namespace="a\"b",pod="c\\d",container="e\nf""#
+        );
+    }
+
+    #[test]
+    fn accept_header_picks_the_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Prometheus);
+        assert_eq!(Format::from_accept(None), Format::Prometheus);
+    }
+}

@@ -1,0 +1,208 @@
+//! The exporter's HTTP server.
+//!
+//! | endpoint | answer |
+//! |---|---|
+//! | `GET /metrics` | OpenMetrics when the `Accept` header asks for it, Prometheus text 0.0.4 otherwise |
+//! | `GET /livez` | 200 while the process serves |
+//! | `GET /readyz` | 200 once the first scan of the log root is done, 503 before |
+//! | `POST /v1/frames` | newline-delimited JSON frames ([`crate::push`]); 200 `{"accepted":N}`, 400 with the reason, 413 over the body limit |
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use framescale_core::frame::RenderEvent;
+
+use crate::exposition::{self, Format};
+use crate::stats::ExporterStats;
+use crate::tail::now_millis;
+use crate::{Shared, lock, push};
+
+/// The router, for a real server or for `oneshot` tests.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.push_body_limit;
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route(
+            "/v1/frames",
+            post(push_frames).layer(DefaultBodyLimit::max(limit)),
+        )
+        .with_state(shared)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = {
+        let store = lock(&shared.store);
+        let mut scratch = lock(&shared.scratch);
+        exposition::render(&store, &shared.stats, now_millis(), format, &mut scratch)
+    };
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first scan of the pods log root has not finished\n",
+        )
+            .into_response()
+    }
+}
+
+async fn push_frames(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ExporterStats::add(&shared.stats.push_rejected_too_large, 1);
+                let reason = format!(
+                    "the body is over the limit of {} bytes (--push-body-limit)",
+                    shared.push_body_limit
+                );
+                return json_error(status, &reason);
+            }
+            ExporterStats::add(&shared.stats.push_rejected_invalid, 1);
+            return json_error(status, &rejection.body_text());
+        }
+    };
+    let frames = match push::parse_body(&body) {
+        Ok(frames) => frames,
+        Err(error) => {
+            ExporterStats::add(&shared.stats.push_rejected_invalid, 1);
+            if let Some(suppressed) = shared.throttle.allow("push_invalid") {
+                tracing::warn!(%error, suppressed, "Rejected a push body");
+            }
+            return json_error(StatusCode::BAD_REQUEST, &error.to_string());
+        }
+    };
+    let now = now_millis();
+    let accepted = frames.len();
+    let mut late = 0;
+    {
+        let mut store = lock(&shared.store);
+        for (key, frame) in frames {
+            if !store.record(&key, &RenderEvent::Frame(frame), now) {
+                late += 1;
+            }
+        }
+    }
+    ExporterStats::add(&shared.stats.late_frames, late);
+    ExporterStats::add(&shared.stats.push_records, accepted as u64);
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "accepted": accepted })),
+    )
+        .into_response()
+}
+
+fn json_error(status: StatusCode, reason: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            framescale_core::window::WindowConfig::default(),
+            1024,
+        ))
+    }
+
+    async fn call(shared: &Arc<Shared>, request: Request<Body>) -> (StatusCode, String) {
+        let response = router(shared.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn post(body: impl Into<Body>) -> Request<Body> {
+        Request::post("/v1/frames").body(body.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pushed_frames_show_in_metrics() {
+        let shared = shared();
+        let body = r#"{"namespace":"r","pod":"w-0","container":"worker","duration_ms":40}"#;
+        assert_eq!(
+            call(&shared, post(body)).await,
+            (StatusCode::OK, r#"{"accepted":1}"#.into())
+        );
+        let (status, text) = call(
+            &shared,
+            Request::get("/metrics").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains(r#"framescale_frames_total{namespace="r",pod="w-0",container="worker",outcome="ok"} 1"#), "{text}");
+        assert!(
+            text.contains("framescale_exporter_push_records_total 1"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_pushes_are_refused_and_counted() {
+        let shared = shared();
+        let (status, body) = call(&shared, post("nope")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("line 1"), "{body}");
+        let (status, body) = call(&shared, post(vec![b' '; 2048])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("--push-body-limit"), "{body}");
+        assert_eq!(ExporterStats::get(&shared.stats.push_rejected_invalid), 1);
+        assert_eq!(ExporterStats::get(&shared.stats.push_rejected_too_large), 1);
+    }
+
+    #[tokio::test]
+    async fn openmetrics_when_asked() {
+        let shared = shared();
+        let request = Request::get("/metrics")
+            .header("accept", "application/openmetrics-text;version=1.0.0")
+            .body(Body::empty())
+            .unwrap();
+        let response = router(shared).oneshot(request).await.unwrap();
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            Format::OpenMetrics.content_type()
+        );
+    }
+
+    #[tokio::test]
+    async fn ready_after_the_first_scan() {
+        let shared = shared();
+        let readyz = || Request::get("/readyz").body(Body::empty()).unwrap();
+        assert_eq!(
+            call(&shared, readyz()).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        shared.ready.store(true, Ordering::Relaxed);
+        assert_eq!(call(&shared, readyz()).await.0, StatusCode::OK);
+        assert_eq!(
+            call(&shared, Request::get("/livez").body(Body::empty()).unwrap())
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The per-series state behind `/metrics`: one sliding window and counters per container.
+//!
+//! A series is (namespace, pod, container). Log tailing and push ingest both record into it;
+//! the exposition reads it. A series lives while its source does: the discovery of log files
+//! touches it every scan, a push touches it on arrival, and [`SeriesStore::sweep`] drops the
+//! ones not touched for the grace period, so label sets stay bounded as pods come and go.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use framescale_core::frame::{FrameRecord, Outcome, RenderEvent};
+use framescale_core::window::{QuantileWindow, Scratch, WindowConfig, WindowSnapshot};
+
+/// Identity of a series: the labels it carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name.
+    pub container: String,
+}
+
+impl SeriesKey {
+    /// A key from its three labels.
+    #[must_use]
+    pub fn new(namespace: &str, pod: &str, container: &str) -> Self {
+        SeriesKey {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            container: container.into(),
+        }
+    }
+}
+
+/// What is known of one series.
+#[derive(Debug, Clone)]
+pub struct Series {
+    window: QuantileWindow,
+    /// Frames that ended, by outcome.
+    pub frames_ok: u64,
+    /// Frames that failed.
+    pub frames_failed: u64,
+    /// Successful frames with a duration, ever (the summary's `_count`).
+    pub duration_count: u64,
+    /// Sum of their durations in seconds (the summary's `_sum`).
+    pub duration_sum_seconds: f64,
+    /// Errors the renderer reported outside any frame.
+    pub job_errors: u64,
+    /// The last time (ms since the epoch) its source was seen.
+    last_seen_millis: u64,
+}
+
+impl Series {
+    fn new(config: WindowConfig, now_millis: u64) -> Self {
+        Series {
+            window: QuantileWindow::new(config),
+            frames_ok: 0,
+            frames_failed: 0,
+            duration_count: 0,
+            duration_sum_seconds: 0.0,
+            job_errors: 0,
+            last_seen_millis: now_millis,
+        }
+    }
+
+    /// Quantiles of the frame durations in the window ending `now_millis`; `None` when the
+    /// window holds no frame.
+    pub fn snapshot(
+        &self,
+        now_millis: u64,
+        quantiles: &[f64],
+        scratch: &mut Scratch,
+    ) -> Option<WindowSnapshot> {
+        self.window.snapshot(now_millis, quantiles, scratch)
+    }
+
+    /// Counts a frame; false when its duration was too old for the window.
+    fn record_frame(&mut self, frame: &FrameRecord, at_millis: u64) -> bool {
+        match frame.outcome {
+            Outcome::Ok => self.frames_ok += 1,
+            Outcome::Failed => self.frames_failed += 1,
+        }
+        // A failed frame's time says how fast it failed, not how fast frames render: only
+        // produced frames enter the duration summary.
+        if let (Outcome::Ok, Some(duration)) = (frame.outcome, frame.duration) {
+            self.duration_count += 1;
+            self.duration_sum_seconds += duration.as_secs_f64();
+            return self.window.record(duration, at_millis);
+        }
+        true
+    }
+}
+
+/// Every series of this exporter.
+#[derive(Debug)]
+pub struct SeriesStore {
+    config: WindowConfig,
+    series: BTreeMap<SeriesKey, Series>,
+}
+
+impl SeriesStore {
+    /// An empty store whose windows have `config`.
+    #[must_use]
+    pub fn new(config: WindowConfig) -> Self {
+        SeriesStore {
+            config,
+            series: BTreeMap::new(),
+        }
+    }
+
+    /// Records one event of `key`'s log, which happened at `at_millis`. Returns false when a
+    /// frame was too old to join the window (it still counts in the totals).
+    pub fn record(&mut self, key: &SeriesKey, event: &RenderEvent, at_millis: u64) -> bool {
+        let series = self.entry(key, at_millis);
+        match event {
+            RenderEvent::Frame(frame) => series.record_frame(frame, at_millis),
+            RenderEvent::JobError(_) => {
+                series.job_errors += 1;
+                true
+            }
+        }
+    }
+
+    /// Notes that `key`'s source still exists at `now_millis`. A series is created by its first
+    /// event, not by a touch, so containers that never render add no series.
+    pub fn touch(&mut self, key: &SeriesKey, now_millis: u64) {
+        if let Some(series) = self.series.get_mut(key) {
+            series.last_seen_millis = series.last_seen_millis.max(now_millis);
+        }
+    }
+
+    /// Drops series whose source was last seen more than `grace` before `now_millis`; returns
+    /// how many.
+    pub fn sweep(&mut self, now_millis: u64, grace: Duration) -> usize {
+        let cutoff = now_millis.saturating_sub(grace.as_millis() as u64);
+        let before = self.series.len();
+        self.series.retain(|_, s| s.last_seen_millis >= cutoff);
+        before - self.series.len()
+    }
+
+    /// The series, in label order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SeriesKey, &Series)> {
+        self.series.iter()
+    }
+
+    /// How many series are tracked.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether no series is tracked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// How many distinct pods are tracked.
+    #[must_use]
+    pub fn pod_count(&self) -> usize {
+        let mut pods = 0;
+        let mut last: Option<(&str, &str)> = None;
+        for key in self.series.keys() {
+            let pod = (key.namespace.as_str(), key.pod.as_str());
+            if last != Some(pod) {
+                pods += 1;
+                last = Some(pod);
+            }
+        }
+        pods
+    }
+
+    fn entry(&mut self, key: &SeriesKey, now_millis: u64) -> &mut Series {
+        if !self.series.contains_key(key) {
+            self.series
+                .insert(key.clone(), Series::new(self.config, now_millis));
+        }
+        let series = self.series.get_mut(key).expect("inserted above");
+        series.last_seen_millis = series.last_seen_millis.max(now_millis);
+        series
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn ok(ms: u64) -> RenderEvent {
+        RenderEvent::Frame(FrameRecord::ok(None, Duration::from_millis(ms)))
+    }
+
+    #[test]
+    fn frames_and_errors_are_counted() {
+        let mut store = SeriesStore::new(WindowConfig::default());
+        let key = SeriesKey::new("render", "blender-0", "blender");
+        store.record(&key, &ok(100), NOW);
+        store.record(&key, &ok(300), NOW);
+        store.record(
+            &key,
+            &RenderEvent::Frame(FrameRecord::failed(
+                Some(3),
+                Some(Duration::from_secs(9)),
+                "x".into(),
+            )),
+            NOW,
+        );
+        store.record(&key, &RenderEvent::JobError("boom".into()), NOW);
+        let (_, s) = store.iter().next().unwrap();
+        assert_eq!(
+            (s.frames_ok, s.frames_failed, s.job_errors, s.duration_count),
+            (2, 1, 1, 2)
+        );
+        assert!((s.duration_sum_seconds - 0.4).abs() < 1e-9);
+        let snap = s.snapshot(NOW, &[1.0], &mut Scratch::default()).unwrap();
+        assert_eq!(
+            snap.count, 2,
+            "the failed frame's 9 s stays out of the window"
+        );
+    }
+
+    #[test]
+    fn series_not_seen_for_the_grace_period_are_dropped() {
+        let mut store = SeriesStore::new(WindowConfig::default());
+        let a = SeriesKey::new("ns", "a", "c");
+        let b = SeriesKey::new("ns", "b", "c");
+        store.record(&a, &ok(1), NOW);
+        store.record(&b, &ok(1), NOW);
+        store.touch(&b, NOW + 50_000);
+        store.touch(&SeriesKey::new("ns", "never-rendered", "c"), NOW + 50_000);
+        assert_eq!(store.sweep(NOW + 90_000, Duration::from_secs(60)), 1);
+        assert_eq!(
+            store
+                .iter()
+                .map(|(k, _)| k.pod.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+    }
+
+    #[test]
+    fn pods_are_counted_once_per_pod() {
+        let mut store = SeriesStore::new(WindowConfig::default());
+        for (pod, container) in [("a", "x"), ("a", "y"), ("b", "x")] {
+            store.record(&SeriesKey::new("ns", pod, container), &ok(1), NOW);
+        }
+        store.record(&SeriesKey::new("other", "a", "x"), &ok(1), NOW);
+        assert_eq!(store.pod_count(), 3);
+    }
+}
