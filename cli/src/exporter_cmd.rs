@@ -74,7 +74,7 @@ impl ExporterArgs {
             ("--poll-interval", self.poll_interval),
             ("--rescan-interval", self.rescan_interval),
         ] {
-            if value < Duration::from_millis(10) || value > Duration::from_secs(3600) {
+            if value < Duration::from_millis(10) || value > Duration::from_hours(1) {
                 bail!(
                     "{flag} must be between 10ms and 1h, got {}",
                     humantime::format_duration(value)

@@ -89,11 +89,7 @@ impl BlenderParser {
                     self.error(text, emit);
                 }
             }
-            Some(b'B') => {
-                if line == b"Blender quit" {
-                    self.quit(emit);
-                }
-            }
+            Some(b'B') if line == b"Blender quit" => self.quit(emit),
             _ => {}
         }
     }
@@ -417,7 +413,7 @@ mod tests {
         let cases: &[(&str, Option<u64>, Duration, &str)] = &[
             (movie, Some(7), ms(500), "frame 7"),
             (windows, Some(3), ms(100), "C:\\out\\0003.png"),
-            (long, Some(1), Duration::from_secs(3600), "/o/1.png"),
+            (long, Some(1), Duration::from_hours(1), "/o/1.png"),
         ];
         for (log, frame, duration, output) in cases {
             let events = parse(log);

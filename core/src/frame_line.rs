@@ -29,7 +29,7 @@ use crate::frame::{FrameRecord, Outcome};
 pub const PREFIX: &str = "framescale.frame";
 
 /// Longest duration a record may carry: one hour, the top of the histogram range.
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+pub const MAX_DURATION: Duration = Duration::from_hours(1);
 
 /// Why a line that opens with [`PREFIX`] is not a valid frame record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,21 +71,22 @@ pub fn parse(line: &[u8]) -> Option<Result<FrameRecord, Error>> {
 /// Writes a record as a frame line, the inverse of [`parse`].
 #[must_use]
 pub fn format(record: &FrameRecord) -> String {
+    use std::fmt::Write;
     let mut line = String::from(PREFIX);
     if let Some(frame) = record.frame {
-        line.push_str(&std::format!(" frame={frame}"));
+        let _ = write!(line, " frame={frame}");
     }
     if let Some(duration) = record.duration {
-        line.push_str(&std::format!(" duration_ms={}", millis(duration)));
+        let _ = write!(line, " duration_ms={}", millis(duration));
     }
     if let Some(queue) = record.queue {
-        line.push_str(&std::format!(" queue_ms={}", millis(queue)));
+        let _ = write!(line, " queue_ms={}", millis(queue));
     }
     line.push_str(" outcome=");
     line.push_str(record.outcome.as_str());
     for (key, value) in [("output", &record.output), ("error", &record.error)] {
         if let Some(value) = value {
-            line.push_str(&std::format!(" {key}={}", quote(value)));
+            let _ = write!(line, " {key}={}", quote(value));
         }
     }
     line

@@ -5,7 +5,7 @@
 //! ending now, so the window slides in steps of one sub-window (it covers between
 //! `window − sub_window` and `window` of history). Values are kept in microseconds, from 1 µs to
 //! 1 h (larger values are clamped to 1 h), at 3 significant digits, and quantiles are
-//! HdrHistogram's: the highest value equivalent to the sample at rank `⌈q·n⌉`.
+//! `HdrHistogram`'s: the highest value equivalent to the sample at rank `⌈q·n⌉`.
 //!
 //! Memory is the design constraint: a dense 3-digit HDR histogram up to one second is ~45 KiB
 //! (u32 counts), so six per pod for 1,000 pods would be ~270 MiB. A sub-window therefore holds
@@ -61,8 +61,8 @@ impl WindowConfig {
             sub_windows,
         };
         if millis == 0
-            || window.subsec_nanos() % 1_000_000 != 0
-            || millis % sub_windows as u128 != 0
+            || !window.subsec_nanos().is_multiple_of(1_000_000)
+            || !millis.is_multiple_of(sub_windows as u128)
         {
             return Err(uneven);
         }
@@ -290,7 +290,7 @@ impl Slot {
     }
 }
 
-/// HdrHistogram's rank for quantile `q` of `count` values: `max(1, ⌈q·count⌉)`, at most `count`.
+/// `HdrHistogram`'s rank for quantile `q` of `count` values: `max(1, ⌈q·count⌉)`, at most `count`.
 fn rank(q: f64, count: u64) -> u64 {
     ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).clamp(1, count)
 }
@@ -376,7 +376,7 @@ mod tests {
     #[test]
     fn values_are_clamped_to_one_hour() {
         let mut window = QuantileWindow::new(WindowConfig::default());
-        window.record(Duration::from_secs(7200), 0);
+        window.record(Duration::from_hours(2), 0);
         let snap = window.snapshot(0, &[1.0], &mut Scratch::default()).unwrap();
         let top = snap.values[0].as_micros() as f64;
         assert!(

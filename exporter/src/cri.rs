@@ -212,7 +212,9 @@ fn digits(text: &[u8]) -> Option<u64> {
 
 fn days_in_month(year: u64, month: u64) -> u64 {
     match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -220,6 +222,10 @@ fn days_in_month(year: u64, month: u64) -> u64 {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+#[allow(
+    clippy::cast_possible_wrap,
+    reason = "year, month and day have at most four digits"
+)]
 fn days_from_civil(year: u64, month: u64, day: u64) -> i64 {
     let year = year as i64 - i64::from(month <= 2);
     let era = year.div_euclid(400);
@@ -366,7 +372,7 @@ mod tests {
         fn timestamps_round_trip(secs in 0u64..8_000_000_000, millis in 0u64..1000) {
             let days = secs / 86_400;
             // Build the civil date with the inverse algorithm, then parse it back.
-            let (y, m, d) = civil_from_days(days as i64);
+            let (y, m, d) = civil_from_days(i64::try_from(days).unwrap());
             let rem = secs % 86_400;
             let text = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem / 60 % 60, rem % 60);
             prop_assert_eq!(parse_rfc3339_millis(text.as_bytes()), Some(secs * 1000 + millis));

@@ -45,6 +45,9 @@ impl Format {
     }
 }
 
+/// A counter family: name, help, and samples as (labels, value).
+type Family<'a> = (&'a str, &'a str, &'a [(&'a str, u64)]);
+
 #[derive(Clone, Copy)]
 enum Kind {
     Counter,
@@ -148,7 +151,7 @@ fn write_self_metrics(
     stats: &ExporterStats,
 ) {
     let get = ExporterStats::get;
-    let counters: [(&str, &str, &[(&str, u64)]); 8] = [
+    let counters: [Family<'_>; 8] = [
         (
             "framescale_exporter_log_lines_total",
             "CRI records read from log files.",
@@ -261,7 +264,7 @@ fn header(
     };
     match format {
         Format::Prometheus => {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         }
         Format::OpenMetrics => {
             let family = if kind == "counter" {
@@ -269,11 +272,11 @@ fn header(
             } else {
                 name
             };
-            let _ = write!(out, "# TYPE {family} {kind}\n");
+            let _ = writeln!(out, "# TYPE {family} {kind}");
             if let Some(unit) = unit {
-                let _ = write!(out, "# UNIT {family} {unit}\n");
+                let _ = writeln!(out, "# UNIT {family} {unit}");
             }
-            let _ = write!(out, "# HELP {family} {help}\n");
+            let _ = writeln!(out, "# HELP {family} {help}");
         }
     }
 }

@@ -231,7 +231,7 @@ mod tests {
         store.record(&b, &ok(1), NOW);
         store.touch(&b, NOW + 50_000);
         store.touch(&SeriesKey::new("ns", "never-rendered", "c"), NOW + 50_000);
-        assert_eq!(store.sweep(NOW + 90_000, Duration::from_secs(60)), 1);
+        assert_eq!(store.sweep(NOW + 90_000, Duration::from_mins(1)), 1);
         assert_eq!(
             store
                 .iter()

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::ExporterConfig;
 use crate::discovery::{self, Scan};
@@ -81,7 +81,7 @@ impl Tailer {
                 return;
             }
         };
-        self.report_scan_problems(shared, &scan);
+        report_scan_problems(shared, &scan);
         let listed: HashSet<&PathBuf> = scan.files.iter().map(|f| &f.path).collect();
         let gone: Vec<PathBuf> = self
             .streams
@@ -127,26 +127,30 @@ impl Tailer {
         drop(store);
         if dropped > 0 {
             ExporterStats::add(&shared.stats.series_dropped, dropped as u64);
-            tracing::info!(dropped, grace = %humantime_secs(self.config.grace_period), "Dropped series of pods gone longer than the grace period");
+            tracing::info!(
+                dropped,
+                grace_secs = self.config.grace_period.as_secs(),
+                "Dropped series of pods gone longer than the grace period"
+            );
         }
         if first {
             shared.ready.store(true, Ordering::Relaxed);
             tracing::info!(root = %self.config.log_root.display(), files = scan.files.len(), at_end, "Initial scan of the pods log root done");
         }
     }
+}
 
-    fn report_scan_problems(&self, shared: &Shared, scan: &Scan) {
-        for (path, error) in &scan.unreadable {
-            ExporterStats::add(&shared.stats.read_errors, 1);
-            if let Some(suppressed) = shared.throttle.allow("unreadable_dir") {
-                tracing::warn!(path = %path.display(), %error, suppressed, "Cannot list a pod log directory");
-            }
+fn report_scan_problems(shared: &Shared, scan: &Scan) {
+    for (path, error) in &scan.unreadable {
+        ExporterStats::add(&shared.stats.read_errors, 1);
+        if let Some(suppressed) = shared.throttle.allow("unreadable_dir") {
+            tracing::warn!(path = %path.display(), %error, suppressed, "Cannot list a pod log directory");
         }
-        if let Some(path) = scan.foreign.first()
-            && let Some(suppressed) = shared.throttle.allow("foreign_entry")
-        {
-            tracing::debug!(path = %path.display(), count = scan.foreign.len(), suppressed, "Ignoring entries that are not <namespace>_<pod>_<uid> directories");
-        }
+    }
+    if let Some(path) = scan.foreign.first()
+        && let Some(suppressed) = shared.throttle.allow("foreign_entry")
+    {
+        tracing::debug!(path = %path.display(), count = scan.foreign.len(), suppressed, "Ignoring entries that are not <namespace>_<pod>_<uid> directories");
     }
 }
 
@@ -164,8 +168,4 @@ fn record(shared: &Shared, key: &crate::store::SeriesKey, ctx: &mut PollContext<
     }
     drop(store);
     ExporterStats::add(&shared.stats.late_frames, late);
-}
-
-fn humantime_secs(duration: Duration) -> String {
-    format!("{}s", duration.as_secs())
 }
