@@ -204,6 +204,22 @@ pub fn parse_rfc3339_millis(text: &[u8]) -> Option<u64> {
     Some(utc * 1000 + millis)
 }
 
+/// Formats milliseconds since the Unix epoch as RFC 3339 in UTC with nanosecond digits, as
+/// container runtimes write it (`2026-11-22T01:02:03.123000000Z`).
+#[must_use]
+pub fn format_rfc3339(millis: u64) -> String {
+    let secs = millis / 1000;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}000000Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        millis % 1000
+    )
+}
+
 fn digits(text: &[u8]) -> Option<u64> {
     text.iter().try_fold(0, |n, &d| {
         d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
@@ -219,6 +235,19 @@ fn days_in_month(year: u64, month: u64) -> u64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + u64::from(month <= 2), month, day)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -267,6 +296,14 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse_rfc3339_millis(text.as_bytes()), *want, "{text}");
         }
+        assert_eq!(
+            format_rfc3339(1_475_713_029_669),
+            "2016-10-06T00:17:09.669000000Z"
+        );
+        assert_eq!(
+            format_rfc3339(1_709_208_000_000),
+            "2024-02-29T12:00:00.000000000Z"
+        );
     }
 
     #[test]
@@ -369,25 +406,8 @@ mod tests {
         }
 
         #[test]
-        fn timestamps_round_trip(secs in 0u64..8_000_000_000, millis in 0u64..1000) {
-            let days = secs / 86_400;
-            // Build the civil date with the inverse algorithm, then parse it back.
-            let (y, m, d) = civil_from_days(i64::try_from(days).unwrap());
-            let rem = secs % 86_400;
-            let text = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem / 60 % 60, rem % 60);
-            prop_assert_eq!(parse_rfc3339_millis(text.as_bytes()), Some(secs * 1000 + millis));
+        fn timestamps_round_trip(millis in 0u64..253_402_300_799_999) {
+            prop_assert_eq!(parse_rfc3339_millis(format_rfc3339(millis).as_bytes()), Some(millis));
         }
-    }
-
-    fn civil_from_days(z: i64) -> (i64, i64, i64) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        (yoe + era * 400 + i64::from(m <= 2), m, d)
     }
 }

@@ -179,10 +179,10 @@ impl LogStream {
                     .as_ref()
                     .is_some_and(|c| c.id == file_id(&meta)) => {}
             Ok(_) => {
-                if self.current.is_some() {
-                    ExporterStats::add(&ctx.stats.rotations_renamed, 1);
-                    tracing::debug!(path = %self.path.display(), "Log file was replaced; following the new one");
-                }
+                // A stream starts with a file open, so any other file under its path replaced
+                // it, whether the old one is still open or was already drained.
+                ExporterStats::add(&ctx.stats.rotations_renamed, 1);
+                tracing::debug!(path = %self.path.display(), "Log file was replaced; following the new one");
                 match OpenLog::open(&self.path) {
                     Ok(mut new) => {
                         self.retired = self.current.take();

@@ -1,0 +1,364 @@
+//! Helpers for the end-to-end tests: real processes on 127.0.0.1, stopped by PID on drop.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the helpers"
+)]
+
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use framescale_exporter::cri::format_rfc3339;
+
+/// A real fixture file's text.
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/../fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Wraps each line of `text` as a full CRI record on stdout, stamped now.
+pub fn cri(text: &str) -> String {
+    let stamp = format_rfc3339(now_millis());
+    text.lines().fold(String::new(), |mut out, line| {
+        let _ = writeln!(out, "{stamp} stdout F {line}");
+        out
+    })
+}
+
+/// Appends bytes to a file, creating it and its directories.
+pub fn append(path: &Path, bytes: impl AsRef<[u8]>) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(bytes.as_ref()).unwrap();
+}
+
+/// Polls `probe` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An HTTP agent that returns every status as a response.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// GET a URL: (status, body).
+pub fn get(url: &str) -> (u16, String) {
+    let mut response = agent()
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (
+        response.status().as_u16(),
+        response.body_mut().read_to_string().unwrap(),
+    )
+}
+
+/// A free port on 127.0.0.1 (for programs that cannot be told to pick one).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Percent-encodes a query-string value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A `framescale exporter` process on 127.0.0.1, killed on drop.
+pub struct Exporter {
+    child: Child,
+    /// Where it serves.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Exporter {
+    /// Starts the exporter over `root` with fast polling, plus `extra` flags, and waits until
+    /// it is ready.
+    pub fn start(root: &Path, extra: &[&str]) -> Exporter {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_framescale"))
+            .args([
+                "exporter",
+                "--listen",
+                "127.0.0.1:0",
+                "--poll-interval",
+                "50ms",
+                "--rescan-interval",
+                "100ms",
+            ])
+            .arg("--log-root")
+            .arg(root)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start framescale exporter");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Exporter listening")
+                    && let Some(addr) = line.split("addr=").nth(1).and_then(|s| s.split(' ').next())
+                {
+                    let _ = addr_tx.send(addr.parse::<SocketAddr>().unwrap());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "exporter did not report its address; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                )
+            });
+        let exporter = Exporter { child, addr, log };
+        wait_for("exporter /readyz", Duration::from_secs(10), || {
+            (exporter.get("/readyz").0 == 200).then_some(())
+        });
+        exporter
+    }
+
+    /// GET a path of the exporter.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        get(&format!("http://{}{path}", self.addr))
+    }
+
+    /// POST a body to a path of the exporter.
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        let url = format!("http://{}{path}", self.addr);
+        let mut response = agent().post(&url).send(body).unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    /// The exposition in Prometheus text format.
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        Metrics(body)
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "exporter ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/metrics` body, with lookups by series.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the sample whose name and labels are exactly `series`
+    /// (`name{a="b",c="d"}`), if present.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// The value of a pod's frame-duration quantile, in seconds.
+    pub fn quantile(&self, namespace: &str, pod: &str, container: &str, q: &str) -> Option<f64> {
+        self.value(&format!(
+            r#"framescale_frame_duration_seconds{{namespace="{namespace}",pod="{pod}",container="{container}",quantile="{q}"}}"#
+        ))
+    }
+
+    /// A per-series sample of `name` with an extra `label="value"`, or none.
+    pub fn series(
+        &self,
+        name: &str,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        extra: &str,
+    ) -> Option<f64> {
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(",{extra}")
+        };
+        self.value(&format!(
+            r#"{name}{{namespace="{namespace}",pod="{pod}",container="{container}"{extra}}}"#
+        ))
+    }
+}
+
+/// The nearest-rank quantile of `samples` — the definition HDR histograms use — computed
+/// independently of the exporter.
+pub fn nearest_rank(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Asserts that an HDR quantile (3 significant digits, reported as the top of its bucket)
+/// matches the exact value: never below it, above it by at most 1/1000 or one microsecond.
+pub fn assert_hdr_close(got: f64, want: f64, what: &str) {
+    let slack = (want / 1000.0).max(1e-6) + 1e-9;
+    assert!(
+        got >= want - 1e-9 && got <= want + slack,
+        "{what}: got {got}, want {want} (HDR precision)"
+    );
+}
+
+/// A Debian `prometheus` process on 127.0.0.1 scraping `targets` every second, killed on drop.
+pub struct Prometheus {
+    child: Child,
+    /// Where its HTTP API answers.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus and waits until it is ready.
+    pub fn start(targets: &[SocketAddr]) -> Prometheus {
+        let binary = which("prometheus").expect(
+            "the `prometheus` binary is not installed: run ./scripts/test, which installs Debian's prometheus package",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: framescale-exporter\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        wait_for("prometheus /-/ready", Duration::from_secs(30), || {
+            let url = format!("http://{addr}/-/ready");
+            let response = agent().get(&url).call().ok()?;
+            (response.status().as_u16() == 200).then_some(())
+        });
+        prometheus
+    }
+
+    /// Runs an instant query; returns the `data.result` array.
+    pub fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let (status, body) = get(&format!(
+            "http://{}/api/v1/query?query={}",
+            self.addr,
+            encode(promql)
+        ));
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["status"], "success", "{body}");
+        json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The full path of a program on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
