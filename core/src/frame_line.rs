@@ -21,6 +21,7 @@
 //! Unknown keys are ignored so that writers can add fields without breaking older exporters;
 //! a key given twice is an error.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::frame::{FrameRecord, Outcome};
@@ -123,7 +124,8 @@ fn parse_pairs(text: &str) -> Result<FrameRecord, Error> {
         output: None,
         error: None,
     };
-    let mut seen: Vec<String> = Vec::new();
+    // Keys seen so far, as slices of `text`: no allocation for the usual handful of keys.
+    let mut seen: Vec<&str> = Vec::new();
     let mut rest = text.trim_start();
     while !rest.is_empty() {
         let eq = rest
@@ -134,10 +136,10 @@ fn parse_pairs(text: &str) -> Result<FrameRecord, Error> {
             return Err(Error::NotAPair(first_word(rest).to_owned()));
         }
         let (value, after) = take_value(key, &rest[eq + 1..])?;
-        if seen.iter().any(|k| k == key) {
+        if seen.contains(&key) {
             return Err(Error::DuplicateKey(key.to_owned()));
         }
-        seen.push(key.to_owned());
+        seen.push(key);
         apply(&mut record, key, value)?;
         rest = after.trim_start();
     }
@@ -147,10 +149,10 @@ fn parse_pairs(text: &str) -> Result<FrameRecord, Error> {
     Ok(record)
 }
 
-fn apply(record: &mut FrameRecord, key: &str, value: String) -> Result<(), Error> {
+fn apply(record: &mut FrameRecord, key: &str, value: Cow<'_, str>) -> Result<(), Error> {
     let bad = |expected| Error::BadValue {
         key: key.to_owned(),
-        value: value.clone(),
+        value: value.clone().into_owned(),
         expected,
     };
     match key {
@@ -158,30 +160,30 @@ fn apply(record: &mut FrameRecord, key: &str, value: String) -> Result<(), Error
         "duration_ms" => record.duration = Some(parse_millis(key, &value)?),
         "queue_ms" => record.queue = Some(parse_millis(key, &value)?),
         "outcome" => {
-            record.outcome = match value.as_str() {
+            record.outcome = match value.as_ref() {
                 "ok" => Outcome::Ok,
                 "failed" => Outcome::Failed,
                 _ => return Err(bad("`ok` or `failed`")),
             }
         }
-        "output" => record.output = Some(value),
-        "error" => record.error = Some(value),
+        "output" => record.output = Some(value.into_owned()),
+        "error" => record.error = Some(value.into_owned()),
         _ => {}
     }
     Ok(())
 }
 
 /// Takes one value off the front of `text`: bare up to a space, or double-quoted.
-fn take_value<'a>(key: &str, text: &'a str) -> Result<(String, &'a str), Error> {
+fn take_value<'a>(key: &str, text: &'a str) -> Result<(Cow<'a, str>, &'a str), Error> {
     let Some(quoted) = text.strip_prefix('"') else {
         let end = text.find(' ').unwrap_or(text.len());
-        return Ok((text[..end].to_owned(), &text[end..]));
+        return Ok((Cow::Borrowed(&text[..end]), &text[end..]));
     };
     let mut value = String::new();
     let mut chars = quoted.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return Ok((value, &quoted[i + 1..])),
+            '"' => return Ok((Cow::Owned(value), &quoted[i + 1..])),
             '\\' => match chars.next() {
                 Some((_, 'n')) => value.push('\n'),
                 Some((_, escaped)) => value.push(escaped),
