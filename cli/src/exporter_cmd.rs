@@ -29,10 +29,10 @@ pub struct ExporterArgs {
     #[arg(long, env = "FRAMESCALE_SUB_WINDOWS", default_value_t = 6)]
     sub_windows: usize,
     /// How often log files are read.
-    #[arg(long, env = "FRAMESCALE_POLL_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FRAMESCALE_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
     /// How often the log root is listed for pods that came or went.
-    #[arg(long, env = "FRAMESCALE_RESCAN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FRAMESCALE_RESCAN_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     rescan_interval: Duration,
     /// How long the series of a pod that is gone are still served.
     #[arg(long, env = "FRAMESCALE_GRACE_PERIOD", default_value = "2m", value_parser = humantime::parse_duration)]

@@ -5,9 +5,13 @@
 //! read to its end, kept open for one more poll for writes that raced the rename, and the new
 //! file is read from its start, through the same CRI assembler and render-log parser, so a frame
 //! that spans the rotation is not lost. A file truncated in place (copy-truncate) is read again
-//! from its start. A file deleted while open is drained and closed. A truncation followed by
-//! more writes than the old size before the next poll cannot be told from an append; polls are
-//! frequent (250 ms by default) to make that unlikely.
+//! from its start. A file deleted while open is drained and closed.
+//!
+//! The open file is read on every poll (one `read` per idle file); the checks for truncation
+//! and for a new file under the path run on the tailer's rescans (every 5 s by default), since
+//! they are most of the cost of an idle file. Nothing is lost in between — the renamed file is
+//! still open and read — but a truncation followed by more writes than the old size before the
+//! next check cannot be told from an append.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -129,18 +133,27 @@ impl LogStream {
         self.current.is_some() || self.retired.is_some()
     }
 
-    /// Reads what was written since the last poll, following rotation and deletion; events go
-    /// to `ctx.events`.
-    pub fn poll(&mut self, ctx: &mut PollContext<'_>) {
+    /// Reads what was written since the last poll; events go to `ctx.events`. With
+    /// `check_file`, also checks whether the file was truncated or replaced under its path
+    /// (rename rotation, deletion). Those checks are most of the cost of polling an idle file,
+    /// so the tailer makes them on its rescans only; the open file is read on every poll.
+    pub fn poll(&mut self, ctx: &mut PollContext<'_>, check_file: bool) {
         if let Some(mut retired) = self.retired.take() {
             self.read(&mut retired, ctx);
         }
         if let Some(mut current) = self.current.take() {
-            self.check_truncation(&mut current, ctx);
-            self.read(&mut current, ctx);
+            // A file truncated below our offset reads as empty: only then is it worth a stat.
+            if self.read(&mut current, ctx) == 0
+                && check_file
+                && self.was_truncated(&mut current, ctx)
+            {
+                self.read(&mut current, ctx);
+            }
             self.current = Some(current);
         }
-        self.follow_path(ctx);
+        if check_file {
+            self.follow_path(ctx);
+        }
     }
 
     /// Ends the stream: a frame still in progress is reported as failed.
@@ -153,20 +166,26 @@ impl LogStream {
             .finish(&mut |event| events.push((event, now_millis())));
     }
 
-    fn check_truncation(&self, open: &mut OpenLog, ctx: &mut PollContext<'_>) {
+    /// Whether the file shrank below the offset (copy-truncate); if so, rewinds to its start.
+    fn was_truncated(&self, open: &mut OpenLog, ctx: &mut PollContext<'_>) -> bool {
         match open.file.metadata() {
             Ok(meta) if meta.len() < open.offset => {
                 ExporterStats::add(&ctx.stats.rotations_truncated, 1);
                 tracing::debug!(path = %self.path.display(), "Log file was truncated; reading it from the start");
                 if let Err(e) = open.file.seek(SeekFrom::Start(0)) {
-                    return self.read_error(ctx, &e);
+                    self.read_error(ctx, &e);
+                    return false;
                 }
                 open.offset = 0;
                 open.carry.clear();
                 open.skipping = false;
+                true
             }
-            Ok(_) => {}
-            Err(e) => self.read_error(ctx, &e),
+            Ok(_) => false,
+            Err(e) => {
+                self.read_error(ctx, &e);
+                false
+            }
         }
     }
 
@@ -202,14 +221,19 @@ impl LogStream {
         }
     }
 
-    fn read(&mut self, open: &mut OpenLog, ctx: &mut PollContext<'_>) {
+    /// Reads the file from its offset to its end (at most [`MAX_READ_PER_POLL`]); returns the
+    /// number of bytes read.
+    fn read(&mut self, open: &mut OpenLog, ctx: &mut PollContext<'_>) -> u64 {
         let mut budget = MAX_READ_PER_POLL;
         while budget > 0 {
             let n = match open.file.read(&mut ctx.buffer) {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.read_error(ctx, &e),
+                Err(e) => {
+                    self.read_error(ctx, &e);
+                    break;
+                }
             };
             open.offset += n as u64;
             budget = budget.saturating_sub(n as u64);
@@ -218,6 +242,7 @@ impl LogStream {
             self.split_lines(open, &chunk[..n], ctx);
             ctx.buffer = chunk;
         }
+        MAX_READ_PER_POLL - budget
     }
 
     fn split_lines(&mut self, open: &mut OpenLog, chunk: &[u8], ctx: &mut PollContext<'_>) {

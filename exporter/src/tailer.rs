@@ -48,14 +48,14 @@ impl Tailer {
     pub fn poll(&mut self, shared: &Shared) {
         let started = Instant::now();
         let mut ctx = PollContext::new(&shared.stats, &shared.throttle, self.config.max_line_bytes);
-        if self
+        let rescan = self
             .last_scan
-            .is_none_or(|at| at.elapsed() >= self.config.rescan_interval)
-        {
+            .is_none_or(|at| at.elapsed() >= self.config.rescan_interval);
+        if rescan {
             self.rescan(shared, &mut ctx);
         }
         for stream in self.streams.values_mut() {
-            stream.poll(&mut ctx);
+            stream.poll(&mut ctx, rescan);
             record(shared, stream.key(), &mut ctx);
         }
         ExporterStats::set(
