@@ -31,7 +31,7 @@ pub struct ExporterArgs {
     /// How often log files are read.
     #[arg(long, env = "FRAMESCALE_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
-    /// How often the log root is listed for pods that came or went.
+    /// How often the log root is listed for pods that came or went, and open files are checked for rotation.
     #[arg(long, env = "FRAMESCALE_RESCAN_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     rescan_interval: Duration,
     /// How long the series of a pod that is gone are still served.
