@@ -1,0 +1,526 @@
+//! The fused render score (ARCHITECTURE.md, contract 3).
+//!
+//! Per pod, `f = p95_ms / frame_target_ms` and `g = duty_pct / gpu_target_pct`;
+//! `score = w_f·f + w_g·g`, where 1.0 means "at target". The score is a ratio, not clamped to
+//! 0..1, so the HPA's `ceil(replicas × avg(score))` scales in proportion to the overload; a cap
+//! bounds outliers. A regime — frame-bound (`f > 1`, `g ≤ 1`), GPU-bound (`f ≤ 1`, `g > 1`) or
+//! both — must have held for its hold time before the score may exceed 1.0; until then it is
+//! held at 1.0. When both are over (and held), the score is multiplied by the boost.
+//!
+//! Missing data is never zero: a pod with neither signal has no score; a pod with one signal is
+//! scored on that one alone (its ratio), or left out, as [`PartialPolicy`] says.
+
+use std::time::Duration;
+
+/// What to do with a pod that has only one of the two signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartialPolicy {
+    /// Score it on the signal it has (the default).
+    #[default]
+    ScoreOnPresent,
+    /// Leave it out of the answer.
+    LeaveOut,
+}
+
+/// Every setting of the score, with the defaults of contract 3.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreConfig {
+    /// P95 frame time that counts as "at target", in milliseconds (default 32).
+    pub frame_target_ms: f64,
+    /// GPU duty that counts as "at target", in percent (default 65).
+    pub gpu_target_pct: f64,
+    /// Weight of the frame ratio (default 0.4); the weights sum to 1.
+    pub frame_weight: f64,
+    /// Weight of the GPU ratio (default 0.6).
+    pub gpu_weight: f64,
+    /// How long a frame-bound regime must hold before the score may exceed 1 (default 30 s).
+    pub frame_bound_hold: Duration,
+    /// How long a GPU-bound regime must hold (default 15 s).
+    pub gpu_bound_hold: Duration,
+    /// How long both-over must hold (default 10 s).
+    pub both_hold: Duration,
+    /// Factor applied when both are over and held (default 1.5).
+    pub boost: f64,
+    /// Largest score served (default 10).
+    pub cap: f64,
+    /// Pods with one signal.
+    pub partial: PartialPolicy,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        ScoreConfig {
+            frame_target_ms: 32.0,
+            gpu_target_pct: 65.0,
+            frame_weight: 0.4,
+            gpu_weight: 0.6,
+            frame_bound_hold: Duration::from_secs(30),
+            gpu_bound_hold: Duration::from_secs(15),
+            both_hold: Duration::from_secs(10),
+            boost: 1.5,
+            cap: 10.0,
+            partial: PartialPolicy::ScoreOnPresent,
+        }
+    }
+}
+
+/// Why a [`ScoreConfig`] is not usable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A target is not a finite number above 0.
+    #[error("{0} must be a finite number above 0")]
+    NotPositive(&'static str),
+    /// A weight is negative, or the weights do not sum to 1.
+    #[error("weights must be ≥ 0 and sum to 1, got frame {frame} + gpu {gpu}")]
+    Weights {
+        /// Frame weight.
+        frame: f64,
+        /// GPU weight.
+        gpu: f64,
+    },
+    /// The boost is below 1.
+    #[error("boost must be a finite number ≥ 1, got {0}")]
+    Boost(f64),
+    /// The cap is below 1.
+    #[error("cap must be a finite number ≥ 1, got {0}")]
+    Cap(f64),
+}
+
+impl ScoreConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("frame target", self.frame_target_ms),
+            ("gpu target", self.gpu_target_pct),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(ConfigError::NotPositive(name));
+            }
+        }
+        let (frame, gpu) = (self.frame_weight, self.gpu_weight);
+        if !(frame >= 0.0 && gpu >= 0.0 && ((frame + gpu) - 1.0).abs() < 1e-9) {
+            return Err(ConfigError::Weights { frame, gpu });
+        }
+        if !(self.boost.is_finite() && self.boost >= 1.0) {
+            return Err(ConfigError::Boost(self.boost));
+        }
+        if !(self.cap.is_finite() && self.cap >= 1.0) {
+            return Err(ConfigError::Cap(self.cap));
+        }
+        Ok(())
+    }
+
+    /// The frame ratio `f` of a P95 in milliseconds.
+    #[must_use]
+    pub fn frame_ratio(&self, p95_ms: f64) -> f64 {
+        p95_ms / self.frame_target_ms
+    }
+
+    /// The GPU ratio `g` of a duty in percent.
+    #[must_use]
+    pub fn gpu_ratio(&self, duty_pct: f64) -> f64 {
+        duty_pct / self.gpu_target_pct
+    }
+}
+
+/// Which signal is over its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Regime {
+    /// Neither is over.
+    None,
+    /// Frames are slow, the GPU is not busy past target.
+    FrameBound,
+    /// The GPU is busy past target, frames are on time.
+    GpuBound,
+    /// Both are over.
+    Both,
+}
+
+impl Regime {
+    /// A short name for logs and reports.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Regime::None => "none",
+            Regime::FrameBound => "frame-bound",
+            Regime::GpuBound => "gpu-bound",
+            Regime::Both => "both",
+        }
+    }
+}
+
+/// The two measured signals of one pod; `None` is missing (or stale), never 0.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Signals {
+    /// P95 frame time over the window, in milliseconds.
+    pub p95_ms: Option<f64>,
+    /// Device duty over the window, in percent.
+    pub duty_pct: Option<f64>,
+}
+
+/// Whether each over-target condition has held for its hold time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Holds {
+    /// `f > 1` throughout the frame-bound hold time.
+    pub frame_over: bool,
+    /// `g > 1` throughout the GPU-bound hold time.
+    pub gpu_over: bool,
+    /// `f > 1` and `g > 1` throughout the both hold time.
+    pub both_over: bool,
+}
+
+/// A pod's score and how it came about.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The value served; 1.0 is at target.
+    pub value: f64,
+    /// The regime of the current signals.
+    pub regime: Regime,
+    /// The score was held at 1.0 because the regime has not held long enough.
+    pub held_back: bool,
+}
+
+/// The fused score of one pod, or `None` when it has no usable signal.
+#[must_use]
+pub fn score(config: &ScoreConfig, signals: Signals, holds: Holds) -> Option<Score> {
+    let f = signals
+        .p95_ms
+        .filter(|v| v.is_finite())
+        .map(|v| config.frame_ratio(v));
+    let g = signals
+        .duty_pct
+        .filter(|v| v.is_finite())
+        .map(|v| config.gpu_ratio(v));
+    let (raw, regime) = match (f, g) {
+        (Some(f), Some(g)) => (
+            config.frame_weight * f + config.gpu_weight * g,
+            regime_of(f > 1.0, g > 1.0),
+        ),
+        (Some(_), None) | (None, Some(_)) if config.partial == PartialPolicy::LeaveOut => {
+            return None;
+        }
+        (Some(f), None) => (f, regime_of(f > 1.0, false)),
+        (None, Some(g)) => (g, regime_of(false, g > 1.0)),
+        (None, None) => return None,
+    };
+    let held = match regime {
+        Regime::None => true,
+        Regime::FrameBound => holds.frame_over,
+        Regime::GpuBound => holds.gpu_over,
+        Regime::Both => holds.both_over,
+    };
+    let boosted = if regime == Regime::Both && held {
+        raw * config.boost
+    } else {
+        raw
+    };
+    let (value, held_back) = if !held && boosted > 1.0 {
+        (1.0, true)
+    } else {
+        (boosted, false)
+    };
+    Some(Score {
+        value: value.clamp(0.0, config.cap),
+        regime,
+        held_back,
+    })
+}
+
+fn regime_of(frame_over: bool, gpu_over: bool) -> Regime {
+    match (frame_over, gpu_over) {
+        (false, false) => Regime::None,
+        (true, false) => Regime::FrameBound,
+        (false, true) => Regime::GpuBound,
+        (true, true) => Regime::Both,
+    }
+}
+
+/// Tracks, from successive observations, since when each over-target condition has held, to
+/// derive [`Holds`] where no history store (Prometheus) is at hand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HoldTracker {
+    frame_over_since: Option<u64>,
+    gpu_over_since: Option<u64>,
+}
+
+impl HoldTracker {
+    /// Records the signals observed at `at_millis` (ms since the epoch). A missing signal ends
+    /// its condition: a hold needs evidence all the way.
+    pub fn observe(&mut self, config: &ScoreConfig, signals: Signals, at_millis: u64) {
+        let frame_over = signals.p95_ms.is_some_and(|v| config.frame_ratio(v) > 1.0);
+        let gpu_over = signals.duty_pct.is_some_and(|v| config.gpu_ratio(v) > 1.0);
+        self.frame_over_since = frame_over.then(|| self.frame_over_since.unwrap_or(at_millis));
+        self.gpu_over_since = gpu_over.then(|| self.gpu_over_since.unwrap_or(at_millis));
+    }
+
+    /// The holds as of `now_millis`.
+    #[must_use]
+    pub fn holds(&self, config: &ScoreConfig, now_millis: u64) -> Holds {
+        let held_for = |since: Option<u64>, hold: Duration| {
+            since.is_some_and(|since| now_millis.saturating_sub(since) >= hold.as_millis() as u64)
+        };
+        let both_since = self
+            .frame_over_since
+            .zip(self.gpu_over_since)
+            .map(|(f, g)| f.max(g));
+        Holds {
+            frame_over: held_for(self.frame_over_since, config.frame_bound_hold),
+            gpu_over: held_for(self.gpu_over_since, config.gpu_bound_hold),
+            both_over: held_for(both_since, config.both_hold),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals(p95_ms: Option<f64>, duty_pct: Option<f64>) -> Signals {
+        Signals { p95_ms, duty_pct }
+    }
+
+    const ALL_HELD: Holds = Holds {
+        frame_over: true,
+        gpu_over: true,
+        both_over: true,
+    };
+    const NONE_HELD: Holds = Holds {
+        frame_over: false,
+        gpu_over: false,
+        both_over: false,
+    };
+
+    #[test]
+    #[allow(clippy::too_many_lines, reason = "one table of cases")]
+    fn score_table() {
+        let config = ScoreConfig::default();
+        // (p95 ms, duty %, holds, want value, want regime, want held back)
+        let cases = [
+            // At target exactly: 0.4·1 + 0.6·1.
+            (
+                Some(32.0),
+                Some(65.0),
+                NONE_HELD,
+                Some(1.0),
+                Regime::None,
+                false,
+            ),
+            // Under target: the score says how far under.
+            (
+                Some(16.0),
+                Some(32.5),
+                NONE_HELD,
+                Some(0.5),
+                Regime::None,
+                false,
+            ),
+            // Frame-bound, held: 0.4·2 + 0.6·0.5 = 1.1.
+            (
+                Some(64.0),
+                Some(32.5),
+                ALL_HELD,
+                Some(1.1),
+                Regime::FrameBound,
+                false,
+            ),
+            // Frame-bound, not held yet: held at 1.0.
+            (
+                Some(64.0),
+                Some(32.5),
+                NONE_HELD,
+                Some(1.0),
+                Regime::FrameBound,
+                true,
+            ),
+            // Frame-bound but weighted below 1: nothing to hold back.
+            (
+                Some(40.0),
+                Some(13.0),
+                NONE_HELD,
+                Some(0.62),
+                Regime::FrameBound,
+                false,
+            ),
+            // GPU-bound, held: 0.4·0.5 + 0.6·1.4 = 1.04.
+            (
+                Some(16.0),
+                Some(91.0),
+                ALL_HELD,
+                Some(1.04),
+                Regime::GpuBound,
+                false,
+            ),
+            (
+                Some(16.0),
+                Some(91.0),
+                Holds {
+                    gpu_over: false,
+                    ..ALL_HELD
+                },
+                Some(1.0),
+                Regime::GpuBound,
+                true,
+            ),
+            // Both over and held: (0.4·2 + 0.6·1.4) · 1.5 = 2.46.
+            (
+                Some(64.0),
+                Some(91.0),
+                ALL_HELD,
+                Some(2.46),
+                Regime::Both,
+                false,
+            ),
+            // Both over, the both-hold not elapsed (even if single holds did): held at 1.0.
+            (
+                Some(64.0),
+                Some(91.0),
+                Holds {
+                    both_over: false,
+                    ..ALL_HELD
+                },
+                Some(1.0),
+                Regime::Both,
+                true,
+            ),
+            // The cap bounds outliers: (0.4·100 + 0.6·10) · 1.5 = 69 → 10.
+            (
+                Some(3200.0),
+                Some(650.0),
+                ALL_HELD,
+                Some(10.0),
+                Regime::Both,
+                false,
+            ),
+            // One signal: scored on it alone.
+            (
+                Some(48.0),
+                None,
+                ALL_HELD,
+                Some(1.5),
+                Regime::FrameBound,
+                false,
+            ),
+            (None, Some(32.5), NONE_HELD, Some(0.5), Regime::None, false),
+            (
+                None,
+                Some(130.0),
+                NONE_HELD,
+                Some(1.0),
+                Regime::GpuBound,
+                true,
+            ),
+            // No signal, or only NaN: no score — never 0.
+            (None, None, ALL_HELD, None, Regime::None, false),
+            (Some(f64::NAN), None, ALL_HELD, None, Regime::None, false),
+        ];
+        for (p95, duty, holds, want, regime, held_back) in cases {
+            let got = score(&config, signals(p95, duty), holds);
+            match (got, want) {
+                (None, None) => {}
+                (Some(got), Some(want)) => {
+                    assert!(
+                        (got.value - want).abs() < 1e-9,
+                        "{p95:?} {duty:?}: {} != {want}",
+                        got.value
+                    );
+                    assert_eq!(
+                        (got.regime, got.held_back),
+                        (regime, held_back),
+                        "{p95:?} {duty:?}"
+                    );
+                }
+                _ => panic!("{p95:?} {duty:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn partial_data_can_be_left_out() {
+        let config = ScoreConfig {
+            partial: PartialPolicy::LeaveOut,
+            ..ScoreConfig::default()
+        };
+        assert_eq!(score(&config, signals(Some(48.0), None), ALL_HELD), None);
+        assert!(score(&config, signals(Some(48.0), Some(10.0)), ALL_HELD).is_some());
+    }
+
+    #[test]
+    fn holds_follow_the_observations() {
+        let config = ScoreConfig::default();
+        let mut tracker = HoldTracker::default();
+        let over_both = signals(Some(64.0), Some(91.0));
+        tracker.observe(&config, over_both, 0);
+        assert_eq!(tracker.holds(&config, 9_999), NONE_HELD);
+        assert_eq!(
+            tracker.holds(&config, 10_000),
+            Holds {
+                both_over: true,
+                ..NONE_HELD
+            }
+        );
+        assert_eq!(
+            tracker.holds(&config, 15_000),
+            Holds {
+                gpu_over: true,
+                both_over: true,
+                frame_over: false
+            }
+        );
+        assert_eq!(tracker.holds(&config, 30_000), ALL_HELD);
+        // The GPU drops under target: its hold restarts from scratch.
+        tracker.observe(&config, signals(Some(64.0), Some(10.0)), 31_000);
+        tracker.observe(&config, over_both, 32_000);
+        assert_eq!(
+            tracker.holds(&config, 41_999),
+            Holds {
+                frame_over: true,
+                ..NONE_HELD
+            }
+        );
+        assert_eq!(tracker.holds(&config, 47_000), ALL_HELD);
+        // A missing signal ends its hold too.
+        tracker.observe(&config, signals(None, Some(91.0)), 48_000);
+        assert_eq!(
+            tracker.holds(&config, 100_000),
+            Holds {
+                gpu_over: true,
+                ..NONE_HELD
+            }
+        );
+    }
+
+    #[test]
+    fn config_validation() {
+        assert_eq!(ScoreConfig::default().validate(), Ok(()));
+        let bad = [
+            ScoreConfig {
+                frame_target_ms: 0.0,
+                ..ScoreConfig::default()
+            },
+            ScoreConfig {
+                gpu_target_pct: f64::NAN,
+                ..ScoreConfig::default()
+            },
+            ScoreConfig {
+                frame_weight: 0.5,
+                ..ScoreConfig::default()
+            },
+            ScoreConfig {
+                frame_weight: -0.4,
+                gpu_weight: 1.4,
+                ..ScoreConfig::default()
+            },
+            ScoreConfig {
+                boost: 0.5,
+                ..ScoreConfig::default()
+            },
+            ScoreConfig {
+                cap: 0.9,
+                ..ScoreConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+    }
+}
