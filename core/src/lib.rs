@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod quantity;
 pub mod render_log;
 pub mod score;
+pub mod timefmt;
 pub mod window;

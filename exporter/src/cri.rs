@@ -208,16 +208,7 @@ pub fn parse_rfc3339_millis(text: &[u8]) -> Option<u64> {
 /// container runtimes write it (`2026-11-22T01:02:03.123000000Z`).
 #[must_use]
 pub fn format_rfc3339(millis: u64) -> String {
-    let secs = millis / 1000;
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}000000Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        millis % 1000
-    )
+    framescale_core::timefmt::rfc3339_nanos(millis)
 }
 
 fn digits(text: &[u8]) -> Option<u64> {
@@ -235,19 +226,6 @@ fn days_in_month(year: u64, month: u64) -> u64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(month <= 2), month, day)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

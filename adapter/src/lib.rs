@@ -1,0 +1,4 @@
+//! framescale's adapter: serves render metrics through the `custom.metrics.k8s.io` API.
+
+pub mod selector;
+pub mod wire;
