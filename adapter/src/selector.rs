@@ -142,9 +142,8 @@ impl Requirement {
             (Op::Exists, v) => v.is_some(),
             (Op::DoesNotExist, v) => v.is_none(),
             (Op::Equals | Op::In, Some(v)) => self.values.iter().any(|x| x == v),
-            (Op::Equals | Op::In, None) => false,
+            (Op::Equals | Op::In | Op::GreaterThan | Op::LessThan, None) => false,
             (Op::NotEquals | Op::NotIn, v) => v.is_none_or(|v| !self.values.iter().any(|x| x == v)),
-            (Op::GreaterThan | Op::LessThan, None) => false,
             (Op::GreaterThan | Op::LessThan, Some(v)) => {
                 let (Ok(have), Ok(bound)) = (v.parse::<i64>(), self.values[0].parse::<i64>())
                 else {
@@ -209,7 +208,7 @@ impl Parser<'_> {
             None => (None, key),
         };
         let prefix_ok = prefix.is_none_or(|p| {
-            !p.is_empty() && p.len() <= 253 && p.split('.').all(|part| is_dns_label(part))
+            !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label)
         });
         if !prefix_ok || !is_name(name) || name.is_empty() {
             return Err(self.error(&format!("invalid label key {key:?}")));
