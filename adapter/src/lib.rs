@@ -1,4 +1,6 @@
 //! framescale's adapter: serves render metrics through the `custom.metrics.k8s.io` API.
 
+pub mod request;
 pub mod selector;
+pub mod series;
 pub mod wire;

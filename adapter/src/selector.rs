@@ -207,9 +207,8 @@ impl Parser<'_> {
             Some((prefix, name)) => (Some(prefix), name),
             None => (None, key),
         };
-        let prefix_ok = prefix.is_none_or(|p| {
-            !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label)
-        });
+        let prefix_ok = prefix
+            .is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label));
         if !prefix_ok || !is_name(name) || name.is_empty() {
             return Err(self.error(&format!("invalid label key {key:?}")));
         }
