@@ -1,6 +1,8 @@
 //! framescale's adapter: serves render metrics through the `custom.metrics.k8s.io` API.
 
+pub mod config;
 pub mod request;
 pub mod selector;
 pub mod series;
+pub mod source;
 pub mod wire;

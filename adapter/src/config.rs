@@ -1,0 +1,402 @@
+//! The adapter's metrics file: which series feed each metric, and the score's settings.
+//!
+//! YAML (or JSON), every key optional, defaults from ARCHITECTURE.md contracts 2 and 3:
+//!
+//! ```yaml
+//! metrics:
+//!   frame:                       # P95 frame time per pod, in milliseconds
+//!     name: render_frame_duration_ms
+//!     series: framescale_frame_duration_seconds{quantile="0.95"}
+//!     scale: 1000                # seconds → milliseconds
+//!     aggregate: max             # several containers per pod: the worst
+//!   gpu:                         # device duty per pod, in percent
+//!     name: nvidia_gpu_duty_cycle
+//!     series: framescale_gpu_duty_cycle_ratio
+//!     scale: 100                 # ratio → percent (DCGM_FI_DEV_GPU_UTIL is already percent: 1)
+//!     aggregate: max
+//!   score:
+//!     name: render_scaling_score
+//! score:
+//!   frame_target_ms: 32
+//!   gpu_target_pct: 65
+//!   frame_weight: 0.4
+//!   gpu_weight: 0.6
+//!   holds: { frame_bound: 30s, gpu_bound: 15s, both: 10s }
+//!   boost: 1.5
+//!   cap: 10
+//!   partial: score_on_present    # or leave_out
+//! max_age: 45s                   # older values are missing
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use framescale_core::score::{PartialPolicy, ScoreConfig};
+use serde::Deserialize;
+
+use crate::series::SeriesSelector;
+
+/// How several series of one pod (containers, devices) become one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The largest (the default: the worst container decides).
+    #[default]
+    Max,
+    /// The mean.
+    Avg,
+    /// The sum.
+    Sum,
+}
+
+impl Aggregate {
+    /// Folds values; `None` when there are none.
+    #[must_use]
+    pub fn apply(self, values: &[f64]) -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Aggregate::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Aggregate::Sum => values.iter().sum(),
+            Aggregate::Avg => values.iter().sum::<f64>() / values.len() as f64,
+        })
+    }
+}
+
+/// One measured signal served as a metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalMetric {
+    /// Name in the custom metrics API.
+    pub name: String,
+    /// The series it is read from.
+    pub series: SeriesSelector,
+    /// Factor from the series' unit to the metric's.
+    pub scale: f64,
+    /// Label carrying the pod's namespace.
+    pub namespace_label: String,
+    /// Label carrying the pod's name.
+    pub pod_label: String,
+    /// How several series of one pod combine.
+    pub aggregate: Aggregate,
+}
+
+/// Everything the adapter serves, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// The P95 frame time, milliseconds.
+    pub frame: SignalMetric,
+    /// The device duty, percent.
+    pub gpu: SignalMetric,
+    /// Name of the fused score.
+    pub score_name: String,
+    /// The score's settings.
+    pub score: ScoreConfig,
+    /// Values older than this are missing.
+    pub max_age: Duration,
+}
+
+/// Why the metrics file is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML of the expected shape.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl MetricsConfig {
+    /// Reads and validates a metrics file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Unreadable {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| Error::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses and validates the text of a metrics file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        file.into_config()
+    }
+
+    /// The names served, for discovery.
+    #[must_use]
+    pub fn metric_names(&self) -> [&str; 3] {
+        [&self.frame.name, &self.gpu.name, &self.score_name]
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        File::default()
+            .into_config()
+            .expect("the defaults are valid")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    metrics: MetricsFile,
+    #[serde(default)]
+    score: ScoreFile,
+    #[serde(default, with = "humantime_opt")]
+    max_age: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    #[serde(default)]
+    frame: SignalFile,
+    #[serde(default)]
+    gpu: SignalFile,
+    #[serde(default)]
+    score: NameFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalFile {
+    name: Option<String>,
+    series: Option<String>,
+    scale: Option<f64>,
+    namespace_label: Option<String>,
+    pod_label: Option<String>,
+    aggregate: Option<Aggregate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameFile {
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreFile {
+    frame_target_ms: Option<f64>,
+    gpu_target_pct: Option<f64>,
+    frame_weight: Option<f64>,
+    gpu_weight: Option<f64>,
+    #[serde(default)]
+    holds: HoldsFile,
+    boost: Option<f64>,
+    cap: Option<f64>,
+    partial: Option<PartialFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldsFile {
+    #[serde(default, with = "humantime_opt")]
+    frame_bound: Option<Duration>,
+    #[serde(default, with = "humantime_opt")]
+    gpu_bound: Option<Duration>,
+    #[serde(default, with = "humantime_opt")]
+    both: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PartialFile {
+    ScoreOnPresent,
+    LeaveOut,
+}
+
+impl File {
+    fn into_config(self) -> Result<MetricsConfig, String> {
+        let defaults = ScoreConfig::default();
+        let s = self.score;
+        let score = ScoreConfig {
+            frame_target_ms: s.frame_target_ms.unwrap_or(defaults.frame_target_ms),
+            gpu_target_pct: s.gpu_target_pct.unwrap_or(defaults.gpu_target_pct),
+            frame_weight: s.frame_weight.unwrap_or(defaults.frame_weight),
+            gpu_weight: s.gpu_weight.unwrap_or(defaults.gpu_weight),
+            frame_bound_hold: s.holds.frame_bound.unwrap_or(defaults.frame_bound_hold),
+            gpu_bound_hold: s.holds.gpu_bound.unwrap_or(defaults.gpu_bound_hold),
+            both_hold: s.holds.both.unwrap_or(defaults.both_hold),
+            boost: s.boost.unwrap_or(defaults.boost),
+            cap: s.cap.unwrap_or(defaults.cap),
+            partial: match s.partial {
+                None => defaults.partial,
+                Some(PartialFile::ScoreOnPresent) => PartialPolicy::ScoreOnPresent,
+                Some(PartialFile::LeaveOut) => PartialPolicy::LeaveOut,
+            },
+        };
+        score.validate().map_err(|e| format!("score: {e}"))?;
+        let frame = self.metrics.frame.into_signal(
+            "frame",
+            "render_frame_duration_ms",
+            r#"framescale_frame_duration_seconds{quantile="0.95"}"#,
+            1000.0,
+        )?;
+        let gpu = self.metrics.gpu.into_signal(
+            "gpu",
+            "nvidia_gpu_duty_cycle",
+            "framescale_gpu_duty_cycle_ratio",
+            100.0,
+        )?;
+        let score_name = self
+            .metrics
+            .score
+            .name
+            .unwrap_or_else(|| "render_scaling_score".into());
+        let names = [&frame.name, &gpu.name, &score_name];
+        for name in names {
+            if name.is_empty() || name.contains('/') {
+                return Err(format!(
+                    "metric name {name:?} must be non-empty and without '/'"
+                ));
+            }
+        }
+        if names[0] == names[1] || names[0] == names[2] || names[1] == names[2] {
+            return Err("the three metric names must differ".into());
+        }
+        let max_age = self.max_age.unwrap_or(Duration::from_secs(45));
+        if max_age.is_zero() {
+            return Err("max_age must be above 0".into());
+        }
+        Ok(MetricsConfig {
+            frame,
+            gpu,
+            score_name,
+            score,
+            max_age,
+        })
+    }
+}
+
+impl SignalFile {
+    fn into_signal(
+        self,
+        key: &str,
+        name: &str,
+        series: &str,
+        scale: f64,
+    ) -> Result<SignalMetric, String> {
+        let series = SeriesSelector::parse(self.series.as_deref().unwrap_or(series))
+            .map_err(|e| format!("metrics.{key}.series: {e}"))?;
+        let scale = self.scale.unwrap_or(scale);
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(format!(
+                "metrics.{key}.scale must be a finite number above 0"
+            ));
+        }
+        Ok(SignalMetric {
+            name: self.name.unwrap_or_else(|| name.into()),
+            series,
+            scale,
+            namespace_label: self.namespace_label.unwrap_or_else(|| "namespace".into()),
+            pod_label: self.pod_label.unwrap_or_else(|| "pod".into()),
+            aggregate: self.aggregate.unwrap_or_default(),
+        })
+    }
+}
+
+/// Optional durations written as `30s`, `1m30s`.
+mod humantime_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        text.map(|t| {
+            humantime::parse_duration(&t)
+                .map_err(|e| serde::de::Error::custom(format!("{t:?}: {e}")))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contracts() {
+        let config = MetricsConfig::parse("{}").unwrap();
+        assert_eq!(
+            config.metric_names(),
+            [
+                "render_frame_duration_ms",
+                "nvidia_gpu_duty_cycle",
+                "render_scaling_score"
+            ]
+        );
+        assert_eq!(config.score, ScoreConfig::default());
+        assert_eq!(config.max_age, Duration::from_secs(45));
+        assert_eq!(config.frame.scale, 1000.0);
+        assert_eq!(config, MetricsConfig::default());
+    }
+
+    #[test]
+    fn dcgm_and_tuned_settings() {
+        let config = MetricsConfig::parse(
+            "metrics:\n  gpu:\n    series: DCGM_FI_DEV_GPU_UTIL\n    scale: 1\n    namespace_label: exported_namespace\n    aggregate: avg\n\
+             score:\n  frame_target_ms: 40\n  holds: { both: 5s }\n  partial: leave_out\nmax_age: 1m\n",
+        )
+        .unwrap();
+        assert_eq!(config.gpu.series.name, "DCGM_FI_DEV_GPU_UTIL");
+        assert_eq!(config.gpu.namespace_label, "exported_namespace");
+        assert_eq!(config.gpu.aggregate, Aggregate::Avg);
+        assert_eq!(config.score.frame_target_ms, 40.0);
+        assert_eq!(config.score.both_hold, Duration::from_secs(5));
+        assert_eq!(config.score.frame_bound_hold, Duration::from_secs(30));
+        assert_eq!(config.score.partial, PartialPolicy::LeaveOut);
+        assert_eq!(config.max_age, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let cases = [
+            ("metrics: { frame: { nme: x } }", "unknown field `nme`"),
+            ("score: { frame_weight: 0.5 }", "weights"),
+            ("score: { holds: { both: soon } }", "soon"),
+            (
+                "metrics: { gpu: { series: 'x{a=~\"b\"}' } }",
+                "metrics.gpu.series",
+            ),
+            ("metrics: { gpu: { scale: 0 } }", "metrics.gpu.scale"),
+            (
+                "metrics: { gpu: { name: render_scaling_score } }",
+                "must differ",
+            ),
+            ("max_age: 0s", "max_age"),
+            ("- a list", "invalid type"),
+        ];
+        for (text, want) in cases {
+            let err = MetricsConfig::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn aggregates() {
+        assert_eq!(Aggregate::Max.apply(&[1.0, 3.0, 2.0]), Some(3.0));
+        assert_eq!(Aggregate::Avg.apply(&[1.0, 3.0]), Some(2.0));
+        assert_eq!(Aggregate::Sum.apply(&[1.0, 3.0]), Some(4.0));
+        assert_eq!(Aggregate::Max.apply(&[]), None);
+    }
+}
