@@ -331,6 +331,7 @@ mod humantime_opt {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp, reason = "values read back from the file exactly as written")]
 mod tests {
     use super::*;
 
@@ -365,7 +366,7 @@ mod tests {
         assert_eq!(config.score.both_hold, Duration::from_secs(5));
         assert_eq!(config.score.frame_bound_hold, Duration::from_secs(30));
         assert_eq!(config.score.partial, PartialPolicy::LeaveOut);
-        assert_eq!(config.max_age, Duration::from_secs(60));
+        assert_eq!(config.max_age, Duration::from_mins(1));
     }
 
     #[test]
