@@ -331,7 +331,10 @@ mod humantime_opt {
 }
 
 #[cfg(test)]
-#[allow(clippy::float_cmp, reason = "values read back from the file exactly as written")]
+#[allow(
+    clippy::float_cmp,
+    reason = "values read back from the file exactly as written"
+)]
 mod tests {
     use super::*;
 

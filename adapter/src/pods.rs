@@ -1,0 +1,195 @@
+//! Which pods a label selector picks, and which selector a Deployment has.
+//!
+//! In a cluster this comes from the Kubernetes API (a cached watch of pods). Without one — the
+//! local demo, a lab — it comes from a pods file that the demo (or an operator) writes, reloaded
+//! when it changes:
+//!
+//! ```yaml
+//! pods:
+//!   - { namespace: render, name: worker-0, labels: { app: framescale-worker } }
+//! deployments:
+//!   - { namespace: render, name: worker, selector: app=framescale-worker }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::selector::Selector;
+
+/// A pod and its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why pods cannot be listed (served as 503).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot list pods: {0}")]
+pub struct ListError(pub String);
+
+/// Resolves selectors to pods.
+pub trait PodLister: Send + Sync {
+    /// The pods of `namespace`.
+    fn pods(&self, namespace: &str) -> Result<Vec<PodInfo>, ListError>;
+    /// The selector of Deployment `name`, `None` if there is no such Deployment.
+    fn deployment_selector(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Selector>, ListError>;
+}
+
+/// Pods and Deployments from a file, re-read when its modification time changes.
+#[derive(Debug)]
+pub struct PodsFile {
+    path: PathBuf,
+    cache: Mutex<Option<(SystemTime, Parsed)>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Parsed {
+    pods: BTreeMap<String, Vec<PodInfo>>,
+    deployments: BTreeMap<(String, String), Selector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    pods: Vec<PodEntry>,
+    #[serde(default)]
+    deployments: Vec<DeploymentEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PodEntry {
+    namespace: String,
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentEntry {
+    namespace: String,
+    name: String,
+    selector: String,
+}
+
+impl PodsFile {
+    /// A lister over `path`; the file is read on first use and when it changes.
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        PodsFile {
+            path,
+            cache: Mutex::new(None),
+        }
+    }
+
+    fn parsed(&self) -> Result<Parsed, ListError> {
+        let path = self.path.display();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(|e| ListError(format!("{path}: {e}")))?;
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, parsed)) = cache.as_ref()
+            && *at == modified
+        {
+            return Ok(parsed.clone());
+        }
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|e| ListError(format!("{path}: {e}")))?;
+        let parsed = parse(&text).map_err(|e| ListError(format!("{path}: {e}")))?;
+        *cache = Some((modified, parsed.clone()));
+        Ok(parsed)
+    }
+}
+
+fn parse(text: &str) -> Result<Parsed, String> {
+    let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let mut parsed = Parsed::default();
+    for pod in file.pods {
+        parsed.pods.entry(pod.namespace).or_default().push(PodInfo {
+            name: pod.name,
+            labels: pod.labels,
+        });
+    }
+    for deployment in file.deployments {
+        let selector = Selector::parse(&deployment.selector)
+            .map_err(|e| format!("deployment {}: {e}", deployment.name))?;
+        parsed
+            .deployments
+            .insert((deployment.namespace, deployment.name), selector);
+    }
+    Ok(parsed)
+}
+
+impl PodLister for PodsFile {
+    fn pods(&self, namespace: &str) -> Result<Vec<PodInfo>, ListError> {
+        Ok(self.parsed()?.pods.remove(namespace).unwrap_or_default())
+    }
+
+    fn deployment_selector(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Selector>, ListError> {
+        Ok(self
+            .parsed()?
+            .deployments
+            .remove(&(namespace.to_owned(), name.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_is_read_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pods.yaml");
+        std::fs::write(&path, "pods:\n  - { namespace: render, name: w-0, labels: { app: w } }\ndeployments:\n  - { namespace: render, name: w, selector: app=w }\n").unwrap();
+        let lister = PodsFile::new(path.clone());
+        assert_eq!(lister.pods("render").unwrap()[0].name, "w-0");
+        assert!(lister.pods("other").unwrap().is_empty());
+        assert_eq!(
+            lister.deployment_selector("render", "w").unwrap(),
+            Some(Selector::parse("app=w").unwrap())
+        );
+        assert_eq!(lister.deployment_selector("render", "x").unwrap(), None);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "pods:\n  - { namespace: render, name: w-1 }\n").unwrap();
+        let file = std::fs::File::options().append(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() + std::time::Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(lister.pods("render").unwrap()[0].name, "w-1");
+    }
+
+    #[test]
+    fn bad_files_are_errors() {
+        assert!(parse("pods: [ { namespace: a } ]").is_err());
+        assert!(
+            parse("deployments: [ { namespace: a, name: b, selector: 'a in' } ]")
+                .unwrap_err()
+                .contains("deployment b")
+        );
+        let lister = PodsFile::new("/nonexistent/pods.yaml".into());
+        assert!(
+            lister
+                .pods("a")
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/pods.yaml")
+        );
+    }
+}
