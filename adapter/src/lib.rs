@@ -1,4 +1,13 @@
-//! framescale's adapter: serves render metrics through the `custom.metrics.k8s.io` API.
+//! framescale's adapter: serves render metrics through the `custom.metrics.k8s.io` API so a plain
+//! HorizontalPodAutoscaler can scale on them.
+//!
+//! It owns the API ([`serve`], [`request`], [`wire`], [`selector`]), the metrics file
+//! ([`config`]), where signals come from ([`source`]: the direct backend scrapes exporters) and
+//! which pods a selector picks ([`pods`]), and HTTPS ([`tls`]). The score itself is
+//! `framescale_core::score`. Not built yet: the Prometheus backend, the Kubernetes API pod watch,
+//! authentication and authorization delegation, the response cache and the adapter's own
+//! metrics — until authentication exists the adapter refuses to start without
+//! `--insecure-disable-auth`.
 
 pub mod config;
 pub mod pods;
@@ -7,4 +16,151 @@ pub mod selector;
 pub mod series;
 pub mod serve;
 pub mod source;
+pub mod tls;
 pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::config::MetricsConfig;
+use crate::pods::{PodLister, PodsFile};
+use crate::serve::AppState;
+use crate::source::DirectSource;
+use crate::tls::CertSource;
+
+/// Everything the adapter needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct AdapterConfig {
+    /// HTTPS address of the API.
+    pub listen: SocketAddr,
+    /// Plain-HTTP address of `/livez` and `/readyz`.
+    pub admin_listen: SocketAddr,
+    /// The serving certificate.
+    pub tls: CertSource,
+    /// Metric definitions and score settings.
+    pub metrics: MetricsConfig,
+    /// Exporter `/metrics` URLs the direct backend scrapes.
+    pub exporters: Vec<String>,
+    /// How often they are scraped.
+    pub scrape_interval: Duration,
+    /// Pods and Deployments file, when there is no Kubernetes API.
+    pub pods_file: Option<PathBuf>,
+}
+
+/// Why the adapter could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    /// An address cannot be bound.
+    #[error("cannot listen on {addr} (set {flag}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A server failed.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the adapter until `shutdown` resolves, then drains connections for up to 10 s.
+pub async fn run(
+    config: AdapterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let metrics = Arc::new(config.metrics.clone());
+    let source = DirectSource::new(metrics.clone());
+    {
+        let (source, targets, interval) = (
+            source.clone(),
+            config.exporters.clone(),
+            config.scrape_interval,
+        );
+        std::thread::Builder::new()
+            .name("scraper".into())
+            .spawn(move || source.scrape_loop(&targets, interval))
+            .map_err(Error::Serve)?;
+    }
+    let pods: Option<Arc<dyn PodLister>> = config
+        .pods_file
+        .clone()
+        .map(|path| Arc::new(PodsFile::new(path)) as Arc<dyn PodLister>);
+    let state = Arc::new(AppState {
+        config: metrics,
+        source: Arc::new(source.clone()),
+        pods,
+    });
+    let tls = tls::load(&config.tls, Duration::from_secs(10)).await?;
+
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.admin_listen,
+            flag: "--admin-listen",
+            source,
+        })?;
+    let admin_addr = admin.local_addr().map_err(Error::Serve)?;
+    let ready_source = source.clone();
+    let admin_router = Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let (rounds, failures) = ready_source.health();
+                async move {
+                    if rounds == 0 {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the first scrape of the exporters has not finished\n".to_owned(),
+                        )
+                    } else if !failures.is_empty() {
+                        (
+                            StatusCode::OK,
+                            format!("ok; failing exporters: {}\n", failures.join("; ")),
+                        )
+                    } else {
+                        (StatusCode::OK, "ok\n".to_owned())
+                    }
+                }
+            }),
+        );
+    let handle = axum_server::Handle::new();
+    let api = axum_server::bind_rustls(config.listen, tls)
+        .handle(handle.clone())
+        .serve(serve::router(state).into_make_service());
+    let api = tokio::spawn(api);
+    let Some(addr) = handle.listening().await else {
+        let source = match api.await {
+            Ok(Err(error)) => error,
+            Ok(Ok(())) => std::io::Error::other("the HTTPS server stopped at start-up"),
+            Err(error) => std::io::Error::other(error),
+        };
+        return Err(Error::Bind {
+            addr: config.listen,
+            flag: "--listen",
+            source,
+        });
+    };
+    tracing::info!(%addr, %admin_addr, exporters = config.exporters.len(), "Adapter listening");
+    let admin = axum::serve(admin, admin_router).with_graceful_shutdown(async move {
+        shutdown.await;
+        handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    admin.await.map_err(Error::Serve)?;
+    api.await
+        .map_err(|e| Error::Serve(std::io::Error::other(e)))?
+        .map_err(Error::Serve)?;
+    tracing::info!("Adapter stopped");
+    Ok(())
+}

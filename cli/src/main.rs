@@ -1,5 +1,6 @@
 //! `framescale`: one binary for every role. Each subcommand's flags live in its own module.
 
+mod adapter_cmd;
 mod exporter_cmd;
 mod logging;
 mod shutdown;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Tail render pods' logs and serve per-pod frame-time quantiles on /metrics.
     Exporter(exporter_cmd::ExporterArgs),
+    /// Serve frame time, GPU duty and the fused score through custom.metrics.k8s.io.
+    Adapter(adapter_cmd::AdapterArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     logging::init(&cli.log);
     let result = match cli.command {
         Command::Exporter(args) => exporter_cmd::run(args),
+        Command::Adapter(args) => adapter_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

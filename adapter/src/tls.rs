@@ -1,0 +1,224 @@
+//! The adapter's serving certificate: PEM files reloaded when they change, or a self-signed one
+//! for local use.
+//!
+//! The kube-apiserver aggregator only talks TLS and checks the certificate against the
+//! APIService's `caBundle` for `<service>.<namespace>.svc`. Certificates are rotated by replacing
+//! the files (cert-manager, a Secret update); the adapter notices within the check interval and
+//! serves the new pair to new connections, with no restart. A pair that does not load is logged
+//! and the previous one kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum_server::tls_rustls::RustlsConfig;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why TLS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A certificate or key file cannot be read or holds no PEM item of the right kind.
+    #[error("cannot read {what} from {path}: {message}")]
+    Unreadable {
+        /// `certificate` or `private key`.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The pair does not make a TLS configuration (the key does not match, …).
+    #[error("certificate and key do not make a TLS configuration: {0}")]
+    Invalid(String),
+    /// A self-signed certificate cannot be made.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    SelfSigned(String),
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// PEM files, reloaded when either file's modification time changes.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// A certificate made at start-up for these DNS names and IP addresses (local use only).
+    SelfSigned(Vec<String>),
+}
+
+/// A certificate made for local use: its PEM, to hand to clients as their CA.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM.
+    pub key_pem: String,
+}
+
+/// Makes a self-signed certificate for `names` (DNS names or IP addresses).
+pub fn self_signed(names: &[String]) -> Result<Generated, Error> {
+    let certified = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| Error::SelfSigned(e.to_string()))?;
+    Ok(Generated {
+        cert_pem: certified.cert.pem(),
+        key_pem: certified.signing_key.serialize_pem(),
+    })
+}
+
+/// A rustls server configuration from PEM text.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &str,
+    key_path: &str,
+) -> Result<ServerConfig, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Unreadable {
+            what: "certificate",
+            path: cert_path.into(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Unreadable {
+            what: "certificate",
+            path: cert_path.into(),
+            message: "no CERTIFICATE block".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::Unreadable {
+        what: "private key",
+        path: key_path.into(),
+        message: e.to_string(),
+    })?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Loads the serving configuration; for files, also starts the task that reloads them.
+pub async fn load(source: &CertSource, check_every: Duration) -> Result<RustlsConfig, Error> {
+    match source {
+        CertSource::SelfSigned(names) => {
+            let generated = self_signed(names)?;
+            let config = server_config(
+                generated.cert_pem.as_bytes(),
+                generated.key_pem.as_bytes(),
+                "(self-signed)",
+                "(self-signed)",
+            )?;
+            Ok(RustlsConfig::from_config(Arc::new(config)))
+        }
+        CertSource::Files { cert, key } => {
+            let config = RustlsConfig::from_config(Arc::new(read_pair(cert, key)?));
+            tokio::spawn(reload_loop(
+                config.clone(),
+                cert.clone(),
+                key.clone(),
+                check_every,
+            ));
+            Ok(config)
+        }
+    }
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<ServerConfig, Error> {
+    let read = |path: &Path, what| {
+        std::fs::read(path).map_err(|e| Error::Unreadable {
+            what,
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    server_config(
+        &read(cert, "certificate")?,
+        &read(key, "private key")?,
+        &cert.display().to_string(),
+        &key.display().to_string(),
+    )
+}
+
+async fn reload_loop(config: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {
+    let stamp = |cert: &Path, key: &Path| -> Option<(SystemTime, SystemTime)> {
+        Some((
+            std::fs::metadata(cert).ok()?.modified().ok()?,
+            std::fs::metadata(key).ok()?.modified().ok()?,
+        ))
+    };
+    let mut last = stamp(&cert, &key);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stamp(&cert, &key);
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        match read_pair(&cert, &key) {
+            Ok(new) => {
+                config.reload_from_config(Arc::new(new));
+                tracing::info!(cert = %cert.display(), "Reloaded the serving certificate");
+            }
+            Err(error) => {
+                tracing::error!(%error, "New serving certificate does not load; keeping the previous one")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_pairs_load() {
+        let generated = self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        assert!(
+            generated
+                .cert_pem
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        assert!(
+            server_config(
+                generated.cert_pem.as_bytes(),
+                generated.key_pem.as_bytes(),
+                "c",
+                "k"
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_pairs_say_which_file() {
+        let a = self_signed(&["a".into()]).unwrap();
+        let b = self_signed(&["b".into()]).unwrap();
+        let err = server_config(b"nothing", a.key_pem.as_bytes(), "cert.pem", "key.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cert.pem"), "{err}");
+        let err = server_config(a.cert_pem.as_bytes(), b"nothing", "cert.pem", "key.pem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key.pem"), "{err}");
+        let err = server_config(
+            a.cert_pem.as_bytes(),
+            b.key_pem.as_bytes(),
+            "cert.pem",
+            "key.pem",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("do not make"), "{err}");
+    }
+}

@@ -1,0 +1,116 @@
+//! `framescale adapter`: flags, their validation, and the run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use framescale_adapter::AdapterConfig;
+use framescale_adapter::config::MetricsConfig;
+use framescale_adapter::tls::CertSource;
+
+/// Flags of `framescale adapter`; each has a `FRAMESCALE_` environment variable.
+#[derive(Debug, Args)]
+pub struct AdapterArgs {
+    /// HTTPS address of the custom metrics API.
+    #[arg(
+        long,
+        env = "FRAMESCALE_ADAPTER_LISTEN",
+        default_value = "0.0.0.0:6443"
+    )]
+    listen: SocketAddr,
+    /// Plain-HTTP address of /livez and /readyz.
+    #[arg(
+        long,
+        env = "FRAMESCALE_ADAPTER_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9478"
+    )]
+    admin_listen: SocketAddr,
+    /// Serving certificate (PEM), reloaded when it changes.
+    #[arg(long, env = "FRAMESCALE_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Serving private key (PEM), reloaded when it changes.
+    #[arg(long, env = "FRAMESCALE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Serve a certificate generated at start-up for localhost and 127.0.0.1 (local use only).
+    #[arg(long, env = "FRAMESCALE_SELF_SIGNED", conflicts_with = "tls_cert_file")]
+    self_signed: bool,
+    /// Metrics file (YAML): series, units and score settings; the defaults of ARCHITECTURE.md when absent.
+    #[arg(long, env = "FRAMESCALE_METRICS_CONFIG")]
+    metrics_config: Option<PathBuf>,
+    /// Exporter /metrics URL for the direct backend; repeat for each exporter (comma-separated in the environment).
+    #[arg(
+        long = "exporter",
+        env = "FRAMESCALE_EXPORTERS",
+        value_delimiter = ',',
+        required = true
+    )]
+    exporters: Vec<String>,
+    /// How often the direct backend scrapes the exporters.
+    #[arg(long, env = "FRAMESCALE_SCRAPE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    scrape_interval: Duration,
+    /// Pods and Deployments file (YAML) used to resolve label selectors when there is no Kubernetes API.
+    #[arg(long, env = "FRAMESCALE_PODS_FILE")]
+    pods_file: Option<PathBuf>,
+    /// Serve without authenticating or authorizing callers. Required until authentication delegation is built; never in a cluster.
+    #[arg(long, env = "FRAMESCALE_INSECURE_DISABLE_AUTH")]
+    insecure_disable_auth: bool,
+}
+
+impl AdapterArgs {
+    /// Validates the flags into a configuration; each error names the flag to change.
+    pub fn into_config(self) -> anyhow::Result<AdapterConfig> {
+        if !self.insecure_disable_auth {
+            bail!(
+                "authentication and authorization delegation is not built yet, so the adapter cannot check its callers; \
+                 pass --insecure-disable-auth to serve anyway (local use only)"
+            );
+        }
+        let tls = match (self.tls_cert_file, self.tls_key_file, self.self_signed) {
+            (Some(cert), Some(key), false) => CertSource::Files { cert, key },
+            (None, None, true) => {
+                CertSource::SelfSigned(vec!["localhost".into(), "127.0.0.1".into()])
+            }
+            _ => bail!("give --tls-cert-file and --tls-key-file, or --self-signed for local use"),
+        };
+        let metrics = match &self.metrics_config {
+            Some(path) => MetricsConfig::load(path).context("--metrics-config")?,
+            None => MetricsConfig::default(),
+        };
+        for url in &self.exporters {
+            if !url.starts_with("http://") {
+                bail!("--exporter {url:?} must be an http:// URL of an exporter's /metrics");
+            }
+        }
+        if self.scrape_interval < Duration::from_millis(100)
+            || self.scrape_interval > Duration::from_mins(5)
+        {
+            bail!("--scrape-interval must be between 100ms and 5m");
+        }
+        Ok(AdapterConfig {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            tls,
+            metrics,
+            exporters: self.exporters,
+            scrape_interval: self.scrape_interval,
+            pods_file: self.pods_file,
+        })
+    }
+}
+
+/// Runs the adapter until SIGTERM or Ctrl-C.
+pub fn run(args: AdapterArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    tracing::warn!(
+        "Authentication and authorization are OFF (--insecure-disable-auth): any client can read every metric"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(framescale_adapter::run(config, crate::shutdown::signal()))?;
+    Ok(())
+}
