@@ -101,7 +101,7 @@ pub async fn run(
         source: Arc::new(source.clone()),
         pods,
     });
-    let tls = tls::load(&config.tls, Duration::from_secs(10)).await?;
+    let tls = tls::load(&config.tls, Duration::from_secs(10))?;
 
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await

@@ -107,8 +107,9 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Loads the serving configuration; for files, also starts the task that reloads them.
-pub async fn load(source: &CertSource, check_every: Duration) -> Result<RustlsConfig, Error> {
+/// Loads the serving configuration; for files, also starts the task that reloads them (call
+/// it inside a Tokio runtime).
+pub fn load(source: &CertSource, check_every: Duration) -> Result<RustlsConfig, Error> {
     match source {
         CertSource::SelfSigned(names) => {
             let generated = self_signed(names)?;
@@ -170,7 +171,7 @@ async fn reload_loop(config: RustlsConfig, cert: PathBuf, key: PathBuf, every: D
                 tracing::info!(cert = %cert.display(), "Reloaded the serving certificate");
             }
             Err(error) => {
-                tracing::error!(%error, "New serving certificate does not load; keeping the previous one")
+                tracing::error!(%error, "New serving certificate does not load; keeping the previous one");
             }
         }
     }
