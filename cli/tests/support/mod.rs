@@ -120,7 +120,8 @@ impl Exporter {
     /// Starts the exporter over `root` with fast polling, plus `extra` flags, and waits until
     /// it is ready.
     pub fn start(root: &Path, extra: &[&str]) -> Exporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+        command
             .args([
                 "exporter",
                 "--listen",
@@ -132,34 +133,9 @@ impl Exporter {
             ])
             .arg("--log-root")
             .arg(root)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start framescale exporter");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Exporter listening")
-                    && let Some(addr) = line.split("addr=").nth(1).and_then(|s| s.split(' ').next())
-                {
-                    let _ = addr_tx.send(addr.parse::<SocketAddr>().unwrap());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "exporter did not report its address; its log:\n{}",
-                    log.lock().unwrap().join("\n")
-                )
-            });
+            .args(extra);
+        let (child, line, log) = spawn_until(command, "Exporter listening");
+        let addr = field(&line, "addr").parse().unwrap();
         let exporter = Exporter { child, addr, log };
         wait_for("exporter /readyz", Duration::from_secs(10), || {
             (exporter.get("/readyz").0 == 200).then_some(())
@@ -220,6 +196,52 @@ impl Drop for Exporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `command` with `RUST_LOG=info`, collecting its stderr, and waits (20 s at most) for a
+/// log line containing `marker`; returns the child, that line and the growing log.
+pub fn spawn_until(
+    mut command: Command,
+    marker: &'static str,
+) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start framescale");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(marker) {
+                let _ = tx.send(line.clone());
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "no {marker:?} in the log:\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+    (child, line, log)
+}
+
+/// The value of `name=value` in a text log line.
+pub fn field(line: &str, name: &str) -> String {
+    line.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        .to_owned()
 }
 
 /// A `/metrics` body, with lookups by series.

@@ -1,0 +1,297 @@
+//! The adapter as a process, over HTTPS with an rcgen certificate, reading a real exporter fed
+//! with CRI-wrapped frame logs; queried with `kubectl get --raw` and checked against the values
+//! the input implies, with quantities parsed by the Kubernetes Python client.
+
+mod support;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{
+    Exporter, append, assert_hdr_close, cri, field, fixture, get, nearest_rank, spawn_until,
+    wait_for,
+};
+
+/// A `framescale adapter` process, killed on drop.
+struct Adapter {
+    child: Child,
+    addr: String,
+    admin: String,
+    _log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Adapter {
+    fn start(extra: &[&str]) -> Adapter {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+        command
+            .args([
+                "adapter",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--scrape-interval",
+                "200ms",
+            ])
+            .args(extra);
+        let (child, line, log) = spawn_until(command, "Adapter listening");
+        let adapter = Adapter {
+            child,
+            addr: field(&line, "addr"),
+            admin: field(&line, "admin_addr"),
+            _log: log,
+        };
+        wait_for("adapter /readyz", Duration::from_secs(10), || {
+            (get(&format!("http://{}/readyz", adapter.admin)).0 == 200).then_some(())
+        });
+        adapter
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kubectl get --raw PATH` against the adapter, trusting `ca`.
+fn kubectl_raw(dir: &Path, adapter: &Adapter, ca: &Path, path: &str) -> Result<Value, String> {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: adapter\n  cluster:\n    server: https://{}\n    certificate-authority: {}\n\
+             users:\n- name: anyone\n  user: {{token: unused-while-auth-is-off}}\ncontexts:\n- name: adapter\n  context: {{cluster: adapter, user: anyone}}\ncurrent-context: adapter\n",
+            adapter.addr,
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "--raw", path])
+        .output()
+        .expect("kubectl is not installed");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+}
+
+/// Parses quantities with the Kubernetes Python client's `parse_quantity`, independently of
+/// framescale's formatter.
+fn parse_quantities(quantities: &[String]) -> Vec<f64> {
+    let python = std::env::var("FRAMESCALE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import sys\nfrom kubernetes.utils import parse_quantity\nfor q in sys.argv[1:]: print(float(parse_quantity(q)))";
+    let output = Command::new(&python)
+        .args(["-c", script])
+        .args(quantities)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "the Kubernetes Python client is needed (./scripts/test installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+fn frame_lines(millis: &[f64]) -> String {
+    millis.iter().fold(String::new(), |mut out, ms| {
+        let _ = writeln!(out, "framescale.frame duration_ms={ms} outcome=ok");
+        out
+    })
+}
+
+fn items(body: &Value) -> Vec<(String, String)> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["describedObject"]["name"].as_str().unwrap().to_owned(),
+                i["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pods");
+    std::fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &[]);
+    let w0: Vec<f64> = (1..=20).map(|i| 30.0 + f64::from(i) * 2.0).collect(); // P95 = 68 ms
+    append(
+        &root.join("render_w-0_uid-0/worker/0.log"),
+        cri(&frame_lines(&w0)),
+    );
+    append(
+        &root.join("render_w-1_uid-1/blender/0.log"),
+        cri(&fixture("blender-3.4.1/b_eevee.log")),
+    ); // P95 = 4810 ms
+    append(
+        &root.join("render_x-0_uid-2/worker/0.log"),
+        cri(&frame_lines(&[10.0])),
+    );
+
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key, pods) = (
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        dir.path().join("pods.yaml"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    std::fs::write(
+        &pods,
+        "pods:\n- {namespace: render, name: w-0, labels: {app: w}}\n- {namespace: render, name: w-1, labels: {app: w}}\n\
+         - {namespace: render, name: w-2, labels: {app: w}}\n- {namespace: render, name: x-0, labels: {app: x}}\n\
+         deployments:\n- {namespace: render, name: w, selector: app=w}\n",
+    )
+    .unwrap();
+    let exporter_url = format!("http://{}/metrics", exporter.addr);
+    let adapter = Adapter::start(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--pods-file",
+        pods.to_str().unwrap(),
+        "--exporter",
+        &exporter_url,
+        "--insecure-disable-auth",
+    ]);
+
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms?labelSelector=app%3Dw";
+    let body = wait_for(
+        "both w pods in the adapter",
+        Duration::from_secs(20),
+        || {
+            let body = kubectl_raw(dir.path(), &adapter, &cert, path).ok()?;
+            (items(&body).len() == 2).then_some(body)
+        },
+    );
+    assert_eq!(body["kind"], "MetricValueList");
+    let got = items(&body);
+    let values = parse_quantities(&got.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        (got[0].0.as_str(), got[1].0.as_str()),
+        ("w-0", "w-1"),
+        "w-2 has no data and is left out"
+    );
+    assert_hdr_close(
+        values[0] / 1000.0,
+        nearest_rank(&w0, 0.95) / 1000.0,
+        "w-0 P95",
+    );
+    assert_hdr_close(values[1] / 1000.0, 4.810, "w-1 P95");
+
+    // v1beta1 shape of the same data.
+    let v1 = kubectl_raw(
+        dir.path(),
+        &adapter,
+        &cert,
+        &path.replace("v1beta2", "v1beta1"),
+    )
+    .unwrap();
+    assert_eq!(v1["items"][0]["metricName"], "render_frame_duration_ms");
+    assert_eq!(items(&v1), got);
+
+    // The score: no GPU signal yet, so each pod is scored on its frame ratio alone and, its
+    // frame-bound regime not having held 30 s, held at 1.0 when over target.
+    let score = kubectl_raw(
+        dir.path(),
+        &adapter,
+        &cert,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_scaling_score",
+    )
+    .unwrap();
+    let scores = items(&score);
+    assert_eq!(
+        scores.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["w-0", "w-1", "x-0"]
+    );
+    let parsed = parse_quantities(&scores.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>());
+    assert_eq!(parsed[0..2], [1.0, 1.0]);
+    assert!(
+        (parsed[2] - 10.0 / 32.0).abs() < 0.002,
+        "x-0: {}",
+        parsed[2]
+    );
+
+    // A Deployment as an Object metric, and discovery.
+    let deployment = kubectl_raw(dir.path(), &adapter, &cert, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/deployments.apps/w/render_scaling_score").unwrap();
+    assert_eq!(items(&deployment), [("w".to_owned(), "1".to_owned())]);
+    let discovery = kubectl_raw(
+        dir.path(),
+        &adapter,
+        &cert,
+        "/apis/custom.metrics.k8s.io/v1beta1",
+    )
+    .unwrap();
+    assert_eq!(discovery["kind"], "APIResourceList");
+
+    // Errors reach kubectl as Status messages.
+    let err = kubectl_raw(
+        dir.path(),
+        &adapter,
+        &cert,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/nope",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("the server could not find the metric nope for pods"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_adapter_refuses_to_start_without_auth_or_certificates() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--self-signed", "--exporter", "http://127.0.0.1:1/metrics"],
+            "--insecure-disable-auth",
+        ),
+        (
+            &[
+                "--insecure-disable-auth",
+                "--exporter",
+                "http://127.0.0.1:1/metrics",
+            ],
+            "--self-signed",
+        ),
+        (
+            &[
+                "--insecure-disable-auth",
+                "--self-signed",
+                "--exporter",
+                "127.0.0.1:1",
+            ],
+            "--exporter",
+        ),
+    ];
+    for (flags, want) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+            .arg("adapter")
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} started");
+        assert!(stderr.contains(want), "{flags:?}: {stderr}");
+    }
+}
