@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod pods;
+pub mod prometheus;
 pub mod request;
 pub mod selector;
 pub mod series;
@@ -30,8 +31,9 @@ use axum::routing::get;
 
 use crate::config::MetricsConfig;
 use crate::pods::{PodLister, PodsFile};
+use crate::prometheus::PrometheusSource;
 use crate::serve::AppState;
-use crate::source::DirectSource;
+use crate::source::{DirectSource, SignalSource};
 use crate::tls::CertSource;
 
 /// Everything the adapter needs to run, validated.
@@ -45,12 +47,29 @@ pub struct AdapterConfig {
     pub tls: CertSource,
     /// Metric definitions and score settings.
     pub metrics: MetricsConfig,
-    /// Exporter `/metrics` URLs the direct backend scrapes.
-    pub exporters: Vec<String>,
-    /// How often they are scraped.
-    pub scrape_interval: Duration,
+    /// Where signals come from.
+    pub backend: Backend,
     /// Pods and Deployments file, when there is no Kubernetes API.
     pub pods_file: Option<PathBuf>,
+}
+
+/// Where the adapter reads signals.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Scrape exporters' `/metrics` directly.
+    Direct {
+        /// Exporter `/metrics` URLs.
+        exporters: Vec<String>,
+        /// How often they are scraped.
+        scrape_interval: Duration,
+    },
+    /// Query a Prometheus.
+    Prometheus {
+        /// Its base URL (`http://prometheus:9090`).
+        url: String,
+        /// Timeout of one query.
+        timeout: Duration,
+    },
 }
 
 /// Why the adapter could not start or serve.
@@ -59,6 +78,9 @@ pub enum Error {
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] tls::Error),
+    /// The backend cannot be set up.
+    #[error("{0}")]
+    Backend(String),
     /// An address cannot be bound.
     #[error("cannot listen on {addr} (set {flag}): {source}")]
     Bind {
@@ -80,25 +102,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Arc::new(config.metrics.clone());
-    let source = DirectSource::new(metrics.clone());
-    {
-        let (source, targets, interval) = (
-            source.clone(),
-            config.exporters.clone(),
-            config.scrape_interval,
-        );
-        std::thread::Builder::new()
-            .name("scraper".into())
-            .spawn(move || source.scrape_loop(&targets, interval))
-            .map_err(Error::Serve)?;
-    }
+    // Readiness: the direct backend is ready once it has scraped every exporter once.
+    let (source, health): (Arc<dyn SignalSource>, Option<DirectSource>) = match &config.backend {
+        Backend::Direct {
+            exporters,
+            scrape_interval,
+        } => {
+            let direct = DirectSource::new(metrics.clone());
+            let (scraper, targets, interval) =
+                (direct.clone(), exporters.clone(), *scrape_interval);
+            std::thread::Builder::new()
+                .name("scraper".into())
+                .spawn(move || scraper.scrape_loop(&targets, interval))
+                .map_err(Error::Serve)?;
+            (Arc::new(direct.clone()), Some(direct))
+        }
+        Backend::Prometheus { url, timeout } => (
+            Arc::new(
+                PrometheusSource::new(url, metrics.clone(), *timeout).map_err(Error::Backend)?,
+            ),
+            None,
+        ),
+    };
     let pods: Option<Arc<dyn PodLister>> = config
         .pods_file
         .clone()
         .map(|path| Arc::new(PodsFile::new(path)) as Arc<dyn PodLister>);
     let state = Arc::new(AppState {
         config: metrics,
-        source: Arc::new(source.clone()),
+        source,
         pods,
     });
     let tls = tls::load(&config.tls, Duration::from_secs(10))?;
@@ -111,13 +143,14 @@ pub async fn run(
             source,
         })?;
     let admin_addr = admin.local_addr().map_err(Error::Serve)?;
-    let ready_source = source.clone();
     let admin_router = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
-                let (rounds, failures) = ready_source.health();
+                let (rounds, failures) = health
+                    .as_ref()
+                    .map_or((1, Vec::new()), DirectSource::health);
                 async move {
                     if rounds == 0 {
                         (
@@ -152,7 +185,7 @@ pub async fn run(
             source,
         });
     };
-    tracing::info!(%addr, %admin_addr, exporters = config.exporters.len(), "Adapter listening");
+    tracing::info!(%addr, %admin_addr, backend = ?config.backend, "Adapter listening");
     let admin = axum::serve(admin, admin_router).with_graceful_shutdown(async move {
         shutdown.await;
         handle.graceful_shutdown(Some(Duration::from_secs(10)));

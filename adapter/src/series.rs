@@ -42,6 +42,20 @@ impl SeriesSelector {
         })
     }
 
+    /// The selector as PromQL with one more `label="value"` matcher (a matcher of the same
+    /// label already there is replaced).
+    #[must_use]
+    pub fn with_matcher(&self, label: &str, value: &str) -> String {
+        let mut matchers: Vec<String> = self
+            .matchers
+            .iter()
+            .filter(|(l, _, _)| l != label)
+            .map(|(l, equal, v)| format!("{l}{}\"{}\"", if *equal { "=" } else { "!=" }, escape(v)))
+            .collect();
+        matchers.push(format!("{label}=\"{}\"", escape(value)));
+        format!("{}{{{}}}", self.name, matchers.join(","))
+    }
+
     /// Whether a sample of `name` with `labels` is selected.
     #[must_use]
     pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -183,6 +197,13 @@ fn parse_labels(text: &str, allow_not_equal: bool) -> Result<Vec<(String, bool, 
     Ok(labels)
 }
 
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn is_metric_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -249,6 +270,14 @@ mod tests {
         ));
         assert!(!selector.matches("other", &labels(&[("quantile", "0.95")])));
         assert!(SeriesSelector::parse("DCGM_FI_DEV_GPU_UTIL").is_ok());
+        assert_eq!(
+            selector.with_matcher("namespace", "a\"b"),
+            r#"framescale_frame_duration_seconds{quantile="0.95",container!="sidecar",namespace="a\"b"}"#
+        );
+        assert_eq!(
+            selector.with_matcher("quantile", "0.5"),
+            r#"framescale_frame_duration_seconds{container!="sidecar",quantile="0.5"}"#
+        );
         for bad in ["", "1x", "x{a=\"b\"", "x{a=~\"b\"}", "x{a=b}", "x{=\"b\"}"] {
             assert!(SeriesSelector::parse(bad).is_err(), "{bad}");
         }

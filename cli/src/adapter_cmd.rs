@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use framescale_adapter::AdapterConfig;
 use framescale_adapter::config::MetricsConfig;
 use framescale_adapter::tls::CertSource;
+use framescale_adapter::{AdapterConfig, Backend};
 
 /// Flags of `framescale adapter`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]
@@ -44,9 +44,16 @@ pub struct AdapterArgs {
         long = "exporter",
         env = "FRAMESCALE_EXPORTERS",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "prometheus_url",
+        conflicts_with = "prometheus_url"
     )]
     exporters: Vec<String>,
+    /// Prometheus base URL for the Prometheus backend (http://prometheus:9090), instead of --exporter.
+    #[arg(long, env = "FRAMESCALE_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Timeout of one Prometheus query.
+    #[arg(long, env = "FRAMESCALE_PROMETHEUS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    prometheus_timeout: Duration,
     /// How often the direct backend scrapes the exporters.
     #[arg(long, env = "FRAMESCALE_SCRAPE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     scrape_interval: Duration,
@@ -88,13 +95,25 @@ impl AdapterArgs {
         {
             bail!("--scrape-interval must be between 100ms and 5m");
         }
+        let backend = match self.prometheus_url {
+            Some(url) if url.starts_with("http://") => Backend::Prometheus {
+                url,
+                timeout: self.prometheus_timeout,
+            },
+            Some(url) => bail!(
+                "--prometheus-url {url:?} must be an http:// URL (HTTPS to Prometheus is not supported yet)"
+            ),
+            None => Backend::Direct {
+                exporters: self.exporters,
+                scrape_interval: self.scrape_interval,
+            },
+        };
         Ok(AdapterConfig {
             listen: self.listen,
             admin_listen: self.admin_listen,
             tls,
             metrics,
-            exporters: self.exporters,
-            scrape_interval: self.scrape_interval,
+            backend,
             pods_file: self.pods_file,
         })
     }

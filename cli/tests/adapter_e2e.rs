@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    Exporter, append, assert_hdr_close, cri, field, fixture, get, nearest_rank, spawn_until,
-    wait_for,
+    Exporter, Prometheus, append, assert_hdr_close, cri, field, fixture, get, nearest_rank,
+    spawn_until, wait_for,
 };
 
 /// A `framescale adapter` process, killed on drop.
@@ -104,6 +104,16 @@ fn parse_quantities(quantities: &[String]) -> Vec<f64> {
         .lines()
         .map(|l| l.parse().unwrap())
         .collect()
+}
+
+/// An rcgen certificate for localhost and 127.0.0.1, written as `tls.crt` and `tls.key`.
+fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 fn frame_lines(millis: &[f64]) -> String {
@@ -294,4 +304,120 @@ fn the_adapter_refuses_to_start_without_auth_or_certificates() {
         assert!(!output.status.success(), "{flags:?} started");
         assert!(stderr.contains(want), "{flags:?}: {stderr}");
     }
+}
+
+#[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, told in order")]
+fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pods");
+    std::fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &[]);
+    let w0: Vec<f64> = (1..=40).map(|i| 20.0 + f64::from(i)).collect(); // P95 = 58 ms
+    append(
+        &root.join("render_w-0_uid-0/worker/0.log"),
+        cri(&frame_lines(&w0)),
+    );
+    append(
+        &root.join("render_w-1_uid-1/blender/0.log"),
+        cri(&fixture("blender-3.4.1/a_cycles_3frames.log")),
+    ); // P95 = 220 ms
+    let prometheus = Prometheus::start(&[exporter.addr]);
+    wait_for("both pods in Prometheus", Duration::from_secs(40), || {
+        (prometheus
+            .query(r#"framescale_frame_duration_seconds{quantile="0.95",namespace="render"}"#)
+            .len()
+            == 2)
+            .then_some(())
+    });
+    let (cert, key) = certificate(dir.path());
+    let prometheus_url = format!("http://{}", prometheus.addr);
+    let adapter = Adapter::start(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--prometheus-url",
+        &prometheus_url,
+        "--insecure-disable-auth",
+    ]);
+    let path =
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
+    let body = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap();
+    let got = items(&body);
+    assert_eq!(
+        got.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["w-0", "w-1"],
+        "{body}"
+    );
+    let values = parse_quantities(&got.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>());
+    assert_hdr_close(
+        values[0] / 1000.0,
+        nearest_rank(&w0, 0.95) / 1000.0,
+        "w-0 P95 via Prometheus",
+    );
+    assert_hdr_close(values[1] / 1000.0, 0.220, "w-1 P95 via Prometheus");
+    // The timestamp is the data's (the scrape), not the request's: within the last minute.
+    let stamp = body["items"][0]["timestamp"].as_str().unwrap();
+    assert!(stamp.ends_with('Z') && stamp.len() == 20, "{stamp}");
+
+    // Over target for less than the 30 s hold: the score is held at 1.0 (frame-only pods).
+    let score = kubectl_raw(
+        dir.path(),
+        &adapter,
+        &cert,
+        &path.replace("render_frame_duration_ms", "render_scaling_score"),
+    )
+    .unwrap();
+    assert_eq!(
+        items(&score),
+        [
+            ("w-0".to_owned(), "1".to_owned()),
+            ("w-1".to_owned(), "1".to_owned())
+        ]
+    );
+
+    // With 2 s holds, once Prometheus' history shows the frame ratio over target for 2 s the
+    // hold is met and the frame-only score is the ratio itself: 58.03 / 32 → 1814m (HDR top of
+    // bucket, rounded up), 220.03 / 32 → 6876m.
+    let metrics_file = dir.path().join("metrics.yaml");
+    std::fs::write(
+        &metrics_file,
+        "score: { holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s } }\n",
+    )
+    .unwrap();
+    let short_holds = Adapter::start(&[
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--prometheus-url",
+        &prometheus_url,
+        "--metrics-config",
+        metrics_file.to_str().unwrap(),
+        "--insecure-disable-auth",
+    ]);
+    let score_path = path.replace("render_frame_duration_ms", "render_scaling_score");
+    let held = wait_for("the 2 s hold to be met", Duration::from_secs(20), || {
+        let body = kubectl_raw(dir.path(), &short_holds, &cert, &score_path).ok()?;
+        let scores = items(&body);
+        (scores.len() == 2 && scores.iter().all(|(_, v)| v != "1")).then_some(scores)
+    });
+    let held_values = parse_quantities(&held.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>());
+    assert!(
+        (held_values[0] - values[0] / 32.0).abs() < 0.002,
+        "{held:?}"
+    );
+    assert!(
+        (held_values[1] - values[1] / 32.0).abs() < 0.002,
+        "{held:?}"
+    );
+
+    // Prometheus gone: the adapter answers 503 instead of inventing values.
+    drop(prometheus);
+    let err = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap_err();
+    assert!(
+        err.contains("ServiceUnavailable") || err.contains("unavailable"),
+        "{err}"
+    );
 }

@@ -1,0 +1,250 @@
+//! The Prometheus backend: signals and holds from a Prometheus (or anything speaking its HTTP
+//! API: Thanos, Mimir), so that every adapter replica answers alike.
+//!
+//! One instant query per signal and request selects every pod of the namespace at once — never
+//! a query per pod, never a list of pod names in the URL — and carries, as parts told apart by
+//! an `fs_part` label, everything the adapter needs of that signal:
+//!
+//! | part | expression (for `X` = the signal's series in the namespace) | use |
+//! |---|---|---|
+//! | `value` | `AGG by (ns, pod) (X)` | the value |
+//! | `ts` | `min by (ns, pod) (timestamp(X))` | when it was measured (for the max age) |
+//! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold]) and X offset hold)` | over target throughout the hold: the minimum over the window, only where the series already existed at its start |
+//!
+//! Values are scaled in the adapter. A failed query is retried once; then the request answers 503.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use framescale_core::score::Holds;
+use prometheus_http_query::Client;
+
+use crate::config::{Aggregate, MetricsConfig, SignalMetric};
+use crate::source::{BoxFuture, PodSignals, Reading, SignalSource, SourceError};
+
+/// Reads signals from Prometheus.
+#[derive(Clone)]
+pub struct PrometheusSource {
+    client: Client,
+    config: Arc<MetricsConfig>,
+    timeout: Duration,
+}
+
+/// The parts of one signal, per pod.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Parts {
+    value: Option<f64>,
+    timestamp_secs: Option<f64>,
+    minimums: BTreeMap<u64, f64>,
+}
+
+impl PrometheusSource {
+    /// A source querying the Prometheus at `url` (`http://prometheus:9090`).
+    pub fn new(url: &str, config: Arc<MetricsConfig>, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let client =
+            Client::from(http, url).map_err(|e| format!("--prometheus-url {url:?}: {e}"))?;
+        Ok(PrometheusSource {
+            client,
+            config,
+            timeout,
+        })
+    }
+
+    async fn signal(
+        &self,
+        metric: &SignalMetric,
+        namespace: &str,
+        holds: &[Duration],
+    ) -> Result<BTreeMap<String, Parts>, SourceError> {
+        let query = signal_query(metric, namespace, holds);
+        let mut last_error = String::new();
+        for _attempt in 0..2 {
+            match self
+                .client
+                .query(&query)
+                .timeout(self.timeout.as_millis() as i64)
+                .get()
+                .await
+            {
+                Ok(result) => return Ok(collect_parts(metric, result.data())),
+                Err(error) => last_error = error.to_string(),
+            }
+        }
+        Err(SourceError(format!(
+            "Prometheus query for {} failed twice: {last_error}",
+            metric.name
+        )))
+    }
+}
+
+impl std::fmt::Debug for PrometheusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusSource")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignalSource for PrometheusSource {
+    fn namespace_signals<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, PodSignals>, SourceError>> {
+        Box::pin(async move {
+            let score = &self.config.score;
+            let (frame_holds, gpu_holds) = (
+                [score.frame_bound_hold, score.both_hold],
+                [score.gpu_bound_hold, score.both_hold],
+            );
+            let (frame, gpu) = tokio::join!(
+                self.signal(&self.config.frame, namespace, &frame_holds),
+                self.signal(&self.config.gpu, namespace, &gpu_holds),
+            );
+            let (frame, gpu) = (frame?, gpu?);
+            let over = |parts: Option<&Parts>, hold: Duration, target: f64| {
+                parts
+                    .and_then(|p| p.minimums.get(&(hold.as_millis() as u64)))
+                    .is_some_and(|min| *min > target)
+            };
+            let pods: std::collections::BTreeSet<&String> =
+                frame.keys().chain(gpu.keys()).collect();
+            Ok(pods
+                .into_iter()
+                .map(|pod| {
+                    let (f, g) = (frame.get(pod), gpu.get(pod));
+                    let holds = Holds {
+                        frame_over: over(f, score.frame_bound_hold, score.frame_target_ms),
+                        gpu_over: over(g, score.gpu_bound_hold, score.gpu_target_pct),
+                        both_over: over(f, score.both_hold, score.frame_target_ms)
+                            && over(g, score.both_hold, score.gpu_target_pct),
+                    };
+                    (
+                        pod.clone(),
+                        PodSignals {
+                            p95_ms: f.and_then(reading),
+                            duty_pct: g.and_then(reading),
+                            holds,
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+fn reading(parts: &Parts) -> Option<Reading> {
+    let at_millis = (parts.timestamp_secs? * 1000.0) as u64;
+    Some(Reading {
+        value: parts.value?,
+        at_millis,
+    })
+}
+
+/// The one query of a signal in a namespace (see the module table).
+fn signal_query(metric: &SignalMetric, namespace: &str, holds: &[Duration]) -> String {
+    let by = format!("by ({}, {})", metric.namespace_label, metric.pod_label);
+    let agg = match metric.aggregate {
+        Aggregate::Max => "max",
+        Aggregate::Avg => "avg",
+        Aggregate::Sum => "sum",
+    };
+    let series = metric
+        .series
+        .with_matcher(&metric.namespace_label, namespace);
+    let part =
+        |expr: String, name: &str| format!(r#"label_replace({expr}, "fs_part", "{name}", "", "")"#);
+    let mut query = part(format!("{agg} {by} ({series})"), "value");
+    let _ = write!(
+        query,
+        " or {}",
+        part(format!("min {by} (timestamp({series}))"), "ts")
+    );
+    let mut seen = Vec::new();
+    for hold in holds {
+        let ms = hold.as_millis();
+        if seen.contains(&ms) {
+            continue;
+        }
+        seen.push(ms);
+        let window =
+            format!("{agg} {by} (min_over_time({series}[{ms}ms]) and ({series} offset {ms}ms))");
+        let _ = write!(query, " or {}", part(window, &format!("min{ms}")));
+    }
+    query
+}
+
+fn collect_parts(
+    metric: &SignalMetric,
+    data: &prometheus_http_query::response::Data,
+) -> BTreeMap<String, Parts> {
+    let mut pods: BTreeMap<String, Parts> = BTreeMap::new();
+    let Some(vector) = data.as_vector() else {
+        return pods;
+    };
+    for sample in vector {
+        let labels = sample.metric();
+        let (Some(pod), Some(part)) = (labels.get(&metric.pod_label), labels.get("fs_part")) else {
+            continue;
+        };
+        let value = sample.sample().value();
+        if !value.is_finite() {
+            continue;
+        }
+        let parts = pods.entry(pod.clone()).or_default();
+        match part.as_str() {
+            "value" => parts.value = Some(value * metric.scale),
+            "ts" => parts.timestamp_secs = Some(value),
+            other => {
+                if let Some(ms) = other.strip_prefix("min").and_then(|ms| ms.parse().ok()) {
+                    parts.minimums.insert(ms, value * metric.scale);
+                }
+            }
+        }
+    }
+    pods
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_query_per_signal_selects_the_namespace() {
+        let config = MetricsConfig::default();
+        let query = signal_query(
+            &config.frame,
+            "render",
+            &[
+                Duration::from_secs(30),
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+            ],
+        );
+        let series = r#"framescale_frame_duration_seconds{quantile="0.95",namespace="render"}"#;
+        assert!(
+            query.starts_with(&format!(
+                r#"label_replace(max by (namespace, pod) ({series}), "fs_part", "value", "", "")"#
+            )),
+            "{query}"
+        );
+        assert!(query.contains(&format!("min by (namespace, pod) (timestamp({series}))")));
+        assert!(query.contains(&format!(
+            "min_over_time({series}[30000ms]) and ({series} offset 30000ms)"
+        )));
+        assert_eq!(
+            query.matches("min_over_time").count(),
+            2,
+            "the shared 10 s hold is asked once: {query}"
+        );
+        assert!(
+            !query.contains("pod=\""),
+            "never a list of pods in the query"
+        );
+    }
+}
