@@ -2,9 +2,9 @@
 //! HorizontalPodAutoscaler can scale on them.
 //!
 //! It owns the API ([`serve`], [`request`], [`wire`], [`selector`]), the metrics file
-//! ([`config`]), where signals come from ([`source`]: the direct backend scrapes exporters) and
-//! which pods a selector picks ([`pods`]), and HTTPS ([`tls`]). The score itself is
-//! `framescale_core::score`. Not built yet: the Prometheus backend, the Kubernetes API pod watch,
+//! ([`config`]), where signals come from ([`source`]: the direct backend scrapes exporters;
+//! [`prometheus`]) and which pods a selector picks ([`pods`]), and HTTPS ([`tls`]). The score
+//! itself is `framescale_core::score`. Not built yet: the Kubernetes API pod watch,
 //! authentication and authorization delegation, the response cache and the adapter's own
 //! metrics — until authentication exists the adapter refuses to start without
 //! `--insecure-disable-auth`.
