@@ -25,7 +25,8 @@ struct Adapter {
 }
 
 impl Adapter {
-    fn start(extra: &[&str]) -> Adapter {
+    /// Starts the adapter serving `cert`/`key`, with auth off (not built yet), plus `extra`.
+    fn start(cert: &Path, key: &Path, extra: &[&str]) -> Adapter {
         let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
         command
             .args([
@@ -38,6 +39,12 @@ impl Adapter {
                 "200ms",
             ])
             .args(extra);
+        command
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .arg("--insecure-disable-auth");
         let (child, line, log) = spawn_until(command, "Adapter listening");
         let adapter = Adapter {
             child,
@@ -174,17 +181,16 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
     )
     .unwrap();
     let exporter_url = format!("http://{}/metrics", exporter.addr);
-    let adapter = Adapter::start(&[
-        "--tls-cert-file",
-        cert.to_str().unwrap(),
-        "--tls-key-file",
-        key.to_str().unwrap(),
-        "--pods-file",
-        pods.to_str().unwrap(),
-        "--exporter",
-        &exporter_url,
-        "--insecure-disable-auth",
-    ]);
+    let adapter = Adapter::start(
+        &cert,
+        &key,
+        &[
+            "--pods-file",
+            pods.to_str().unwrap(),
+            "--exporter",
+            &exporter_url,
+        ],
+    );
 
     let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms?labelSelector=app%3Dw";
     let body = wait_for(
@@ -332,15 +338,7 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
     });
     let (cert, key) = certificate(dir.path());
     let prometheus_url = format!("http://{}", prometheus.addr);
-    let adapter = Adapter::start(&[
-        "--tls-cert-file",
-        cert.to_str().unwrap(),
-        "--tls-key-file",
-        key.to_str().unwrap(),
-        "--prometheus-url",
-        &prometheus_url,
-        "--insecure-disable-auth",
-    ]);
+    let adapter = Adapter::start(&cert, &key, &["--prometheus-url", &prometheus_url]);
     let path =
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
     let body = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap();
@@ -386,17 +384,16 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
         "score: { holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s } }\n",
     )
     .unwrap();
-    let short_holds = Adapter::start(&[
-        "--tls-cert-file",
-        cert.to_str().unwrap(),
-        "--tls-key-file",
-        key.to_str().unwrap(),
-        "--prometheus-url",
-        &prometheus_url,
-        "--metrics-config",
-        metrics_file.to_str().unwrap(),
-        "--insecure-disable-auth",
-    ]);
+    let short_holds = Adapter::start(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &prometheus_url,
+            "--metrics-config",
+            metrics_file.to_str().unwrap(),
+        ],
+    );
     let score_path = path.replace("render_frame_duration_ms", "render_scaling_score");
     let held = wait_for("the 2 s hold to be met", Duration::from_secs(20), || {
         let body = kubectl_raw(dir.path(), &short_holds, &cert, &score_path).ok()?;
