@@ -9,6 +9,7 @@
 //! metrics — until authentication exists the adapter refuses to start without
 //! `--insecure-disable-auth`.
 
+pub mod cache;
 pub mod config;
 pub mod pods;
 pub mod prometheus;
@@ -17,6 +18,7 @@ pub mod selector;
 pub mod series;
 pub mod serve;
 pub mod source;
+pub mod telemetry;
 pub mod tls;
 pub mod wire;
 
@@ -29,11 +31,13 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::cache::CachedSource;
 use crate::config::MetricsConfig;
 use crate::pods::{PodLister, PodsFile};
 use crate::prometheus::PrometheusSource;
 use crate::serve::AppState;
 use crate::source::{DirectSource, SignalSource};
+use crate::telemetry::Telemetry;
 use crate::tls::CertSource;
 
 /// Everything the adapter needs to run, validated.
@@ -51,6 +55,8 @@ pub struct AdapterConfig {
     pub backend: Backend,
     /// Pods and Deployments file, when there is no Kubernetes API.
     pub pods_file: Option<PathBuf>,
+    /// How long a namespace's signals are reused.
+    pub cache_ttl: Duration,
 }
 
 /// Where the adapter reads signals.
@@ -102,29 +108,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Arc::new(config.metrics.clone());
-    // Readiness: the direct backend is ready once it has scraped every exporter once.
-    let (source, health): (Arc<dyn SignalSource>, Option<DirectSource>) = match &config.backend {
-        Backend::Direct {
-            exporters,
-            scrape_interval,
-        } => {
-            let direct = DirectSource::new(metrics.clone());
-            let (scraper, targets, interval) =
-                (direct.clone(), exporters.clone(), *scrape_interval);
-            std::thread::Builder::new()
-                .name("scraper".into())
-                .spawn(move || scraper.scrape_loop(&targets, interval))
-                .map_err(Error::Serve)?;
-            (Arc::new(direct.clone()), Some(direct))
-        }
-        Backend::Prometheus { url, timeout } => (
-            Arc::new(
-                PrometheusSource::new(url, metrics.clone(), *timeout).map_err(Error::Backend)?,
-            ),
-            None,
-        ),
-    };
-    let pods: Option<Arc<dyn PodLister>> = config
+    let (source, health) = backend(&config.backend, &metrics)?;
+    let telemetry = Arc::new(Telemetry::default());
+    let source = Arc::new(CachedSource::new(
+        source,
+        config.cache_ttl,
+        telemetry.clone(),
+    ));
+    let pods = config
         .pods_file
         .clone()
         .map(|path| Arc::new(PodsFile::new(path)) as Arc<dyn PodLister>);
@@ -132,6 +123,7 @@ pub async fn run(
         config: metrics,
         source,
         pods,
+        telemetry: telemetry.clone(),
     });
     let tls = tls::load(&config.tls, Duration::from_secs(10))?;
 
@@ -143,31 +135,6 @@ pub async fn run(
             source,
         })?;
     let admin_addr = admin.local_addr().map_err(Error::Serve)?;
-    let admin_router = Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let (rounds, failures) = health
-                    .as_ref()
-                    .map_or((1, Vec::new()), DirectSource::health);
-                async move {
-                    if rounds == 0 {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the first scrape of the exporters has not finished\n".to_owned(),
-                        )
-                    } else if !failures.is_empty() {
-                        (
-                            StatusCode::OK,
-                            format!("ok; failing exporters: {}\n", failures.join("; ")),
-                        )
-                    } else {
-                        (StatusCode::OK, "ok\n".to_owned())
-                    }
-                }
-            }),
-        );
     let handle = axum_server::Handle::new();
     let api = axum_server::bind_rustls(config.listen, tls)
         .handle(handle.clone())
@@ -186,14 +153,84 @@ pub async fn run(
         });
     };
     tracing::info!(%addr, %admin_addr, backend = ?config.backend, "Adapter listening");
-    let admin = axum::serve(admin, admin_router).with_graceful_shutdown(async move {
-        shutdown.await;
-        handle.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
+    let admin =
+        axum::serve(admin, admin_router(telemetry, health)).with_graceful_shutdown(async move {
+            shutdown.await;
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
     admin.await.map_err(Error::Serve)?;
     api.await
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?
         .map_err(Error::Serve)?;
     tracing::info!("Adapter stopped");
     Ok(())
+}
+
+/// The configured backend, and for the direct one its handle for readiness.
+fn backend(
+    backend: &Backend,
+    metrics: &Arc<MetricsConfig>,
+) -> Result<(Arc<dyn SignalSource>, Option<DirectSource>), Error> {
+    match backend {
+        Backend::Direct {
+            exporters,
+            scrape_interval,
+        } => {
+            let direct = DirectSource::new(metrics.clone());
+            let (scraper, targets, interval) =
+                (direct.clone(), exporters.clone(), *scrape_interval);
+            std::thread::Builder::new()
+                .name("scraper".into())
+                .spawn(move || scraper.scrape_loop(&targets, interval))
+                .map_err(Error::Serve)?;
+            Ok((Arc::new(direct.clone()), Some(direct)))
+        }
+        Backend::Prometheus { url, timeout } => Ok((
+            Arc::new(
+                PrometheusSource::new(url, metrics.clone(), *timeout).map_err(Error::Backend)?,
+            ),
+            None,
+        )),
+    }
+}
+
+/// `/livez`, `/readyz` (the direct backend is ready once it has scraped every exporter once)
+/// and the adapter's own `/metrics`.
+fn admin_router(telemetry: Arc<Telemetry>, health: Option<DirectSource>) -> Router {
+    let metrics = get(move || {
+        let text = telemetry.render();
+        async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+        }
+    });
+    let readyz = get(move || {
+        let (rounds, failures) = health
+            .as_ref()
+            .map_or((1, Vec::new()), DirectSource::health);
+        async move {
+            if rounds == 0 {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the first scrape of the exporters has not finished\n".to_owned(),
+                )
+            } else if failures.is_empty() {
+                (StatusCode::OK, "ok\n".to_owned())
+            } else {
+                (
+                    StatusCode::OK,
+                    format!("ok; failing exporters: {}\n", failures.join("; ")),
+                )
+            }
+        }
+    });
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", readyz)
+        .route("/metrics", metrics)
 }

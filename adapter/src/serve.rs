@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -31,6 +32,7 @@ use crate::pods::{ListError, PodInfo, PodLister};
 use crate::request::{self, MetricRequest, Request, Target};
 use crate::selector::Selector;
 use crate::source::{PodSignals, Reading, SignalSource, SourceError, now_millis};
+use crate::telemetry::Telemetry;
 use crate::wire::{self, DescribedObject, MetricValue, Version};
 
 /// Window reported with every value (`windowSeconds`): the exporter's default window.
@@ -44,6 +46,8 @@ pub struct AppState {
     pub source: Arc<dyn SignalSource>,
     /// How selectors become pods; `None` means "the pods the source has data for, with no labels".
     pub pods: Option<Arc<dyn PodLister>>,
+    /// The adapter's own metrics.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The API router.
@@ -69,7 +73,43 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(|| async { "ok\n" }))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Counts each request by route and status, with its latency.
+async fn observe(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = route_of(request.uri().path());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .telemetry
+        .request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The route label of a path, from its shape (bounded: six values).
+fn route_of(path: &str) -> &'static str {
+    let Some(rest) = path.strip_prefix(&format!("/apis/{}/", wire::GROUP)) else {
+        return if path.starts_with("/apis") {
+            "discovery"
+        } else {
+            "other"
+        };
+    };
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
+    match segments.as_slice() {
+        [] => "discovery",
+        ["namespaces", _, "metrics", _] => "namespace",
+        ["namespaces", _, "pods", "*" | "%2A" | "%2a", _] => "pods",
+        ["namespaces", _, "pods", _, _] => "pod",
+        ["namespaces", _, "deployments.apps", _, _] => "deployment",
+        _ => "other",
+    }
 }
 
 /// Errors answered as `metav1.Status`.
@@ -144,6 +184,11 @@ async fn metric(
         Request::Discovery => Ok(json(StatusCode::OK, &discovery(&state.config, version))),
         Request::Metric(request) => {
             let values = values(&state, &request).await?;
+            if let Some(oldest) = values.iter().map(|v| v.timestamp_millis).min() {
+                state
+                    .telemetry
+                    .served_age(Duration::from_millis(now_millis().saturating_sub(oldest)));
+            }
             Ok(json(
                 StatusCode::OK,
                 &wire::metric_value_list(version, &values),
@@ -481,6 +526,7 @@ mod tests {
             config: Arc::new(MetricsConfig::default()),
             source: Arc::new(source.clone()),
             pods: Some(Arc::new(PodsFile::new(path))),
+            telemetry: Arc::default(),
         });
         Fixture {
             state,
@@ -723,12 +769,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn requests_are_counted_by_route() {
+        let f = fixture();
+        let base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render";
+        get(&f.state, &format!("{base}/pods/%2A/render_scaling_score")).await;
+        get(&f.state, &format!("{base}/pods/w-2/render_scaling_score")).await;
+        get(&f.state, "/apis/custom.metrics.k8s.io/v1beta1").await;
+        let text = f.state.telemetry.render();
+        for want in [
+            r#"framescale_adapter_requests_total{route="pods",code="200"} 1"#,
+            r#"framescale_adapter_requests_total{route="pod",code="404"} 1"#,
+            r#"framescale_adapter_requests_total{route="discovery",code="200"} 1"#,
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let base = "/apis/custom.metrics.k8s.io/v1beta2";
+        for (path, want) in [
+            ("/apis", "discovery"),
+            (base, "discovery"),
+            (&format!("{base}/namespaces/a/pods/%2A/m") as &str, "pods"),
+            (&format!("{base}/namespaces/a/pods/p/m"), "pod"),
+            (
+                &format!("{base}/namespaces/a/deployments.apps/d/m"),
+                "deployment",
+            ),
+            (&format!("{base}/namespaces/a/metrics/m"), "namespace"),
+            (&format!("{base}/nodes/n/m"), "other"),
+            ("/healthz", "other"),
+        ] {
+            assert_eq!(route_of(path), want, "{path}");
+        }
+    }
+
+    #[tokio::test]
     async fn without_a_pod_lister_pods_with_data_are_listed_unlabelled() {
         let f = fixture();
         let state = Arc::new(AppState {
             config: f.state.config.clone(),
             source: f.state.source.clone(),
             pods: None,
+            telemetry: Arc::default(),
         });
         let base =
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms";

@@ -57,6 +57,9 @@ pub struct AdapterArgs {
     /// How often the direct backend scrapes the exporters.
     #[arg(long, env = "FRAMESCALE_SCRAPE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     scrape_interval: Duration,
+    /// How long a namespace's signals are reused across requests (concurrent requests always share one fetch).
+    #[arg(long, env = "FRAMESCALE_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    cache_ttl: Duration,
     /// Pods and Deployments file (YAML) used to resolve label selectors when there is no Kubernetes API.
     #[arg(long, env = "FRAMESCALE_PODS_FILE")]
     pods_file: Option<PathBuf>,
@@ -115,6 +118,7 @@ impl AdapterArgs {
             metrics,
             backend,
             pods_file: self.pods_file,
+            cache_ttl: self.cache_ttl,
         })
     }
 }

@@ -273,6 +273,22 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
         err.contains("the server could not find the metric nope for pods"),
         "{err}"
     );
+
+    // The adapter's own metrics count what was asked, on the admin port.
+    let (status, text) = get(&format!("http://{}/metrics", adapter.admin));
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"framescale_adapter_requests_total{route="pods",code="200"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"framescale_adapter_requests_total{route="pods",code="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("framescale_adapter_cache_requests_total{result=\"miss\"}"),
+        "{text}"
+    );
 }
 
 #[test]

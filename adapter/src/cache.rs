@@ -1,0 +1,200 @@
+//! A short-lived cache in front of a signal source, with single-flight.
+//!
+//! The HPA asks for several metrics of the same pods every sync period, and two adapter replicas
+//! or a dashboard may ask at once. Answers are kept per namespace for a short TTL (default 2 s,
+//! far under the HPA's 15 s sync), and concurrent requests for a namespace whose answer is
+//! being fetched wait for that one fetch instead of starting their own. Failures are shared by
+//! the requests that waited for them but not kept: the next request tries again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+use crate::source::{BoxFuture, PodSignals, SignalSource, SourceError};
+use crate::telemetry::Telemetry;
+
+type Answer = Result<Arc<BTreeMap<String, PodSignals>>, SourceError>;
+
+/// Caches a source's answers per namespace for `ttl`.
+pub struct CachedSource {
+    inner: Arc<dyn SignalSource>,
+    ttl: Duration,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    telemetry: Arc<Telemetry>,
+}
+
+struct Slot {
+    created: Instant,
+    answer: OnceCell<Answer>,
+}
+
+impl CachedSource {
+    /// Wraps `inner`; hits, misses, fetch times and failures are counted in `telemetry`.
+    #[must_use]
+    pub fn new(inner: Arc<dyn SignalSource>, ttl: Duration, telemetry: Arc<Telemetry>) -> Self {
+        CachedSource {
+            inner,
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+            telemetry,
+        }
+    }
+
+    async fn get(&self, namespace: &str) -> Answer {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget what has expired, so namespaces no longer asked for do not accumulate.
+            slots.retain(|_, s| s.created.elapsed() < self.ttl);
+            slots
+                .entry(namespace.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        created: Instant::now(),
+                        answer: OnceCell::new(),
+                    })
+                })
+                .clone()
+        };
+        let mut fetched = false;
+        let answer = slot
+            .answer
+            .get_or_init(|| async {
+                fetched = true;
+                let started = Instant::now();
+                let answer = self.inner.namespace_signals(namespace).await.map(Arc::new);
+                self.telemetry.backend.observe(started.elapsed());
+                if let Err(error) = &answer {
+                    self.telemetry
+                        .backend_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%namespace, %error, "Backend fetch failed");
+                }
+                answer
+            })
+            .await
+            .clone();
+        let counter = if fetched {
+            &self.telemetry.cache_misses
+        } else {
+            &self.telemetry.cache_hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if answer.is_err() && fetched {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if slots.get(namespace).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                slots.remove(namespace);
+            }
+        }
+        answer
+    }
+}
+
+impl SignalSource for CachedSource {
+    fn namespace_signals<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, PodSignals>, SourceError>> {
+        Box::pin(async move { self.get(namespace).await.map(|map| (*map).clone()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+    use crate::source::MemorySource;
+
+    /// A source that counts its calls and takes a while to answer.
+    struct Slow {
+        calls: AtomicU64,
+        inner: MemorySource,
+    }
+
+    impl SignalSource for Slow {
+        fn namespace_signals<'a>(
+            &'a self,
+            namespace: &'a str,
+        ) -> BoxFuture<'a, Result<BTreeMap<String, PodSignals>, SourceError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.inner.namespace_signals(namespace).await
+            })
+        }
+    }
+
+    fn slow() -> Arc<Slow> {
+        let inner = MemorySource::default();
+        inner.set("render", "w-0", PodSignals::default());
+        Arc::new(Slow {
+            calls: AtomicU64::new(0),
+            inner,
+        })
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_fetch() {
+        let backend = slow();
+        let telemetry = Arc::new(Telemetry::default());
+        let cache = Arc::new(CachedSource::new(
+            backend.clone(),
+            Duration::from_secs(5),
+            telemetry.clone(),
+        ));
+        let requests: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.namespace_signals("render").await.unwrap().len() })
+            })
+            .collect();
+        for request in requests {
+            assert_eq!(request.await.unwrap(), 1);
+        }
+        assert_eq!(backend.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            (
+                telemetry.cache_hits.load(Ordering::Relaxed),
+                telemetry.cache_misses.load(Ordering::Relaxed)
+            ),
+            (19, 1)
+        );
+        cache.namespace_signals("other").await.unwrap();
+        assert_eq!(
+            backend.calls.load(Ordering::Relaxed),
+            2,
+            "namespaces are cached apart"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_expire_and_failures_are_not_kept() {
+        let backend = slow();
+        let cache = CachedSource::new(backend.clone(), Duration::from_millis(100), Arc::default());
+        cache.namespace_signals("render").await.unwrap();
+        cache.namespace_signals("render").await.unwrap();
+        assert_eq!(backend.calls.load(Ordering::Relaxed), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        cache.namespace_signals("render").await.unwrap();
+        assert_eq!(backend.calls.load(Ordering::Relaxed), 2);
+
+        let failing = MemorySource::default();
+        failing.set_down(Some("down"));
+        let telemetry = Arc::new(Telemetry::default());
+        let cache = CachedSource::new(
+            Arc::new(failing.clone()),
+            Duration::from_mins(1),
+            telemetry.clone(),
+        );
+        assert!(cache.namespace_signals("render").await.is_err());
+        failing.set_down(None);
+        assert!(
+            cache.namespace_signals("render").await.is_ok(),
+            "the failure was not cached"
+        );
+        assert_eq!(telemetry.backend_errors.load(Ordering::Relaxed), 1);
+    }
+}
