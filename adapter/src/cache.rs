@@ -1,4 +1,4 @@
-//! A short-lived cache in front of a signal source, with single-flight.
+//! Short-lived caches with single-flight: of a signal source's answers, and of whole responses.
 //!
 //! The HPA asks for several metrics of the same pods every sync period, and two adapter replicas
 //! or a dashboard may ask at once. Answers are kept per namespace for a short TTL (default 2 s,
@@ -18,38 +18,41 @@ use crate::telemetry::Telemetry;
 
 type Answer = Result<Arc<BTreeMap<String, PodSignals>>, SourceError>;
 
-/// Caches a source's answers per namespace for `ttl`.
-pub struct CachedSource {
-    inner: Arc<dyn SignalSource>,
+/// A map of values kept for a TTL, where concurrent requests for a missing key share one fetch.
+pub struct Memo<V, E> {
     ttl: Duration,
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
-    telemetry: Arc<Telemetry>,
+    slots: Mutex<HashMap<String, Arc<Slot<V, E>>>>,
 }
 
-struct Slot {
+struct Slot<V, E> {
     created: Instant,
-    answer: OnceCell<Answer>,
+    answer: OnceCell<Result<V, E>>,
 }
 
-impl CachedSource {
-    /// Wraps `inner`; hits, misses, fetch times and failures are counted in `telemetry`.
+impl<V: Clone, E: Clone> Memo<V, E> {
+    /// An empty memo whose values live `ttl`.
     #[must_use]
-    pub fn new(inner: Arc<dyn SignalSource>, ttl: Duration, telemetry: Arc<Telemetry>) -> Self {
-        CachedSource {
-            inner,
+    pub fn new(ttl: Duration) -> Self {
+        Memo {
             ttl,
             slots: Mutex::new(HashMap::new()),
-            telemetry,
         }
     }
 
-    async fn get(&self, namespace: &str) -> Answer {
+    /// The value of `key`: kept, being fetched by another request, or fetched now with `fetch`.
+    /// Returns whether this call fetched. An error is handed to the requests that waited for
+    /// it, then forgotten.
+    pub async fn get_or_fetch<F: Future<Output = Result<V, E>>>(
+        &self,
+        key: &str,
+        fetch: impl FnOnce() -> F,
+    ) -> (Result<V, E>, bool) {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            // Forget what has expired, so namespaces no longer asked for do not accumulate.
+            // Forget what has expired, so keys no longer asked for do not accumulate.
             slots.retain(|_, s| s.created.elapsed() < self.ttl);
             slots
-                .entry(namespace.to_owned())
+                .entry(key.to_owned())
                 .or_insert_with(|| {
                     Arc::new(Slot {
                         created: Instant::now(),
@@ -61,8 +64,44 @@ impl CachedSource {
         let mut fetched = false;
         let answer = slot
             .answer
-            .get_or_init(|| async {
+            .get_or_init(|| {
                 fetched = true;
+                fetch()
+            })
+            .await
+            .clone();
+        if answer.is_err() && fetched {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                slots.remove(key);
+            }
+        }
+        (answer, fetched)
+    }
+}
+
+/// Caches a source's answers per namespace for a TTL.
+pub struct CachedSource {
+    inner: Arc<dyn SignalSource>,
+    memo: Memo<Arc<BTreeMap<String, PodSignals>>, SourceError>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl CachedSource {
+    /// Wraps `inner`; hits, misses, fetch times and failures are counted in `telemetry`.
+    #[must_use]
+    pub fn new(inner: Arc<dyn SignalSource>, ttl: Duration, telemetry: Arc<Telemetry>) -> Self {
+        CachedSource {
+            inner,
+            memo: Memo::new(ttl),
+            telemetry,
+        }
+    }
+
+    async fn get(&self, namespace: &str) -> Answer {
+        let (answer, fetched) = self
+            .memo
+            .get_or_fetch(namespace, || async {
                 let started = Instant::now();
                 let answer = self.inner.namespace_signals(namespace).await.map(Arc::new);
                 self.telemetry.backend.observe(started.elapsed());
@@ -74,20 +113,13 @@ impl CachedSource {
                 }
                 answer
             })
-            .await
-            .clone();
+            .await;
         let counter = if fetched {
             &self.telemetry.cache_misses
         } else {
             &self.telemetry.cache_hits
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if answer.is_err() && fetched {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            if slots.get(namespace).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                slots.remove(namespace);
-            }
-        }
         answer
     }
 }

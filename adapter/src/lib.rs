@@ -119,12 +119,13 @@ pub async fn run(
         .pods_file
         .clone()
         .map(|path| Arc::new(PodsFile::new(path)) as Arc<dyn PodLister>);
-    let state = Arc::new(AppState {
-        config: metrics,
+    let state = Arc::new(AppState::new(
+        metrics,
         source,
         pods,
-        telemetry: telemetry.clone(),
-    });
+        telemetry.clone(),
+        config.cache_ttl,
+    ));
     let tls = tls::load(&config.tls, Duration::from_secs(10))?;
 
     let admin = tokio::net::TcpListener::bind(config.admin_listen)

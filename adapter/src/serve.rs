@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ use framescale_core::quantity;
 use framescale_core::score::{self, Signals};
 use serde_json::Value;
 
+use crate::cache::Memo;
 use crate::config::MetricsConfig;
 use crate::pods::{ListError, PodInfo, PodLister};
 use crate::request::{self, MetricRequest, Request, Target};
@@ -48,6 +50,28 @@ pub struct AppState {
     pub pods: Option<Arc<dyn PodLister>>,
     /// The adapter's own metrics.
     pub telemetry: Arc<Telemetry>,
+    /// Whole answers, reused for the cache TTL.
+    responses: Memo<Bytes, ApiError>,
+}
+
+impl AppState {
+    /// State whose answers are reused for `cache_ttl` (zero: never).
+    #[must_use]
+    pub fn new(
+        config: Arc<MetricsConfig>,
+        source: Arc<dyn SignalSource>,
+        pods: Option<Arc<dyn PodLister>>,
+        telemetry: Arc<Telemetry>,
+        cache_ttl: Duration,
+    ) -> Self {
+        AppState {
+            config,
+            source,
+            pods,
+            telemetry,
+            responses: Memo::new(cache_ttl),
+        }
+    }
 }
 
 /// The API router.
@@ -113,7 +137,7 @@ fn route_of(path: &str) -> &'static str {
 }
 
 /// Errors answered as `metav1.Status`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     code: StatusCode,
     message: String,
@@ -183,16 +207,35 @@ async fn metric(
     match request::parse(&rest, query.as_deref())? {
         Request::Discovery => Ok(json(StatusCode::OK, &discovery(&state.config, version))),
         Request::Metric(request) => {
-            let values = values(&state, &request).await?;
-            if let Some(oldest) = values.iter().map(|v| v.timestamp_millis).min() {
-                state
-                    .telemetry
-                    .served_age(Duration::from_millis(now_millis().saturating_sub(oldest)));
-            }
-            Ok(json(
+            let key = format!(
+                "{}/{rest}?{}",
+                version.as_str(),
+                query.as_deref().unwrap_or("")
+            );
+            let (body, fetched) = state
+                .responses
+                .get_or_fetch(&key, || async {
+                    let values = values(&state, &request).await?;
+                    if let Some(oldest) = values.iter().map(|v| v.timestamp_millis).min() {
+                        state
+                            .telemetry
+                            .served_age(Duration::from_millis(now_millis().saturating_sub(oldest)));
+                    }
+                    Ok(Bytes::from(wire::metric_value_list(version, &values)))
+                })
+                .await;
+            let counter = if fetched {
+                &state.telemetry.response_misses
+            } else {
+                &state.telemetry.response_hits
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok((
                 StatusCode::OK,
-                &wire::metric_value_list(version, &values),
-            ))
+                [(header::CONTENT_TYPE, "application/json")],
+                body?,
+            )
+                .into_response())
         }
     }
 }
@@ -522,12 +565,13 @@ mod tests {
              deployments:\n  - { namespace: render, name: w, selector: app=w }\n",
         )
         .unwrap();
-        let state = Arc::new(AppState {
-            config: Arc::new(MetricsConfig::default()),
-            source: Arc::new(source.clone()),
-            pods: Some(Arc::new(PodsFile::new(path))),
-            telemetry: Arc::default(),
-        });
+        let state = Arc::new(AppState::new(
+            Arc::new(MetricsConfig::default()),
+            Arc::new(source.clone()),
+            Some(Arc::new(PodsFile::new(path))),
+            Arc::default(),
+            Duration::ZERO,
+        ));
         Fixture {
             state,
             source,
@@ -769,6 +813,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn answers_are_reused_for_the_cache_ttl() {
+        let f = fixture();
+        let state = Arc::new(AppState::new(
+            f.state.config.clone(),
+            f.state.source.clone(),
+            None,
+            Arc::default(),
+            Duration::from_mins(1),
+        ));
+        let uri =
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms";
+        let (_, first) = get(&state, uri).await;
+        f.source.set(
+            "render",
+            "w-1",
+            PodSignals {
+                p95_ms: reading(99.0, 0),
+                ..PodSignals::default()
+            },
+        );
+        let (_, second) = get(&state, uri).await;
+        assert_eq!(first, second);
+        let (_, v1) = get(&state, &uri.replace("v1beta2", "v1beta1")).await;
+        assert_eq!(
+            names_and_values(&v1)[1],
+            pair("w-1", "99"),
+            "another version is another answer"
+        );
+        let telemetry = &state.telemetry;
+        assert_eq!(
+            telemetry
+                .response_hits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[tokio::test]
     async fn requests_are_counted_by_route() {
         let f = fixture();
         let base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render";
@@ -808,12 +890,13 @@ mod tests {
     #[tokio::test]
     async fn without_a_pod_lister_pods_with_data_are_listed_unlabelled() {
         let f = fixture();
-        let state = Arc::new(AppState {
-            config: f.state.config.clone(),
-            source: f.state.source.clone(),
-            pods: None,
-            telemetry: Arc::default(),
-        });
+        let state = Arc::new(AppState::new(
+            f.state.config.clone(),
+            f.state.source.clone(),
+            None,
+            Arc::default(),
+            Duration::ZERO,
+        ));
         let base =
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms";
         let (_, body) = get(&state, base).await;

@@ -6,7 +6,7 @@
 //! | `framescale_adapter_request_duration_seconds{route}` | histogram | time to answer, TLS excluded |
 //! | `framescale_adapter_backend_duration_seconds` | histogram | time of one backend fetch (a namespace's signals) |
 //! | `framescale_adapter_backend_errors_total` | counter | backend fetches that failed |
-//! | `framescale_adapter_cache_requests_total{result="hit"\|"miss"}` | counter | answers from the cache (or a fetch in flight) vs fetches |
+//! | `framescale_adapter_cache_requests_total{cache="signals"\|"responses",result="hit"\|"miss"}` | counter | lookups answered from a cache (or a fetch in flight) vs fetches |
 //! | `framescale_adapter_served_data_age_seconds` | gauge | age of the oldest value in the last answer with values |
 
 use std::collections::BTreeMap;
@@ -77,6 +77,10 @@ pub struct Telemetry {
     pub cache_hits: AtomicU64,
     /// Fetches started.
     pub cache_misses: AtomicU64,
+    /// Whole answers reused.
+    pub response_hits: AtomicU64,
+    /// Whole answers computed.
+    pub response_misses: AtomicU64,
     data_age_millis: AtomicU64,
 }
 
@@ -142,13 +146,16 @@ impl Telemetry {
             out,
             "# HELP framescale_adapter_backend_errors_total Backend fetches that failed.\n# TYPE framescale_adapter_backend_errors_total counter\n\
              framescale_adapter_backend_errors_total {}\n\
-             # HELP framescale_adapter_cache_requests_total Signal requests answered from the cache or by a fetch.\n# TYPE framescale_adapter_cache_requests_total counter\n\
-             framescale_adapter_cache_requests_total{{result=\"hit\"}} {}\nframescale_adapter_cache_requests_total{{result=\"miss\"}} {}\n\
+             # HELP framescale_adapter_cache_requests_total Lookups in the caches of signals and of whole answers, by result.\n# TYPE framescale_adapter_cache_requests_total counter\n\
+             framescale_adapter_cache_requests_total{{cache=\"signals\",result=\"hit\"}} {}\nframescale_adapter_cache_requests_total{{cache=\"signals\",result=\"miss\"}} {}\n\
+             framescale_adapter_cache_requests_total{{cache=\"responses\",result=\"hit\"}} {}\nframescale_adapter_cache_requests_total{{cache=\"responses\",result=\"miss\"}} {}\n\
              # HELP framescale_adapter_served_data_age_seconds Age of the oldest value in the last answer with values.\n# TYPE framescale_adapter_served_data_age_seconds gauge\n\
              framescale_adapter_served_data_age_seconds {}\n",
             load(&self.backend_errors),
             load(&self.cache_hits),
             load(&self.cache_misses),
+            load(&self.response_hits),
+            load(&self.response_misses),
             load(&self.data_age_millis) as f64 / 1000.0,
         );
         out

@@ -1,6 +1,8 @@
 //! The JSON documents of the custom metrics API, exactly as `docs/reference/custom-metrics-api.md`
 //! specifies them: `MetricValueList` in v1beta1 and v1beta2, discovery, and `metav1.Status`.
 
+use std::fmt::Write as _;
+
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
@@ -72,49 +74,85 @@ pub struct MetricValue {
     pub quantity: String,
 }
 
-/// A `MetricValueList` document of `version`.
+/// A `MetricValueList` document of `version`, as JSON text. Written field by field, in the
+/// order Go emits them, without building a JSON tree: a list of thousands of pods is one string.
 #[must_use]
-pub fn metric_value_list(version: Version, values: &[MetricValue]) -> Value {
-    let items: Vec<Value> = values.iter().map(|v| item(version, v)).collect();
-    json!({
-        "kind": "MetricValueList",
-        "apiVersion": version.group_version(),
-        "metadata": {},
-        "items": items,
-    })
+pub fn metric_value_list(version: Version, values: &[MetricValue]) -> String {
+    let mut out = String::with_capacity(128 + values.len() * 280);
+    out.push_str(r#"{"kind":"MetricValueList","apiVersion":"#);
+    push_str(&mut out, &version.group_version());
+    out.push_str(r#","metadata":{},"items":["#);
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_item(&mut out, version, value);
+    }
+    out.push_str("]}");
+    out
 }
 
-fn item(version: Version, value: &MetricValue) -> Value {
-    let mut object = serde_json::Map::new();
-    object.insert("kind".into(), json!(value.object.kind));
-    if let Some(namespace) = &value.object.namespace {
-        object.insert("namespace".into(), json!(namespace));
+fn push_item(out: &mut String, version: Version, value: &MetricValue) {
+    let object = &value.object;
+    out.push_str(r#"{"describedObject":{"kind":"#);
+    push_str(out, object.kind);
+    if let Some(namespace) = &object.namespace {
+        out.push_str(r#","namespace":"#);
+        push_str(out, namespace);
     }
-    object.insert("name".into(), json!(value.object.name));
-    object.insert("apiVersion".into(), json!(value.object.api_version));
-    let selector = value.selector.clone().unwrap_or(Value::Null);
-    let mut item = json!({ "describedObject": object });
-    match version {
+    out.push_str(r#","name":"#);
+    push_str(out, &object.name);
+    out.push_str(r#","apiVersion":"#);
+    push_str(out, object.api_version);
+    out.push_str("},");
+    let selector = value
+        .selector
+        .as_ref()
+        .map_or_else(|| "null".to_owned(), Value::to_string);
+    let window_key = match version {
         Version::V1beta2 => {
-            item["metric"] = json!({ "name": value.metric, "selector": selector });
-            item["timestamp"] = json!(rfc3339_seconds(value.timestamp_millis));
-            if let Some(window) = value.window_seconds {
-                item["windowSeconds"] = json!(window);
-            }
+            out.push_str(r#""metric":{"name":"#);
+            push_str(out, &value.metric);
+            out.push_str(r#","selector":"#);
+            out.push_str(&selector);
+            out.push_str("},");
+            "windowSeconds"
         }
         Version::V1beta1 => {
-            item["metricName"] = json!(value.metric);
-            item["timestamp"] = json!(rfc3339_seconds(value.timestamp_millis));
-            if let Some(window) = value.window_seconds {
-                item["window"] = json!(window);
+            out.push_str(r#""metricName":"#);
+            push_str(out, &value.metric);
+            out.push(',');
+            "window"
+        }
+    };
+    out.push_str(r#""timestamp":"#);
+    push_str(out, &rfc3339_seconds(value.timestamp_millis));
+    if let Some(window) = value.window_seconds {
+        let _ = write!(out, r#","{window_key}":{window}"#);
+    }
+    out.push_str(r#","value":"#);
+    push_str(out, &value.quantity);
+    if version == Version::V1beta1 {
+        out.push_str(r#","selector":"#);
+        out.push_str(&selector);
+    }
+    out.push('}');
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
+            c => out.push(c),
         }
     }
-    item["value"] = json!(value.quantity);
-    if version == Version::V1beta1 {
-        item["selector"] = selector;
-    }
-    item
+    out.push('"');
 }
 
 /// `APIResourceList` of `version`: one entry per `<resource>/<metric>` served.
@@ -204,7 +242,8 @@ mod tests {
 
     #[test]
     fn v1beta2_list_matches_the_reference_example() {
-        let got = metric_value_list(Version::V1beta2, &[pod_value()]);
+        let got: Value =
+            serde_json::from_str(&metric_value_list(Version::V1beta2, &[pod_value()])).unwrap();
         let want: Value = serde_json::from_str(
             r#"{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},
              "items":[{"describedObject":{"kind":"Pod","namespace":"shop","name":"web-7d9c-abcde","apiVersion":"v1"},
@@ -217,7 +256,8 @@ mod tests {
 
     #[test]
     fn v1beta1_list_matches_the_reference_example() {
-        let got = metric_value_list(Version::V1beta1, &[pod_value()]);
+        let got: Value =
+            serde_json::from_str(&metric_value_list(Version::V1beta1, &[pod_value()])).unwrap();
         let want: Value = serde_json::from_str(
             r#"{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},
              "items":[{"describedObject":{"kind":"Pod","namespace":"shop","name":"web-7d9c-abcde","apiVersion":"v1"},
@@ -240,12 +280,39 @@ mod tests {
             window_seconds: None,
             ..pod_value()
         };
-        let got = metric_value_list(Version::V1beta2, &[value]);
+        let got: Value =
+            serde_json::from_str(&metric_value_list(Version::V1beta2, &[value])).unwrap();
         assert_eq!(
             got["items"][0]["describedObject"],
             json!({"kind": "Namespace", "name": "shop", "apiVersion": "v1"})
         );
         assert!(got["items"][0].get("windowSeconds").is_none());
+    }
+
+    #[test]
+    fn field_order_and_escaping() {
+        let value = MetricValue {
+            object: DescribedObject {
+                kind: "Pod",
+                api_version: "v1",
+                namespace: Some("a\"b".into()),
+                name: "c\\d\n".into(),
+            },
+            selector: Some(json!({"matchLabels": {"queue": "orders"}})),
+            ..pod_value()
+        };
+        let text = metric_value_list(Version::V1beta2, &[value]);
+        assert!(text.starts_with(r#"{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},"items":[{"describedObject":{"kind":"Pod","namespace":"a\"b","name":"c\\d\u000a","apiVersion":"v1"},"metric":{"name":"#), "{text}");
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["items"][0]["describedObject"]["name"], "c\\d\n");
+        assert_eq!(
+            parsed["items"][0]["metric"]["selector"]["matchLabels"]["queue"],
+            "orders"
+        );
+        assert_eq!(
+            metric_value_list(Version::V1beta1, &[]),
+            r#"{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta1","metadata":{},"items":[]}"#
+        );
     }
 
     #[test]

@@ -286,7 +286,7 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
         "{text}"
     );
     assert!(
-        text.contains("framescale_adapter_cache_requests_total{result=\"miss\"}"),
+        text.contains("framescale_adapter_cache_requests_total{cache=\"signals\",result=\"miss\"}"),
         "{text}"
     );
 }
@@ -426,9 +426,12 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
         "{held:?}"
     );
 
-    // Prometheus gone: the adapter answers 503 instead of inventing values.
+    // Prometheus gone: once the answer cached for the TTL (2 s) has expired, the adapter
+    // answers 503 instead of inventing values.
     drop(prometheus);
-    let err = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap_err();
+    let err = wait_for("a 503 without Prometheus", Duration::from_secs(10), || {
+        kubectl_raw(dir.path(), &adapter, &cert, path).err()
+    });
     assert!(
         err.contains("ServiceUnavailable") || err.contains("unavailable"),
         "{err}"
