@@ -137,7 +137,12 @@ pub async fn run(
         })?;
     let admin_addr = admin.local_addr().map_err(Error::Serve)?;
     let handle = axum_server::Handle::new();
-    let api = axum_server::bind_rustls(config.listen, tls)
+    // TCP_NODELAY: answers span several TLS records, and Nagle's algorithm waiting on the client's
+    // delayed ACK would add tens of milliseconds to them.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let api = axum_server::bind(config.listen)
+        .acceptor(acceptor)
         .handle(handle.clone())
         .serve(serve::router(state).into_make_service());
     let api = tokio::spawn(api);

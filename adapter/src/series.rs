@@ -81,16 +81,40 @@ pub struct Sample {
 /// Reads the samples of a Prometheus text (0.0.4) or OpenMetrics exposition, skipping comments;
 /// a line that does not parse is an error naming it.
 pub fn parse_exposition(text: &str) -> Result<Vec<Sample>, Error> {
+    parse_exposition_of(text, |_| true)
+}
+
+/// As [`parse_exposition`], keeping only samples whose metric name `keep` accepts; the others
+/// are skipped before their labels are read, so a large scrape costs little beyond its text.
+pub fn parse_exposition_of(text: &str, keep: impl Fn(&str) -> bool) -> Result<Vec<Sample>, Error> {
     let mut samples = Vec::new();
-    for (number, line) in text.lines().enumerate() {
+    visit_exposition(text.as_bytes(), keep, |sample| samples.push(sample))?;
+    Ok(samples)
+}
+
+/// Reads an exposition line by line from `reader`, handing each sample whose metric name `keep`
+/// accepts to `visit`; the text is never held whole, so memory stays flat however many series
+/// an exporter serves.
+pub fn visit_exposition(
+    reader: impl std::io::BufRead,
+    keep: impl Fn(&str) -> bool,
+    mut visit: impl FnMut(Sample),
+) -> Result<(), Error> {
+    for (number, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Error(format!("line {}: {e}", number + 1)))?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        samples
-            .push(parse_sample(line).map_err(|e| Error(format!("line {}: {}", number + 1, e.0)))?);
+        let name_end = line
+            .find(|c: char| c == '{' || c.is_whitespace())
+            .unwrap_or(line.len());
+        if !keep(&line[..name_end]) {
+            continue;
+        }
+        visit(parse_sample(line).map_err(|e| Error(format!("line {}: {}", number + 1, e.0)))?);
     }
-    Ok(samples)
+    Ok(())
 }
 
 fn parse_sample(line: &str) -> Result<Sample, Error> {
@@ -236,6 +260,9 @@ mod tests {
         assert_eq!(samples[1].labels.len(), 0);
         assert_eq!(samples[2].labels["v"], "a\"}b\\");
         assert!(samples[2].value.is_infinite());
+        let kept =
+            parse_exposition_of(text, |name| name == "framescale_exporter_pods_tracked").unwrap();
+        assert_eq!(kept.len(), 1);
         assert!(
             parse_exposition("x{a=\"b\"} nope")
                 .unwrap_err()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use framescale_core::score::{HoldTracker, Holds, Signals};
 
 use crate::config::{MetricsConfig, SignalMetric};
-use crate::series::{Sample, parse_exposition};
+use crate::series::Sample;
 
 /// A boxed future, so sources can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -169,7 +169,7 @@ impl DirectSource {
             let mut failures = Vec::new();
             for target in targets {
                 let at = now_millis();
-                match scrape(&agent, target) {
+                match scrape(&agent, target, &self.config) {
                     Ok(samples) => self.ingest(&samples, at),
                     Err(error) => {
                         tracing::warn!(%target, %error, "Cannot scrape exporter");
@@ -264,19 +264,31 @@ fn per_pod(metric: &SignalMetric, samples: &[Sample]) -> BTreeMap<(String, Strin
         .collect()
 }
 
-fn scrape(agent: &ureq::Agent, url: &str) -> Result<Vec<Sample>, String> {
+/// Scrapes one exporter, keeping only the samples the configured series select.
+fn scrape(agent: &ureq::Agent, url: &str, config: &MetricsConfig) -> Result<Vec<Sample>, String> {
     let mut response = agent
         .get(url)
         .header("Accept", "text/plain;version=0.0.4")
         .call()
         .map_err(|e| e.to_string())?;
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    parse_exposition(&text).map_err(|e| e.to_string())
+    let reader =
+        std::io::BufReader::new(response.body_mut().with_config().limit(256 << 20).reader());
+    let metrics = [&config.frame, &config.gpu];
+    let mut samples = Vec::new();
+    crate::series::visit_exposition(
+        reader,
+        |name| metrics.iter().any(|m| m.series.name == name),
+        |sample| {
+            if metrics
+                .iter()
+                .any(|m| m.series.matches(&sample.name, &sample.labels))
+            {
+                samples.push(sample);
+            }
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(samples)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -290,6 +302,7 @@ pub fn now_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::series::parse_exposition;
 
     const EXPOSITION: &str = r#"
 framescale_frame_duration_seconds{namespace="render",pod="a",container="blender",quantile="0.95"} 0.064
