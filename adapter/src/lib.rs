@@ -9,6 +9,7 @@
 //! metrics — until authentication exists the adapter refuses to start without
 //! `--insecure-disable-auth`.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod pods;

@@ -1,0 +1,551 @@
+//! Who is asking, and may they: authentication and authorization delegated to the cluster, as
+//! an aggregated API server does it (`docs/reference/custom-metrics-api.md` §7.3–7.4).
+//!
+//! Authentication, in order:
+//! 1. **Front proxy.** A TLS client certificate that verifies against the request-header CA, with
+//!    a common name in the allowed names (any, when the list is empty): the user is the first
+//!    username header, the groups every group header, the extras the `X-Remote-Extra-*` headers.
+//!    These headers are read from the front proxy only, never from another client.
+//! 2. **Client certificate** verified against the client CA: the user is the CN, the groups the Os.
+//! 3. **Bearer token**, checked with a TokenReview; results kept 10 s.
+//!
+//! Authorization: a SubjectAccessReview per request shape, allowed and denied answers kept 10 s;
+//! the group `system:masters` is allowed without one (the aggregator's health check runs as it).
+//! The settings come from the ConfigMap `kube-system/extension-apiserver-authentication`
+//! ([`Delegation`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use serde_json::{Value, json};
+
+use crate::wire::GROUP;
+
+/// How long TokenReview and SubjectAccessReview answers are reused.
+pub const REVIEW_TTL: Duration = Duration::from_secs(10);
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// User name.
+    pub user: String,
+    /// UID, when known.
+    pub uid: Option<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Extra attributes.
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No method authenticated the caller (401).
+    #[error("Unauthorized: {0}")]
+    Unauthenticated(String),
+    /// The caller may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A review could not be made (503).
+    #[error("cannot check access: {0}")]
+    ReviewFailed(String),
+}
+
+/// The TLS client certificate chain of a connection, attached to each of its requests.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCerts(pub Arc<Vec<CertificateDer<'static>>>);
+
+/// What `kube-system/extension-apiserver-authentication` says.
+#[derive(Debug, Clone, Default)]
+pub struct Delegation {
+    /// CA of ordinary client certificates.
+    pub client_ca: Vec<CertificateDer<'static>>,
+    /// CA of the front proxy's client certificate.
+    pub requestheader_ca: Vec<CertificateDer<'static>>,
+    /// Common names the front proxy may have; empty: any the CA signed.
+    pub allowed_names: Vec<String>,
+    /// Headers carrying the user name.
+    pub username_headers: Vec<String>,
+    /// Headers carrying the user's UID.
+    pub uid_headers: Vec<String>,
+    /// Headers carrying groups.
+    pub group_headers: Vec<String>,
+    /// Prefixes of headers carrying extras.
+    pub extra_prefixes: Vec<String>,
+}
+
+impl Delegation {
+    /// Reads the ConfigMap's data.
+    pub fn from_config_map(data: &BTreeMap<String, String>) -> Result<Self, String> {
+        let pem = |key: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+            data.get(key).map_or(Ok(Vec::new()), |text| {
+                CertificateDer::pem_slice_iter(text.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{key}: {e}"))
+            })
+        };
+        let list = |key: &str, default: &[&str]| -> Result<Vec<String>, String> {
+            match data.get(key) {
+                None => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
+                Some(text) => serde_json::from_str(text).map_err(|e| format!("{key}: {e}")),
+            }
+        };
+        Ok(Delegation {
+            client_ca: pem("client-ca-file")?,
+            requestheader_ca: pem("requestheader-client-ca-file")?,
+            allowed_names: list("requestheader-allowed-names", &[])?,
+            username_headers: list("requestheader-username-headers", &["X-Remote-User"])?,
+            uid_headers: list("requestheader-uid-headers", &[])?,
+            group_headers: list("requestheader-group-headers", &["X-Remote-Group"])?,
+            extra_prefixes: list("requestheader-extra-headers-prefix", &["X-Remote-Extra-"])?,
+        })
+    }
+
+    /// Every CA a client certificate may chain to, for the TLS handshake.
+    #[must_use]
+    pub fn all_cas(&self) -> Vec<CertificateDer<'static>> {
+        self.client_ca
+            .iter()
+            .chain(&self.requestheader_ca)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The caller's identity from the connection's certificate and the request's headers, without
+/// the token step (which needs the Kubernetes API); `Ok(None)` when neither certificate
+/// method applies.
+pub fn identity_from_certificate(
+    delegation: &Delegation,
+    certs: Option<&PeerCerts>,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, AuthError> {
+    let Some(chain) = certs.map(|c| c.0.as_slice()).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    if verifies(&delegation.requestheader_ca, chain) {
+        let (cn, _) = subject(&chain[0]).map_err(AuthError::Unauthenticated)?;
+        if !delegation.allowed_names.is_empty() && !delegation.allowed_names.contains(&cn) {
+            return Err(AuthError::Unauthenticated(format!(
+                "front-proxy certificate common name {cn:?} is not an allowed name"
+            )));
+        }
+        let first = |names: &[String]| {
+            names.iter().find_map(|h| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+            })
+        };
+        let Some(user) = first(&delegation.username_headers) else {
+            return Err(AuthError::Unauthenticated(
+                "the front proxy sent no user header".into(),
+            ));
+        };
+        let groups = delegation
+            .group_headers
+            .iter()
+            .flat_map(|h| {
+                headers
+                    .get_all(h)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, value) in headers {
+            for prefix in &delegation.extra_prefixes {
+                if let Some(key) = name.as_str().strip_prefix(&prefix.to_ascii_lowercase())
+                    && let Ok(value) = value.to_str()
+                {
+                    extra
+                        .entry(percent_decode(key).to_ascii_lowercase())
+                        .or_default()
+                        .push(value.to_owned());
+                }
+            }
+        }
+        return Ok(Some(Identity {
+            user,
+            uid: first(&delegation.uid_headers),
+            groups,
+            extra,
+        }));
+    }
+    if verifies(&delegation.client_ca, chain) {
+        let (user, groups) = subject(&chain[0]).map_err(AuthError::Unauthenticated)?;
+        return Ok(Some(Identity {
+            user,
+            uid: None,
+            groups,
+            extra: BTreeMap::new(),
+        }));
+    }
+    Err(AuthError::Unauthenticated(
+        "the client certificate is signed by neither the client CA nor the request-header CA"
+            .into(),
+    ))
+}
+
+/// Whether `chain` (leaf first) verifies against `cas` as a client certificate.
+fn verifies(cas: &[CertificateDer<'static>], chain: &[CertificateDer<'static>]) -> bool {
+    if cas.is_empty() {
+        return false;
+    }
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        if roots.add(ca.clone()).is_err() {
+            return false;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(verifier) =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()
+    else {
+        return false;
+    };
+    verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .is_ok()
+}
+
+/// The subject's common name and organizations.
+fn subject(cert: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let subject = parsed.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let orgs = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .map(str::to_owned)
+        .collect();
+    Ok((cn, orgs))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The SubjectAccessReview attributes of a request path (apiserver RequestInfo semantics).
+#[must_use]
+pub fn attributes(path: &str) -> Value {
+    let prefix = format!("/apis/{GROUP}/");
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return json!({ "nonResourceAttributes": { "path": path, "verb": "get" } });
+    };
+    let mut segments = rest.trim_end_matches('/').split('/');
+    let version = segments.next().unwrap_or_default();
+    let segments: Vec<String> = segments.map(percent_decode).collect();
+    let resource = |namespace: Option<&str>,
+                    resource: &str,
+                    name: &str,
+                    subresource: Option<&str>| {
+        let mut attributes = json!({ "verb": "get", "group": GROUP, "version": version, "resource": resource, "name": name });
+        if let Some(namespace) = namespace {
+            attributes["namespace"] = json!(namespace);
+        }
+        if let Some(subresource) = subresource {
+            attributes["subresource"] = json!(subresource);
+        }
+        json!({ "resourceAttributes": attributes })
+    };
+    match segments
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["namespaces", ns, "metrics", metric] => resource(Some(ns), "metrics", metric, None),
+        ["namespaces", ns, kind, name, metric] => resource(Some(ns), kind, name, Some(metric)),
+        [kind, name, metric] => resource(None, kind, name, Some(metric)),
+        _ => json!({ "nonResourceAttributes": { "path": path, "verb": "get" } }),
+    }
+}
+
+/// Answers kept for [`REVIEW_TTL`], keyed by what was asked.
+#[derive(Debug, Default)]
+pub struct ReviewCache<V> {
+    entries: Mutex<HashMap<String, (Instant, V)>>,
+}
+
+impl<V: Clone> ReviewCache<V> {
+    /// A kept answer to `key`, if still fresh.
+    pub fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < REVIEW_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Keeps an answer, forgetting expired ones.
+    pub fn put(&self, key: String, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
+        entries.insert(key, (Instant::now(), value));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Certificates for tests: a CA and client certificates it signs.
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::CertificateDer;
+
+    /// A certificate authority.
+    pub struct Ca {
+        /// Its certificate, PEM.
+        pub pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    impl Ca {
+        /// A new CA named `name`.
+        pub fn new(name: &str) -> Ca {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.self_signed(&key).unwrap();
+            Ca {
+                pem: cert.pem(),
+                issuer: Issuer::new(params, key),
+            }
+        }
+
+        /// A client certificate with common name `cn` and organization(s) `orgs` (rcgen keeps the
+        /// last): (DER, cert PEM, key PEM).
+        pub fn client(&self, cn: &str, orgs: &[&str]) -> (CertificateDer<'static>, String, String) {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            for org in orgs {
+                params
+                    .distinguished_name
+                    .push(DnType::OrganizationName, *org);
+            }
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let cert = params.signed_by(&key, &self.issuer).unwrap();
+            (cert.der().clone(), cert.pem(), key.serialize_pem())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::testing::Ca;
+    use super::*;
+
+    fn delegation(front: &Ca, client: &Ca, allowed: &[&str]) -> Delegation {
+        let data: BTreeMap<String, String> = [
+            ("client-ca-file", client.pem.clone()),
+            ("requestheader-client-ca-file", front.pem.clone()),
+            (
+                "requestheader-allowed-names",
+                serde_json::to_string(allowed).unwrap(),
+            ),
+            (
+                "requestheader-username-headers",
+                r#"["X-Remote-User"]"#.to_owned(),
+            ),
+            (
+                "requestheader-group-headers",
+                r#"["X-Remote-Group"]"#.to_owned(),
+            ),
+            (
+                "requestheader-extra-headers-prefix",
+                r#"["X-Remote-Extra-"]"#.to_owned(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Delegation::from_config_map(&data).unwrap()
+    }
+
+    fn peer(cert: CertificateDer<'static>) -> PeerCerts {
+        PeerCerts(Arc::new(vec![cert]))
+    }
+
+    fn hpa_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-remote-user",
+            HeaderValue::from_static("system:serviceaccount:kube-system:horizontal-pod-autoscaler"),
+        );
+        headers.append(
+            "x-remote-group",
+            HeaderValue::from_static("system:serviceaccounts"),
+        );
+        headers.append(
+            "x-remote-group",
+            HeaderValue::from_static("system:authenticated"),
+        );
+        headers.insert("x-remote-extra-scopes%2Fa", HeaderValue::from_static("x"));
+        headers
+    }
+
+    #[test]
+    fn front_proxy_certificates_carry_the_user_in_headers() {
+        let (front, client) = (Ca::new("front-proxy-ca"), Ca::new("client-ca"));
+        let config = delegation(&front, &client, &["front-proxy-client"]);
+        let (cert, _, _) = front.client("front-proxy-client", &[]);
+        let identity = identity_from_certificate(&config, Some(&peer(cert)), &hpa_headers())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            identity.user,
+            "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+        );
+        assert_eq!(
+            identity.groups,
+            ["system:serviceaccounts", "system:authenticated"]
+        );
+        assert_eq!(identity.extra["scopes/a"], ["x"]);
+    }
+
+    #[test]
+    fn front_proxy_refusals() {
+        let (front, client, other) = (
+            Ca::new("front-proxy-ca"),
+            Ca::new("client-ca"),
+            Ca::new("stranger"),
+        );
+        let config = delegation(&front, &client, &["front-proxy-client"]);
+        // A name not allowed.
+        let (cert, _, _) = front.client("someone-else", &[]);
+        let err =
+            identity_from_certificate(&config, Some(&peer(cert)), &hpa_headers()).unwrap_err();
+        assert!(err.to_string().contains("not an allowed name"), "{err}");
+        // No user header.
+        let (cert, _, _) = front.client("front-proxy-client", &[]);
+        let err =
+            identity_from_certificate(&config, Some(&peer(cert)), &HeaderMap::new()).unwrap_err();
+        assert!(err.to_string().contains("no user header"), "{err}");
+        // A CA nobody trusts.
+        let (cert, _, _) = other.client("front-proxy-client", &[]);
+        let err =
+            identity_from_certificate(&config, Some(&peer(cert)), &hpa_headers()).unwrap_err();
+        assert!(err.to_string().contains("neither"), "{err}");
+        // With an empty allowed list, any name the CA signed is accepted.
+        let open = delegation(&front, &client, &[]);
+        let (cert, _, _) = front.client("anything", &[]);
+        assert!(
+            identity_from_certificate(&open, Some(&peer(cert)), &hpa_headers())
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn client_certificates_name_the_user_and_ignore_headers() {
+        let (front, client) = (Ca::new("front-proxy-ca"), Ca::new("client-ca"));
+        let config = delegation(&front, &client, &["front-proxy-client"]);
+        // rcgen writes one value per attribute type, so one organization here.
+        let (cert, _, _) = client.client("jane", &["sre"]);
+        let identity = identity_from_certificate(&config, Some(&peer(cert)), &hpa_headers())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            identity,
+            Identity {
+                user: "jane".into(),
+                uid: None,
+                groups: vec!["sre".into()],
+                extra: BTreeMap::new()
+            }
+        );
+        assert_eq!(
+            identity_from_certificate(&config, None, &hpa_headers()),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn request_attributes() {
+        let base = "/apis/custom.metrics.k8s.io/v1beta2";
+        assert_eq!(
+            attributes(&format!(
+                "{base}/namespaces/shop/pods/%2A/render_scaling_score"
+            ))["resourceAttributes"],
+            json!({"namespace": "shop", "verb": "get", "group": "custom.metrics.k8s.io", "version": "v1beta2", "resource": "pods", "subresource": "render_scaling_score", "name": "*"})
+        );
+        assert_eq!(
+            attributes(&format!("{base}/namespaces/shop/metrics/m"))["resourceAttributes"],
+            json!({"namespace": "shop", "verb": "get", "group": "custom.metrics.k8s.io", "version": "v1beta2", "resource": "metrics", "name": "m"})
+        );
+        assert_eq!(
+            attributes(&format!("{base}/nodes/n-1/m"))["resourceAttributes"]["name"],
+            "n-1"
+        );
+        assert_eq!(
+            attributes(base),
+            json!({"nonResourceAttributes": {"path": base, "verb": "get"}})
+        );
+        assert_eq!(
+            attributes("/apis")["nonResourceAttributes"]["path"],
+            "/apis"
+        );
+    }
+
+    #[test]
+    fn config_map_errors() {
+        let bad = [
+            (
+                "client-ca-file",
+                "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+            ),
+            ("requestheader-allowed-names", "front-proxy-client"),
+        ];
+        for (key, value) in bad {
+            let data = BTreeMap::from([(key.to_owned(), value.to_owned())]);
+            let err = Delegation::from_config_map(&data).unwrap_err();
+            assert!(err.starts_with(key), "{err}");
+        }
+        let defaults = Delegation::from_config_map(&BTreeMap::new()).unwrap();
+        assert_eq!(defaults.username_headers, ["X-Remote-User"]);
+    }
+}
