@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::core::v1::ConfigMap;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -316,6 +319,160 @@ impl<V: Clone> ReviewCache<V> {
         entries.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
         entries.insert(key, (Instant::now(), value));
     }
+}
+
+/// Decides who is asking and whether they may, with the cluster's help.
+pub struct Authenticator {
+    client: kube::Client,
+    delegation: std::sync::RwLock<Delegation>,
+    tokens: ReviewCache<Option<Identity>>,
+    access: ReviewCache<bool>,
+}
+
+impl Authenticator {
+    /// Reads the delegation ConfigMap through `client`; fails when it cannot be read, since no
+    /// caller could be authenticated without it.
+    pub async fn new(client: kube::Client) -> Result<Self, String> {
+        let delegation = read_delegation(&client).await?;
+        Ok(Authenticator {
+            client,
+            delegation: std::sync::RwLock::new(delegation),
+            tokens: ReviewCache::default(),
+            access: ReviewCache::default(),
+        })
+    }
+
+    /// Re-reads the delegation ConfigMap every `every`, keeping the last good one on failure.
+    pub async fn refresh_loop(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            match read_delegation(&self.client).await {
+                Ok(delegation) => {
+                    *self
+                        .delegation
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = delegation;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot re-read extension-apiserver-authentication; keeping the previous one");
+                }
+            }
+        }
+    }
+
+    /// Authenticates and authorizes a request for `path`.
+    pub async fn check(
+        &self,
+        certs: Option<&PeerCerts>,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Result<Identity, AuthError> {
+        let by_certificate = {
+            let delegation = self
+                .delegation
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            identity_from_certificate(&delegation, certs, headers)
+        };
+        let bearer = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let identity = match (by_certificate, bearer) {
+            (Ok(Some(identity)), _) => identity,
+            (Ok(None) | Err(_), Some(token)) => {
+                self.review_token(token).await?.ok_or_else(|| {
+                    AuthError::Unauthenticated(
+                        "the bearer token was not accepted (TokenReview)".into(),
+                    )
+                })?
+            }
+            (Err(error), None) => return Err(error),
+            (Ok(None), None) => {
+                return Err(AuthError::Unauthenticated(
+                    "no client certificate and no bearer token".into(),
+                ));
+            }
+        };
+        if identity.groups.iter().any(|g| g == "system:masters") {
+            return Ok(identity);
+        }
+        if self.review_access(&identity, path).await? {
+            Ok(identity)
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "forbidden: User {:?} cannot get path {path:?} in API group {GROUP:?}",
+                identity.user
+            )))
+        }
+    }
+
+    async fn review_token(&self, token: &str) -> Result<Option<Identity>, AuthError> {
+        if let Some(answer) = self.tokens.get(token) {
+            return Ok(answer);
+        }
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_owned()),
+                ..TokenReviewSpec::default()
+            },
+            ..TokenReview::default()
+        };
+        let api: kube::Api<TokenReview> = kube::Api::all(self.client.clone());
+        let answer = api
+            .create(&kube::api::PostParams::default(), &review)
+            .await
+            .map_err(|e| AuthError::ReviewFailed(format!("TokenReview: {e}")))?;
+        let status = answer.status.unwrap_or_default();
+        let identity = status.authenticated.unwrap_or(false).then(|| {
+            let user = status.user.unwrap_or_default();
+            Identity {
+                user: user.username.unwrap_or_default(),
+                uid: user.uid,
+                groups: user.groups.unwrap_or_default(),
+                extra: user.extra.unwrap_or_default().into_iter().collect(),
+            }
+        });
+        self.tokens.put(token.to_owned(), identity.clone());
+        Ok(identity)
+    }
+
+    async fn review_access(&self, identity: &Identity, path: &str) -> Result<bool, AuthError> {
+        let mut spec = attributes(path);
+        spec["user"] = json!(identity.user);
+        spec["groups"] = json!(identity.groups);
+        spec["extra"] = json!(identity.extra);
+        if let Some(uid) = &identity.uid {
+            spec["uid"] = json!(uid);
+        }
+        let key = spec.to_string();
+        if let Some(allowed) = self.access.get(&key) {
+            return Ok(allowed);
+        }
+        let review: SubjectAccessReview = serde_json::from_value(json!({ "spec": spec }))
+            .map_err(|e| AuthError::ReviewFailed(e.to_string()))?;
+        let api: kube::Api<SubjectAccessReview> = kube::Api::all(self.client.clone());
+        let answer = api
+            .create(&kube::api::PostParams::default(), &review)
+            .await
+            .map_err(|e| AuthError::ReviewFailed(format!("SubjectAccessReview: {e}")))?;
+        let allowed = answer.status.is_some_and(|s| s.allowed);
+        self.access.put(key, allowed);
+        Ok(allowed)
+    }
+}
+
+async fn read_delegation(client: &kube::Client) -> Result<Delegation, String> {
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), "kube-system");
+    let config_map = api
+        .get("extension-apiserver-authentication")
+        .await
+        .map_err(|e| {
+            format!("cannot read ConfigMap kube-system/extension-apiserver-authentication: {e}")
+        })?;
+    Delegation::from_config_map(&config_map.data.unwrap_or_default())
 }
 
 #[cfg(test)]

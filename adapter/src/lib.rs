@@ -32,6 +32,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::auth::Authenticator;
 use crate::cache::CachedSource;
 use crate::config::MetricsConfig;
 use crate::pods::{PodLister, PodsFile};
@@ -58,6 +59,18 @@ pub struct AdapterConfig {
     pub pods_file: Option<PathBuf>,
     /// How long a namespace's signals are reused.
     pub cache_ttl: Duration,
+    /// How callers are checked.
+    pub auth: AuthMode,
+}
+
+/// How the adapter checks its callers.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Not at all (local use only).
+    Disabled,
+    /// Delegated to the Kubernetes API, reached with this kubeconfig, or `KUBECONFIG` /
+    /// in-cluster settings when `None`.
+    Kubernetes(Option<PathBuf>),
 }
 
 /// Where the adapter reads signals.
@@ -120,13 +133,14 @@ pub async fn run(
         .pods_file
         .clone()
         .map(|path| Arc::new(PodsFile::new(path)) as Arc<dyn PodLister>);
-    let state = Arc::new(AppState::new(
-        metrics,
-        source,
-        pods,
-        telemetry.clone(),
-        config.cache_ttl,
-    ));
+    let mut state = AppState::new(metrics, source, pods, telemetry.clone(), config.cache_ttl);
+    if let AuthMode::Kubernetes(kubeconfig) = &config.auth {
+        let client = kube_client(kubeconfig.as_deref()).await?;
+        let authenticator = Arc::new(Authenticator::new(client).await.map_err(Error::Backend)?);
+        tokio::spawn(authenticator.clone().refresh_loop(Duration::from_mins(1)));
+        state = state.with_auth(authenticator);
+    }
+    let state = Arc::new(state);
     let tls = tls::load(&config.tls, Duration::from_secs(10))?;
 
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
@@ -139,9 +153,9 @@ pub async fn run(
     let admin_addr = admin.local_addr().map_err(Error::Serve)?;
     let handle = axum_server::Handle::new();
     // TCP_NODELAY: answers span several TLS records, and Nagle's algorithm waiting on the client's
-    // delayed ACK would add tens of milliseconds to them.
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    // delayed ACK would add tens of milliseconds to them. The acceptor sets it and attaches each
+    // connection's client certificate chain to its requests.
+    let acceptor = tls::PeerCertAcceptor::new(tls);
     let api = axum_server::bind(config.listen)
         .acceptor(acceptor)
         .handle(handle.clone())
@@ -171,6 +185,27 @@ pub async fn run(
         .map_err(Error::Serve)?;
     tracing::info!("Adapter stopped");
     Ok(())
+}
+
+/// A client of the Kubernetes API from a kubeconfig file, or from `KUBECONFIG` / the pod's
+/// service account.
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Backend(format!("--kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Backend(format!("--kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            Error::Backend(format!(
+                "no Kubernetes API settings (set --kubeconfig, or run in a pod): {e}"
+            ))
+        })?,
+    };
+    kube::Client::try_from(config)
+        .map_err(|e| Error::Backend(format!("cannot make a Kubernetes client: {e}")))
 }
 
 /// The configured backend, and for the direct one its handle for readiness.

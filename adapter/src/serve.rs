@@ -28,6 +28,7 @@ use framescale_core::quantity;
 use framescale_core::score::{self, Signals};
 use serde_json::Value;
 
+use crate::auth::{AuthError, Authenticator, PeerCerts};
 use crate::cache::Memo;
 use crate::config::MetricsConfig;
 use crate::pods::{ListError, PodInfo, PodLister};
@@ -52,6 +53,8 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// Whole answers, reused for the cache TTL.
     responses: Memo<Bytes, ApiError>,
+    /// Who may ask; `None` only with `--insecure-disable-auth`.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl AppState {
@@ -70,7 +73,17 @@ impl AppState {
             pods,
             telemetry,
             responses: Memo::new(cache_ttl),
+            auth: None,
         }
+    }
+}
+
+impl AppState {
+    /// The same state, checking callers with `auth`.
+    #[must_use]
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 }
 
@@ -97,8 +110,40 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(|| async { "ok\n" }))
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Lets a request through only if its caller is authenticated and authorized (health
+/// endpoints are open); without an authenticator (`--insecure-disable-auth`) everything passes.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if let Some(auth) = &state.auth
+        && path != "/livez"
+        && path != "/readyz"
+    {
+        let certs = request.extensions().get::<PeerCerts>();
+        if let Err(error) = auth.check(certs, request.headers(), path).await {
+            let code = match error {
+                AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+                AuthError::ReviewFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if let Some(suppressed) = state.telemetry.throttle_auth_log() {
+                tracing::info!(%error, %path, suppressed, "Refused a request");
+            }
+            return ApiError::new(code, error.to_string()).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Counts each request by route and status, with its latency.

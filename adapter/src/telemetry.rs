@@ -82,6 +82,7 @@ pub struct Telemetry {
     /// Whole answers computed.
     pub response_misses: AtomicU64,
     data_age_millis: AtomicU64,
+    last_auth_log: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl Telemetry {
@@ -101,6 +102,25 @@ impl Telemetry {
             .or_default()
             .clone();
         histogram.observe(took);
+    }
+
+    /// Whether a refused request may be logged now (one every 10 s), and how many were not.
+    pub fn throttle_auth_log(&self) -> Option<u64> {
+        let mut last = self
+            .last_auth_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match last.as_mut() {
+            Some((at, held)) if at.elapsed() < Duration::from_secs(10) => {
+                *held += 1;
+                None
+            }
+            _ => {
+                let held = last.map_or(0, |(_, held)| held);
+                *last = Some((std::time::Instant::now(), 0));
+                Some(held)
+            }
+        }
     }
 
     /// Notes the age of the oldest value just served.

@@ -11,10 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum_server::tls_rustls::RustlsConfig;
-use rustls::ServerConfig;
+use std::pin::Pin;
+
+use axum_server::accept::{Accept, NoDelayAcceptor};
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use tokio::net::TcpStream;
+
+use crate::auth::PeerCerts;
 
 /// Why TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -96,15 +105,142 @@ pub fn server_config(
         path: key_path.into(),
         message: e.to_string(),
     })?;
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Invalid(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_certs = Arc::new(AnyClientCert {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Invalid(e.to_string()))?
+        .with_client_cert_verifier(client_certs)
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Offers client authentication and checks possession of the key; trust in the chain is
+/// decided per request.
+#[derive(Debug)]
+struct AnyClientCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Accepts TLS connections (with `TCP_NODELAY`) and attaches the client's certificate chain to
+/// every request of the connection as a [`PeerCerts`] extension.
+#[derive(Clone)]
+pub struct PeerCertAcceptor {
+    inner: RustlsAcceptor<NoDelayAcceptor>,
+}
+
+impl PeerCertAcceptor {
+    /// An acceptor serving `config`.
+    #[must_use]
+    pub fn new(config: RustlsConfig) -> Self {
+        PeerCertAcceptor {
+            inner: RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new()),
+        }
+    }
+}
+
+impl<S: Send + 'static> Accept<TcpStream, S> for PeerCertAcceptor {
+    type Stream = tokio_rustls::server::TlsStream<TcpStream>;
+    type Service = WithPeerCerts<S>;
+    type Future =
+        Pin<Box<dyn Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let handshake = self.inner.accept(stream, service);
+        Box::pin(async move {
+            let (stream, inner) = handshake.await?;
+            let chain = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            Ok((
+                stream,
+                WithPeerCerts {
+                    inner,
+                    certs: PeerCerts(Arc::new(chain)),
+                },
+            ))
+        })
+    }
+}
+
+/// A connection's service that adds its [`PeerCerts`] to each request.
+#[derive(Clone)]
+pub struct WithPeerCerts<S> {
+    inner: S,
+    certs: PeerCerts,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for WithPeerCerts<S>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.certs.clone());
+        self.inner.call(request)
+    }
 }
 
 /// Loads the serving configuration; for files, also starts the task that reloads them (call

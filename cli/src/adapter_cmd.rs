@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use framescale_adapter::config::MetricsConfig;
 use framescale_adapter::tls::CertSource;
-use framescale_adapter::{AdapterConfig, Backend};
+use framescale_adapter::{AdapterConfig, AuthMode, Backend};
 
 /// Flags of `framescale adapter`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]
@@ -63,20 +63,21 @@ pub struct AdapterArgs {
     /// Pods and Deployments file (YAML) used to resolve label selectors when there is no Kubernetes API.
     #[arg(long, env = "FRAMESCALE_PODS_FILE")]
     pods_file: Option<PathBuf>,
-    /// Serve without authenticating or authorizing callers. Required until authentication delegation is built; never in a cluster.
-    #[arg(long, env = "FRAMESCALE_INSECURE_DISABLE_AUTH")]
+    /// Kubeconfig used for authentication delegation (TokenReview, SubjectAccessReview, the extension-apiserver-authentication ConfigMap); default: KUBECONFIG or the pod's service account.
+    #[arg(long, env = "FRAMESCALE_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Serve without authenticating or authorizing callers: local use only, never in a cluster.
+    #[arg(
+        long,
+        env = "FRAMESCALE_INSECURE_DISABLE_AUTH",
+        conflicts_with = "kubeconfig"
+    )]
     insecure_disable_auth: bool,
 }
 
 impl AdapterArgs {
     /// Validates the flags into a configuration; each error names the flag to change.
     pub fn into_config(self) -> anyhow::Result<AdapterConfig> {
-        if !self.insecure_disable_auth {
-            bail!(
-                "authentication and authorization delegation is not built yet, so the adapter cannot check its callers; \
-                 pass --insecure-disable-auth to serve anyway (local use only)"
-            );
-        }
         let tls = match (self.tls_cert_file, self.tls_key_file, self.self_signed) {
             (Some(cert), Some(key), false) => CertSource::Files { cert, key },
             (None, None, true) => {
@@ -119,6 +120,11 @@ impl AdapterArgs {
             backend,
             pods_file: self.pods_file,
             cache_ttl: self.cache_ttl,
+            auth: if self.insecure_disable_auth {
+                AuthMode::Disabled
+            } else {
+                AuthMode::Kubernetes(self.kubeconfig)
+            },
         })
     }
 }
@@ -126,9 +132,11 @@ impl AdapterArgs {
 /// Runs the adapter until SIGTERM or Ctrl-C.
 pub fn run(args: AdapterArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    tracing::warn!(
-        "Authentication and authorization are OFF (--insecure-disable-auth): any client can read every metric"
-    );
+    if matches!(config.auth, AuthMode::Disabled) {
+        tracing::warn!(
+            "Authentication and authorization are OFF (--insecure-disable-auth): any client can read every metric"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -292,11 +292,17 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
 }
 
 #[test]
-fn the_adapter_refuses_to_start_without_auth_or_certificates() {
+fn the_adapter_refuses_to_start_without_a_kubernetes_api_or_certificates() {
     let cases: [(&[&str], &str); 3] = [
         (
-            &["--self-signed", "--exporter", "http://127.0.0.1:1/metrics"],
-            "--insecure-disable-auth",
+            &[
+                "--self-signed",
+                "--exporter",
+                "http://127.0.0.1:1/metrics",
+                "--kubeconfig",
+                "/nonexistent/kubeconfig",
+            ],
+            "--kubeconfig /nonexistent/kubeconfig",
         ),
         (
             &[
@@ -318,7 +324,13 @@ fn the_adapter_refuses_to_start_without_auth_or_certificates() {
     ];
     for (flags, want) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-            .arg("adapter")
+            .args([
+                "adapter",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .args(flags)
             .output()
             .unwrap();
