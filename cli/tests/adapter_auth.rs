@@ -1,0 +1,425 @@
+//! The adapter's delegated authentication and authorization, end to end: the adapter process
+//! over HTTPS, a fake kube-apiserver (ConfigMap, TokenReview, SubjectAccessReview, following
+//! `docs/reference/custom-metrics-api.md` §7.3–7.4) on 127.0.0.1 in this test, and `curl`
+//! presenting front-proxy and client certificates signed by rcgen CAs, or bearer tokens.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::routing::{get, post};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use serde_json::{Value, json};
+use support::{Exporter, append, cri, field, get as http_get, spawn_until, wait_for};
+
+/// A certificate authority for the test.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes a client certificate and key for `cn` into `dir`; returns their paths.
+    fn client(&self, dir: &Path, file: &str, cn: &str, org: Option<&str>) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(org) = org {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, org);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{file}.crt")),
+            dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+/// What the fake kube-apiserver was asked.
+#[derive(Default)]
+struct Seen {
+    token_reviews: AtomicU64,
+    access_reviews: Mutex<Vec<Value>>,
+}
+
+/// Serves the three Kubernetes API calls the adapter makes; returns its address.
+fn fake_apiserver(
+    runtime: &tokio::runtime::Runtime,
+    config_map: Value,
+    seen: Arc<Seen>,
+) -> SocketAddr {
+    let tokens = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
+            get(move || {
+                let config_map = config_map.clone();
+                async move { Json(config_map) }
+            }),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            post(move |Json(review): Json<Value>| {
+                tokens.token_reviews.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let user = match review["spec"]["token"].as_str() {
+                        Some("jane-token") => Some(("jane", "sre")),
+                        Some("mallory-token") => Some(("mallory", "visitors")),
+                        _ => None,
+                    };
+                    let status = match user {
+                        Some((name, group)) => json!({"authenticated": true, "user": {"username": name, "uid": format!("uid-{name}"), "groups": [group, "system:authenticated"]}}),
+                        None => json!({"authenticated": false, "error": "invalid token"}),
+                    };
+                    Json(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {}, "spec": review["spec"], "status": status}))
+                }
+            }),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            post(move |Json(review): Json<Value>| {
+                seen.access_reviews.lock().unwrap().push(review["spec"].clone());
+                async move {
+                    let user = review["spec"]["user"].as_str().unwrap_or_default();
+                    let namespace = review["spec"]["resourceAttributes"]["namespace"].as_str();
+                    let allowed = user != "mallory" && namespace.is_none_or(|ns| ns == "render");
+                    Json(json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "metadata": {}, "spec": review["spec"], "status": {"allowed": allowed}}))
+                }
+            }),
+        );
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A `framescale adapter` process with delegated auth, killed on drop.
+struct Adapter {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `curl` against the adapter: (status, body).
+fn curl(adapter: &Adapter, ca: &Path, path: &str, args: &[&str]) -> (u16, Value) {
+    let output = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+        .arg(ca)
+        .args(args)
+        .arg(format!("https://{}{path}", adapter.addr))
+        .output()
+        .expect("curl is not installed: run ./scripts/test");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, code) = text
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("curl: {text} {}", String::from_utf8_lossy(&output.stderr)));
+    (
+        code.parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table of callers, each with its expected answer"
+)]
+fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pods");
+    std::fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &[]);
+    append(
+        &root.join("render_w-0_uid-0/worker/0.log"),
+        cri("framescale.frame duration_ms=20 outcome=ok"),
+    );
+    append(
+        &root.join("shop_s-0_uid-1/worker/0.log"),
+        cri("framescale.frame duration_ms=20 outcome=ok"),
+    );
+
+    let (front, client, stranger) = (
+        Ca::new("front-proxy-ca"),
+        Ca::new("client-ca"),
+        Ca::new("stranger-ca"),
+    );
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+        "data": {
+            "client-ca-file": client.pem,
+            "requestheader-client-ca-file": front.pem,
+            "requestheader-allowed-names": "[\"front-proxy-client\"]",
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        }
+    });
+    let seen = Arc::new(Seen::default());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let apiserver = fake_apiserver(&runtime, config_map, seen.clone());
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{apiserver}'}}\nusers:\n- name: adapter\n  user: {{token: adapter-sa-token}}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: adapter}}\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+
+    let serving =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, serving.cert.pem()).unwrap();
+    std::fs::write(&key, serving.signing_key.serialize_pem()).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+    command
+        .args([
+            "adapter",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--scrape-interval",
+            "200ms",
+            "--exporter",
+        ])
+        .arg(format!("http://{}/metrics", exporter.addr))
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig);
+    let (child, line, _log) = spawn_until(command, "Adapter listening");
+    let adapter = Adapter {
+        child,
+        addr: field(&line, "addr"),
+    };
+    let admin = field(&line, "admin_addr");
+    wait_for("adapter /readyz", Duration::from_secs(10), || {
+        (http_get(&format!("http://{admin}/readyz")).0 == 200).then_some(())
+    });
+
+    let pods =
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
+    let (proxy_cert, proxy_key) = front.client(dir.path(), "proxy", "front-proxy-client", None);
+    let (wrong_name_cert, wrong_name_key) = front.client(dir.path(), "wrong-name", "someone", None);
+    let (stranger_cert, stranger_key) =
+        stranger.client(dir.path(), "stranger", "front-proxy-client", None);
+    let (jane_cert, jane_key) = client.client(dir.path(), "jane", "jane", Some("sre"));
+    let cert_args = |cert: &Path, key: &Path| {
+        vec![
+            "--cert".to_owned(),
+            cert.display().to_string(),
+            "--key".to_owned(),
+            key.display().to_string(),
+        ]
+    };
+    let hpa = [
+        "-H",
+        "X-Remote-User: system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        "-H",
+        "X-Remote-Group: system:serviceaccounts",
+        "-H",
+        "X-Remote-Group: system:authenticated",
+    ];
+    let with = |mut base: Vec<String>, extra: &[&str]| {
+        base.extend(extra.iter().map(|s| (*s).to_owned()));
+        base
+    };
+
+    // The HPA through the aggregator: front-proxy certificate and X-Remote-* headers.
+    let as_hpa = with(cert_args(&proxy_cert, &proxy_key), &hpa);
+    let as_hpa: Vec<&str> = as_hpa.iter().map(String::as_str).collect();
+    let (code, body) = wait_for(
+        "the HPA's answer with the pod",
+        Duration::from_secs(20),
+        || {
+            let (code, body) = curl(&adapter, &cert, pods, &as_hpa);
+            (code != 200 || body["items"].as_array().is_some_and(|i| !i.is_empty()))
+                .then_some((code, body))
+        },
+    );
+    assert_eq!(code, 200, "{body}");
+    let review = seen.access_reviews.lock().unwrap()[0].clone();
+    assert_eq!(
+        review["user"],
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
+    assert_eq!(
+        review["groups"],
+        json!(["system:serviceaccounts", "system:authenticated"])
+    );
+    assert_eq!(
+        review["resourceAttributes"],
+        json!({"namespace": "render", "verb": "get", "group": "custom.metrics.k8s.io", "version": "v1beta2", "resource": "pods", "subresource": "render_frame_duration_ms", "name": "*"})
+    );
+
+    let cases: Vec<(&str, Vec<String>, &str, u16, &str)> = vec![
+        (
+            "front proxy, name not allowed",
+            with(cert_args(&wrong_name_cert, &wrong_name_key), &hpa),
+            pods,
+            401,
+            "not an allowed name",
+        ),
+        (
+            "front proxy, untrusted CA",
+            with(cert_args(&stranger_cert, &stranger_key), &hpa),
+            pods,
+            401,
+            "neither",
+        ),
+        (
+            "front proxy, no user header",
+            cert_args(&proxy_cert, &proxy_key),
+            pods,
+            401,
+            "no user header",
+        ),
+        (
+            "no credentials",
+            vec![],
+            pods,
+            401,
+            "no client certificate and no bearer token",
+        ),
+        (
+            "headers without a front-proxy certificate are ignored",
+            hpa.iter().map(|s| (*s).to_owned()).collect(),
+            pods,
+            401,
+            "no client certificate",
+        ),
+        (
+            "bearer token accepted",
+            vec!["-H".into(), "Authorization: Bearer jane-token".into()],
+            pods,
+            200,
+            "",
+        ),
+        (
+            "bearer token rejected",
+            vec!["-H".into(), "Authorization: Bearer forged".into()],
+            pods,
+            401,
+            "TokenReview",
+        ),
+        (
+            "bearer token of a user who may not",
+            vec!["-H".into(), "Authorization: Bearer mallory-token".into()],
+            pods,
+            403,
+            "mallory",
+        ),
+        (
+            "client certificate",
+            cert_args(&jane_cert, &jane_key),
+            pods,
+            200,
+            "",
+        ),
+        (
+            "client certificate, namespace not allowed",
+            cert_args(&jane_cert, &jane_key),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/%2A/render_frame_duration_ms",
+            403,
+            "jane",
+        ),
+        ("health is open", vec![], "/livez", 200, ""),
+    ];
+    for (what, args, path, want_code, want_message) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, body) = curl(&adapter, &cert, path, &args);
+        assert_eq!(code, want_code, "{what}: {body}");
+        if want_code != 200 {
+            assert_eq!(body["kind"], "Status", "{what}: {body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(want_message),
+                "{what}: {body}"
+            );
+        }
+    }
+
+    // Reviews are kept: asking again as the HPA makes no new SubjectAccessReview, and
+    // system:masters (the aggregator's health check) needs none.
+    let before = seen.access_reviews.lock().unwrap().len();
+    curl(&adapter, &cert, pods, &as_hpa);
+    let masters = with(
+        cert_args(&proxy_cert, &proxy_key),
+        &[
+            "-H",
+            "X-Remote-User: system:kube-aggregator",
+            "-H",
+            "X-Remote-Group: system:masters",
+        ],
+    );
+    let masters: Vec<&str> = masters.iter().map(String::as_str).collect();
+    assert_eq!(
+        curl(
+            &adapter,
+            &cert,
+            "/apis/custom.metrics.k8s.io/v1beta2",
+            &masters
+        )
+        .0,
+        200
+    );
+    assert_eq!(seen.access_reviews.lock().unwrap().len(), before);
+    let token_reviews = seen.token_reviews.load(Ordering::Relaxed);
+    curl(
+        &adapter,
+        &cert,
+        pods,
+        &["-H", "Authorization: Bearer jane-token"],
+    );
+    assert_eq!(
+        seen.token_reviews.load(Ordering::Relaxed),
+        token_reviews,
+        "the token review was kept"
+    );
+}
