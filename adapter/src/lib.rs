@@ -4,10 +4,9 @@
 //! It owns the API ([`serve`], [`request`], [`wire`], [`selector`]), the metrics file
 //! ([`config`]), where signals come from ([`source`]: the direct backend scrapes exporters;
 //! [`prometheus`]) and which pods a selector picks ([`pods`]), and HTTPS ([`tls`]). The score
-//! itself is `framescale_core::score`. Not built yet: the Kubernetes API pod watch,
-//! authentication and authorization delegation, the response cache and the adapter's own
-//! metrics — until authentication exists the adapter refuses to start without
-//! `--insecure-disable-auth`.
+//! itself is `framescale_core::score`. Callers are checked by [`auth`] (delegated to the
+//! cluster), answers cached by [`cache`], and the adapter counts itself in [`telemetry`]. Not
+//! built yet: resolving selectors through a watch of the Kubernetes API's pods.
 
 pub mod auth;
 pub mod cache;
