@@ -240,25 +240,9 @@ fn subject(cert: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
     Ok((cn, orgs))
 }
 
+/// Percent-decodes a header-name or path fragment; a bad escape leaves the text as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::request::percent_decode(text, false).unwrap_or_else(|| text.to_owned())
 }
 
 /// The SubjectAccessReview attributes of a request path (apiserver RequestInfo semantics).

@@ -196,7 +196,7 @@ fn query_params(query: &str) -> Result<Vec<(String, String)>, Error> {
 
 /// Decodes `%XX` escapes (and `+` as a space in query strings); `None` for a bad escape or
 /// bytes that are not UTF-8.
-fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
