@@ -460,65 +460,11 @@ async fn read_delegation(client: &kube::Client) -> Result<Delegation, String> {
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
-    //! Certificates for tests: a CA and client certificates it signs.
-
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    use rustls::pki_types::CertificateDer;
-
-    /// A certificate authority.
-    pub struct Ca {
-        /// Its certificate, PEM.
-        pub pem: String,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
-    impl Ca {
-        /// A new CA named `name`.
-        pub fn new(name: &str) -> Ca {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            params.distinguished_name.push(DnType::CommonName, name);
-            let cert = params.self_signed(&key).unwrap();
-            Ca {
-                pem: cert.pem(),
-                issuer: Issuer::new(params, key),
-            }
-        }
-
-        /// A client certificate with common name `cn` and organization(s) `orgs` (rcgen keeps the
-        /// last): (DER, cert PEM, key PEM).
-        pub fn client(&self, cn: &str, orgs: &[&str]) -> (CertificateDer<'static>, String, String) {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.distinguished_name.push(DnType::CommonName, cn);
-            for org in orgs {
-                params
-                    .distinguished_name
-                    .push(DnType::OrganizationName, *org);
-            }
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let cert = params.signed_by(&key, &self.issuer).unwrap();
-            (cert.der().clone(), cert.pem(), key.serialize_pem())
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
 
-    use super::testing::Ca;
     use super::*;
+    use crate::testing::Ca;
 
     fn delegation(front: &Ca, client: &Ca, allowed: &[&str]) -> Delegation {
         let data: BTreeMap<String, String> = [

@@ -3,13 +3,14 @@
 //!
 //! It owns the API ([`serve`], [`request`], [`wire`], [`selector`]), the metrics file
 //! ([`config`]), where signals come from ([`source`]: the direct backend scrapes exporters;
-//! [`prometheus`]) and which pods a selector picks ([`pods`]), and HTTPS ([`tls`]). The score
-//! itself is `framescale_core::score`. Callers are checked by [`auth`] (delegated to the
-//! cluster), answers cached by [`cache`], and the adapter counts itself in [`telemetry`]. Not
-//! built yet: resolving selectors through a watch of the Kubernetes API's pods.
+//! [`prometheus`]), which pods a selector picks ([`cluster`]: watches of the Kubernetes API;
+//! [`pods`]: a file), and HTTPS ([`tls`]). The score itself is `framescale_core::score`. Callers
+//! are checked by [`auth`] (delegated to the cluster), answers cached by [`cache`], and the
+//! adapter counts itself in [`telemetry`].
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod pods;
 pub mod prometheus;
@@ -19,6 +20,8 @@ pub mod series;
 pub mod serve;
 pub mod source;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod wire;
 
@@ -33,6 +36,7 @@ use axum::routing::get;
 
 use crate::auth::Authenticator;
 use crate::cache::CachedSource;
+use crate::cluster::ClusterPods;
 use crate::config::MetricsConfig;
 use crate::pods::{PodLister, PodsFile};
 use crate::prometheus::PrometheusSource;
@@ -54,22 +58,36 @@ pub struct AdapterConfig {
     pub metrics: MetricsConfig,
     /// Where signals come from.
     pub backend: Backend,
-    /// Pods and Deployments file, when there is no Kubernetes API.
-    pub pods_file: Option<PathBuf>,
+    /// How label selectors and Deployments become pods.
+    pub pods: PodSource,
     /// How long a namespace's signals are reused.
     pub cache_ttl: Duration,
     /// How callers are checked.
     pub auth: AuthMode,
+    /// Kubeconfig of the Kubernetes API (for delegated auth and the pod watch); `KUBECONFIG` or
+    /// the pod's service account when `None`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// How the adapter checks its callers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     /// Not at all (local use only).
     Disabled,
-    /// Delegated to the Kubernetes API, reached with this kubeconfig, or `KUBECONFIG` /
-    /// in-cluster settings when `None`.
-    Kubernetes(Option<PathBuf>),
+    /// Delegated to the Kubernetes API.
+    Delegated,
+}
+
+/// Where the adapter learns which pods a label selector or a Deployment picks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSource {
+    /// Watches of pods and Deployments through the Kubernetes API.
+    Kubernetes,
+    /// A pods file (YAML), re-read when it changes.
+    File(PathBuf),
+    /// No pod list: the pods the backend has data for, without labels (selectors with
+    /// requirements then pick none; Deployments are unknown).
+    Signals,
 }
 
 /// Where the adapter reads signals.
@@ -128,13 +146,23 @@ pub async fn run(
         config.cache_ttl,
         telemetry.clone(),
     ));
-    let pods = config
-        .pods_file
-        .clone()
-        .map(|path| Arc::new(PodsFile::new(path)) as Arc<dyn PodLister>);
+    let needs_kubernetes =
+        config.auth == AuthMode::Delegated || config.pods == PodSource::Kubernetes;
+    let client = if needs_kubernetes {
+        Some(kube_client(config.kubeconfig.as_deref()).await?)
+    } else {
+        None
+    };
+    let (pods, cluster): (Option<Arc<dyn PodLister>>, _) = match (&config.pods, &client) {
+        (PodSource::Kubernetes, Some(client)) => {
+            let cluster = Arc::new(ClusterPods::watch(client));
+            (Some(cluster.clone()), Some(cluster))
+        }
+        (PodSource::File(path), _) => (Some(Arc::new(PodsFile::new(path.clone()))), None),
+        _ => (None, None),
+    };
     let mut state = AppState::new(metrics, source, pods, telemetry.clone(), config.cache_ttl);
-    if let AuthMode::Kubernetes(kubeconfig) = &config.auth {
-        let client = kube_client(kubeconfig.as_deref()).await?;
+    if let (AuthMode::Delegated, Some(client)) = (config.auth, client) {
         let authenticator = Arc::new(Authenticator::new(client).await.map_err(Error::Backend)?);
         tokio::spawn(authenticator.clone().refresh_loop(Duration::from_mins(1)));
         state = state.with_auth(authenticator);
@@ -172,9 +200,13 @@ pub async fn run(
             source,
         });
     };
-    tracing::info!(%addr, %admin_addr, backend = ?config.backend, "Adapter listening");
+    tracing::info!(%addr, %admin_addr, backend = ?config.backend, pods = ?config.pods, "Adapter listening");
+    let readiness = Readiness {
+        direct: health,
+        cluster,
+    };
     let admin =
-        axum::serve(admin, admin_router(telemetry, health)).with_graceful_shutdown(async move {
+        axum::serve(admin, admin_router(telemetry, readiness)).with_graceful_shutdown(async move {
             shutdown.await;
             handle.graceful_shutdown(Some(Duration::from_secs(10)));
         });
@@ -235,9 +267,44 @@ fn backend(
     }
 }
 
-/// `/livez`, `/readyz` (the direct backend is ready once it has scraped every exporter once)
-/// and the adapter's own `/metrics`.
-fn admin_router(telemetry: Arc<Telemetry>, health: Option<DirectSource>) -> Router {
+/// What `/readyz` checks: the direct backend has scraped every exporter once, the Kubernetes
+/// watches have listed once.
+struct Readiness {
+    direct: Option<DirectSource>,
+    cluster: Option<Arc<ClusterPods>>,
+}
+
+impl Readiness {
+    fn check(&self) -> (StatusCode, String) {
+        if self.cluster.as_ref().is_some_and(|c| !c.is_synced()) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the watches of pods and Deployments have not listed from the Kubernetes API yet\n"
+                    .to_owned(),
+            );
+        }
+        let (rounds, failures) = self
+            .direct
+            .as_ref()
+            .map_or((1, Vec::new()), DirectSource::health);
+        if rounds == 0 {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the first scrape of the exporters has not finished\n".to_owned(),
+            )
+        } else if failures.is_empty() {
+            (StatusCode::OK, "ok\n".to_owned())
+        } else {
+            (
+                StatusCode::OK,
+                format!("ok; failing exporters: {}\n", failures.join("; ")),
+            )
+        }
+    }
+}
+
+/// `/livez`, `/readyz` and the adapter's own `/metrics`.
+fn admin_router(telemetry: Arc<Telemetry>, readiness: Readiness) -> Router {
     let metrics = get(move || {
         let text = telemetry.render();
         async move {
@@ -250,25 +317,10 @@ fn admin_router(telemetry: Arc<Telemetry>, health: Option<DirectSource>) -> Rout
             )
         }
     });
+    let readiness = Arc::new(readiness);
     let readyz = get(move || {
-        let (rounds, failures) = health
-            .as_ref()
-            .map_or((1, Vec::new()), DirectSource::health);
-        async move {
-            if rounds == 0 {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the first scrape of the exporters has not finished\n".to_owned(),
-                )
-            } else if failures.is_empty() {
-                (StatusCode::OK, "ok\n".to_owned())
-            } else {
-                (
-                    StatusCode::OK,
-                    format!("ok; failing exporters: {}\n", failures.join("; ")),
-                )
-            }
-        }
+        let answer = readiness.check();
+        async move { answer }
     });
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))

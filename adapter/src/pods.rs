@@ -1,8 +1,8 @@
 //! Which pods a label selector picks, and which selector a Deployment has.
 //!
-//! In a cluster this comes from the Kubernetes API (a cached watch of pods). Without one — the
-//! local demo, a lab — it comes from a pods file that the demo (or an operator) writes, reloaded
-//! when it changes:
+//! In a cluster this comes from the Kubernetes API ([`crate::cluster`]: watches of pods and
+//! Deployments kept in memory). Without one — the local demo, a lab — it comes from a pods file
+//! that the demo (or an operator) writes, reloaded when it changes:
 //!
 //! ```yaml
 //! pods:
@@ -20,13 +20,11 @@ use serde::Deserialize;
 
 use crate::selector::Selector;
 
-/// A pod and its labels.
+/// A pod of the file and its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodInfo {
-    /// Its name.
-    pub name: String,
-    /// Its labels.
-    pub labels: BTreeMap<String, String>,
+struct PodInfo {
+    name: String,
+    labels: BTreeMap<String, String>,
 }
 
 /// Why pods cannot be listed (served as 503).
@@ -36,8 +34,8 @@ pub struct ListError(pub String);
 
 /// Resolves selectors to pods.
 pub trait PodLister: Send + Sync {
-    /// The pods of `namespace`.
-    fn pods(&self, namespace: &str) -> Result<Vec<PodInfo>, ListError>;
+    /// The names of the pods of `namespace` that `selector` picks.
+    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, ListError>;
     /// The selector of Deployment `name`, `None` if there is no such Deployment.
     fn deployment_selector(
         &self,
@@ -134,8 +132,16 @@ fn parse(text: &str) -> Result<Parsed, String> {
 }
 
 impl PodLister for PodsFile {
-    fn pods(&self, namespace: &str) -> Result<Vec<PodInfo>, ListError> {
-        Ok(self.parsed()?.pods.remove(namespace).unwrap_or_default())
+    fn pods(&self, namespace: &str, selector: &Selector) -> Result<Vec<String>, ListError> {
+        Ok(self
+            .parsed()?
+            .pods
+            .remove(namespace)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pod| selector.matches(&pod.labels))
+            .map(|pod| pod.name)
+            .collect())
     }
 
     fn deployment_selector(
@@ -160,8 +166,21 @@ mod tests {
         let path = dir.path().join("pods.yaml");
         std::fs::write(&path, "pods:\n  - { namespace: render, name: w-0, labels: { app: w } }\ndeployments:\n  - { namespace: render, name: w, selector: app=w }\n").unwrap();
         let lister = PodsFile::new(path.clone());
-        assert_eq!(lister.pods("render").unwrap()[0].name, "w-0");
-        assert!(lister.pods("other").unwrap().is_empty());
+        let all = Selector::default();
+        assert_eq!(lister.pods("render", &all).unwrap(), ["w-0"]);
+        assert_eq!(
+            lister
+                .pods("render", &Selector::parse("app=w").unwrap())
+                .unwrap(),
+            ["w-0"]
+        );
+        assert!(
+            lister
+                .pods("render", &Selector::parse("app=x").unwrap())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(lister.pods("other", &all).unwrap().is_empty());
         assert_eq!(
             lister.deployment_selector("render", "w").unwrap(),
             Some(Selector::parse("app=w").unwrap())
@@ -172,7 +191,7 @@ mod tests {
         let file = std::fs::File::options().append(true).open(&path).unwrap();
         file.set_modified(SystemTime::now() + std::time::Duration::from_secs(1))
             .unwrap();
-        assert_eq!(lister.pods("render").unwrap()[0].name, "w-1");
+        assert_eq!(lister.pods("render", &all).unwrap(), ["w-1"]);
     }
 
     #[test]
@@ -186,7 +205,7 @@ mod tests {
         let lister = PodsFile::new("/nonexistent/pods.yaml".into());
         assert!(
             lister
-                .pods("a")
+                .pods("a", &Selector::default())
                 .unwrap_err()
                 .to_string()
                 .contains("/nonexistent/pods.yaml")

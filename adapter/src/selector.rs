@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
 /// A parsed selector: all requirements must hold.
@@ -59,6 +60,55 @@ impl Selector {
                 break;
             }
             parser.expect(",")?;
+        }
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Selector { requirements })
+    }
+
+    /// The selector a `metav1.LabelSelector` stands for, as `LabelSelectorAsSelector` reads it
+    /// (a Deployment's `spec.selector`): `matchLabels` are equalities, `In`/`NotIn` need values,
+    /// `Exists`/`DoesNotExist` take none; an empty selector selects everything.
+    pub fn from_label_selector(selector: &LabelSelector) -> Result<Self, Error> {
+        let mut requirements: Vec<Requirement> = selector
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(key, value)| Requirement {
+                key: key.clone(),
+                op: Op::Equals,
+                values: vec![value.clone()],
+            })
+            .collect();
+        for expression in selector.match_expressions.iter().flatten() {
+            let mut values = expression.values.clone().unwrap_or_default();
+            values.sort();
+            let (key, operator) = (&expression.key, expression.operator.as_str());
+            let op = match (operator, values.is_empty()) {
+                ("In", false) => Op::In,
+                ("NotIn", false) => Op::NotIn,
+                ("Exists", true) => Op::Exists,
+                ("DoesNotExist", true) => Op::DoesNotExist,
+                ("In" | "NotIn", true) => {
+                    return Err(Error(format!(
+                        "{key}: values must be non-empty for operator {operator}"
+                    )));
+                }
+                ("Exists" | "DoesNotExist", false) => {
+                    return Err(Error(format!(
+                        "{key}: values must be empty for operator {operator}"
+                    )));
+                }
+                _ => {
+                    return Err(Error(format!(
+                        "{key}: {operator:?} is not a valid label selector operator"
+                    )));
+                }
+            };
+            requirements.push(Requirement {
+                key: key.clone(),
+                op,
+                values,
+            });
         }
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Selector { requirements })
@@ -387,6 +437,46 @@ mod tests {
             "inner in",
         ] {
             assert!(Selector::parse(text).is_err(), "{text} parsed");
+        }
+    }
+
+    #[test]
+    fn from_label_selector_reads_a_deployment_selector() {
+        let selector: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "w"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["fe", "be"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+            ]
+        }))
+        .unwrap();
+        let selector = Selector::from_label_selector(&selector).unwrap();
+        assert_eq!(
+            selector,
+            Selector::parse("app=w,tier in (fe,be),!canary").unwrap()
+        );
+        assert!(selector.matches(&labels(&[("app", "w"), ("tier", "fe")])));
+        assert!(!selector.matches(&labels(&[("app", "w"), ("tier", "fe"), ("canary", "1")])));
+        assert!(
+            Selector::from_label_selector(&LabelSelector::default())
+                .unwrap()
+                .is_empty()
+        );
+        for (bad, reason) in [
+            (json!({"key": "a", "operator": "In"}), "must be non-empty"),
+            (
+                json!({"key": "a", "operator": "Exists", "values": ["x"]}),
+                "must be empty",
+            ),
+            (
+                json!({"key": "a", "operator": "Gt", "values": ["1"]}),
+                "not a valid",
+            ),
+        ] {
+            let selector: LabelSelector =
+                serde_json::from_value(json!({ "matchExpressions": [bad] })).unwrap();
+            let error = Selector::from_label_selector(&selector).unwrap_err();
+            assert!(error.to_string().contains(reason), "{error}");
         }
     }
 

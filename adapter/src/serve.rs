@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::auth::{AuthError, Authenticator, PeerCerts};
 use crate::cache::Memo;
 use crate::config::MetricsConfig;
-use crate::pods::{ListError, PodInfo, PodLister};
+use crate::pods::{ListError, PodLister};
 use crate::request::{self, MetricRequest, Request, Target};
 use crate::selector::Selector;
 use crate::source::{PodSignals, Reading, SignalSource, SourceError, now_millis};
@@ -350,8 +350,8 @@ async fn values(state: &AppState, request: &MetricRequest) -> Result<Vec<MetricV
             Ok(pods
                 .iter()
                 .filter_map(|pod| {
-                    let reading = value_of(config, served, signals.get(&pod.name)?, now)?;
-                    metric_value(request, pod_object(namespace, &pod.name), reading)
+                    let reading = value_of(config, served, signals.get(pod)?, now)?;
+                    metric_value(request, pod_object(namespace, pod), reading)
                 })
                 .collect())
         }
@@ -385,7 +385,7 @@ async fn values(state: &AppState, request: &MetricRequest) -> Result<Vec<MetricV
             };
             let value = mean(
                 pods.iter()
-                    .filter_map(|p| value_of(config, served, signals.get(&p.name)?, now)),
+                    .filter_map(|pod| value_of(config, served, signals.get(pod)?, now)),
             )
             .and_then(|reading| metric_value(request, object, reading));
             Ok(vec![value.ok_or_else(|| no_value(request, name))?])
@@ -410,28 +410,22 @@ async fn values(state: &AppState, request: &MetricRequest) -> Result<Vec<MetricV
     }
 }
 
+/// The names of the pods `selector` picks in `namespace`, and the namespace's signals. Without a
+/// pod lister the pods are those the source has data for, with no labels.
 async fn pods_and_signals(
     state: &AppState,
     namespace: &str,
     selector: &Selector,
-) -> Result<(Vec<PodInfo>, BTreeMap<String, PodSignals>), ApiError> {
+) -> Result<(Vec<String>, BTreeMap<String, PodSignals>), ApiError> {
     let signals = state.source.namespace_signals(namespace).await?;
-    let pods = match &state.pods {
-        Some(lister) => lister.pods(namespace)?,
-        None => signals
-            .keys()
-            .map(|name| PodInfo {
-                name: name.clone(),
-                labels: BTreeMap::new(),
-            })
-            .collect(),
+    let pods = if let Some(lister) = &state.pods {
+        lister.pods(namespace, selector)?
+    } else if selector.matches(&BTreeMap::new()) {
+        signals.keys().cloned().collect()
+    } else {
+        Vec::new()
     };
-    Ok((
-        pods.into_iter()
-            .filter(|p| selector.matches(&p.labels))
-            .collect(),
-        signals,
-    ))
+    Ok((pods, signals))
 }
 
 /// The value of `served` for a pod, if fresh; the timestamp is that of the data.

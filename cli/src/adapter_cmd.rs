@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use framescale_adapter::config::MetricsConfig;
 use framescale_adapter::tls::CertSource;
-use framescale_adapter::{AdapterConfig, AuthMode, Backend};
+use framescale_adapter::{AdapterConfig, AuthMode, Backend, PodSource};
 
 /// Flags of `framescale adapter`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]
@@ -60,18 +60,14 @@ pub struct AdapterArgs {
     /// How long a namespace's signals are reused across requests (concurrent requests always share one fetch).
     #[arg(long, env = "FRAMESCALE_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
     cache_ttl: Duration,
-    /// Pods and Deployments file (YAML) used to resolve label selectors when there is no Kubernetes API.
+    /// Pods and Deployments file (YAML) used to resolve label selectors instead of watching the Kubernetes API.
     #[arg(long, env = "FRAMESCALE_PODS_FILE")]
     pods_file: Option<PathBuf>,
-    /// Kubeconfig used for authentication delegation (TokenReview, SubjectAccessReview, the extension-apiserver-authentication ConfigMap); default: KUBECONFIG or the pod's service account.
+    /// Kubeconfig of the Kubernetes API, used for authentication delegation and the watch of pods and Deployments; default: KUBECONFIG or the pod's service account.
     #[arg(long, env = "FRAMESCALE_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Serve without authenticating or authorizing callers: local use only, never in a cluster.
-    #[arg(
-        long,
-        env = "FRAMESCALE_INSECURE_DISABLE_AUTH",
-        conflicts_with = "kubeconfig"
-    )]
+    /// Serve without authenticating or authorizing callers: local use only, never in a cluster. With no --kubeconfig and no --pods-file, selectors then see only the pods the backend has data for, without labels.
+    #[arg(long, env = "FRAMESCALE_INSECURE_DISABLE_AUTH")]
     insecure_disable_auth: bool,
 }
 
@@ -118,13 +114,18 @@ impl AdapterArgs {
             tls,
             metrics,
             backend,
-            pods_file: self.pods_file,
+            pods: match (self.pods_file, &self.kubeconfig, self.insecure_disable_auth) {
+                (Some(path), _, _) => PodSource::File(path),
+                (None, None, true) => PodSource::Signals,
+                (None, _, _) => PodSource::Kubernetes,
+            },
             cache_ttl: self.cache_ttl,
             auth: if self.insecure_disable_auth {
                 AuthMode::Disabled
             } else {
-                AuthMode::Kubernetes(self.kubeconfig)
+                AuthMode::Delegated
             },
+            kubeconfig: self.kubeconfig,
         })
     }
 }

@@ -1,7 +1,9 @@
-//! The adapter's delegated authentication and authorization, end to end: the adapter process
-//! over HTTPS, a fake kube-apiserver (ConfigMap, TokenReview, SubjectAccessReview, following
-//! `docs/reference/custom-metrics-api.md` §7.3–7.4) on 127.0.0.1 in this test, and `curl`
-//! presenting front-proxy and client certificates signed by rcgen CAs, or bearer tokens.
+//! The adapter in a (fake) cluster, end to end: the adapter process over HTTPS, a fake
+//! kube-apiserver on 127.0.0.1 in this test (ConfigMap, TokenReview, SubjectAccessReview, following
+//! `docs/reference/custom-metrics-api.md` §7.3–7.4, and the list and watch of pods and
+//! Deployments), and `curl` presenting front-proxy and client certificates signed by rcgen CAs,
+//! or bearer tokens. Covers delegated authentication and authorization, and selectors and
+//! Deployments resolved through the watch.
 
 mod support;
 
@@ -14,56 +16,22 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::routing::{get, post};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use framescale_adapter::testing::{Ca, FakeCluster};
 use serde_json::{Value, json};
-use support::{Exporter, append, cri, field, get as http_get, spawn_until, wait_for};
+use support::{
+    Exporter, append, assert_hdr_close, cri, field, get as http_get, spawn_until, wait_for,
+};
 
-/// A certificate authority for the test.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Writes a client certificate and key for `cn` into `dir`; returns their paths.
-    fn client(&self, dir: &Path, file: &str, cn: &str, org: Option<&str>) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        if let Some(org) = org {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, org);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (
-            dir.join(format!("{file}.crt")),
-            dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
+/// Writes a client certificate for `cn` signed by `ca` into `dir`; returns its and its key's paths.
+fn client_cert(ca: &Ca, dir: &Path, file: &str, cn: &str, org: Option<&str>) -> (PathBuf, PathBuf) {
+    let (_, cert, key) = ca.client(cn, org.as_slice());
+    let (cert_path, key_path) = (
+        dir.join(format!("{file}.crt")),
+        dir.join(format!("{file}.key")),
+    );
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    (cert_path, key_path)
 }
 
 /// What the fake kube-apiserver was asked.
@@ -73,14 +41,17 @@ struct Seen {
     access_reviews: Mutex<Vec<Value>>,
 }
 
-/// Serves the three Kubernetes API calls the adapter makes; returns its address.
+/// Serves the Kubernetes API calls the adapter makes (the ConfigMap, reviews, and the list and
+/// watch of `cluster`'s pods and Deployments); returns its address.
 fn fake_apiserver(
     runtime: &tokio::runtime::Runtime,
     config_map: Value,
     seen: Arc<Seen>,
+    cluster: &FakeCluster,
 ) -> SocketAddr {
     let tokens = seen.clone();
-    let app = axum::Router::new()
+    let app = cluster
+        .router()
         .route(
             "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
             get(move || {
@@ -196,7 +167,11 @@ fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
     });
     let seen = Arc::new(Seen::default());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let apiserver = fake_apiserver(&runtime, config_map, seen.clone());
+    let cluster = FakeCluster::new();
+    cluster.apply_pod("render", "w-0", &[("app", "w")]);
+    cluster.apply_pod("shop", "s-0", &[("app", "s")]);
+    cluster.apply_deployment("render", "w", &json!({"matchLabels": {"app": "w"}}));
+    let apiserver = fake_apiserver(&runtime, config_map, seen.clone(), &cluster);
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -243,11 +218,18 @@ fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
 
     let pods =
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
-    let (proxy_cert, proxy_key) = front.client(dir.path(), "proxy", "front-proxy-client", None);
-    let (wrong_name_cert, wrong_name_key) = front.client(dir.path(), "wrong-name", "someone", None);
-    let (stranger_cert, stranger_key) =
-        stranger.client(dir.path(), "stranger", "front-proxy-client", None);
-    let (jane_cert, jane_key) = client.client(dir.path(), "jane", "jane", Some("sre"));
+    let (proxy_cert, proxy_key) =
+        client_cert(&front, dir.path(), "proxy", "front-proxy-client", None);
+    let (wrong_name_cert, wrong_name_key) =
+        client_cert(&front, dir.path(), "wrong-name", "someone", None);
+    let (stranger_cert, stranger_key) = client_cert(
+        &stranger,
+        dir.path(),
+        "stranger",
+        "front-proxy-client",
+        None,
+    );
+    let (jane_cert, jane_key) = client_cert(&client, dir.path(), "jane", "jane", Some("sre"));
     let cert_args = |cert: &Path, key: &Path| {
         vec![
             "--cert".to_owned(),
@@ -421,5 +403,65 @@ fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
         seen.token_reviews.load(Ordering::Relaxed),
         token_reviews,
         "the token review was kept"
+    );
+
+    // Selectors and Deployments are resolved through the watch of the cluster's pods: a pod that
+    // appears, is relabelled or goes away changes the answers without any list per request.
+    let by_label = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms?labelSelector=app%3Dw";
+    let deployment = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/deployments.apps/w/render_frame_duration_ms";
+    let pod_names = |path: &str| {
+        let (code, body) = curl(&adapter, &cert, path, &as_hpa);
+        assert_eq!(code, 200, "{body}");
+        let mut names: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["describedObject"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(pod_names(by_label), ["w-0"]);
+    append(
+        &root.join("render_w-1_uid-2/worker/0.log"),
+        cri("framescale.frame duration_ms=40 outcome=ok"),
+    );
+    append(
+        &root.join("render_x-0_uid-3/worker/0.log"),
+        cri("framescale.frame duration_ms=60 outcome=ok"),
+    );
+    cluster.apply_pod("render", "w-1", &[("app", "w")]);
+    cluster.apply_pod("render", "x-0", &[("app", "x")]);
+    wait_for("the new pod", Duration::from_secs(20), || {
+        (pod_names(by_label) == ["w-0", "w-1"]).then_some(())
+    });
+    let (code, body) = curl(&adapter, &cert, deployment, &as_hpa);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"][0]["describedObject"]["kind"], "Deployment");
+    let millis: f64 = body["items"][0]["value"]
+        .as_str()
+        .and_then(|v| v.strip_suffix('m'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a milli quantity: {body}"));
+    assert_hdr_close(
+        millis / 1000.0,
+        30.0,
+        "the Deployment's mean of w-0 (20) and w-1 (40)",
+    );
+    cluster.apply_pod("render", "w-1", &[("app", "x")]);
+    cluster.delete_pod("render", "w-0");
+    wait_for(
+        "the relabelled and deleted pods",
+        Duration::from_secs(20),
+        || {
+            (pod_names(by_label).is_empty()
+                && pod_names(&by_label.replace("%3Dw", "%3Dx")) == ["w-1", "x-0"])
+            .then_some(())
+        },
+    );
+    assert_eq!(
+        cluster.requests(framescale_adapter::testing::Kind::Pod).0,
+        1,
+        "pods were listed once, then watched"
     );
 }
