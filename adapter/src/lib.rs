@@ -102,10 +102,13 @@ pub enum Backend {
     },
     /// Query a Prometheus.
     Prometheus {
-        /// Its base URL (`http://prometheus:9090`).
+        /// Its base URL (`http://prometheus:9090` or `https://…`).
         url: String,
         /// Timeout of one query.
         timeout: Duration,
+        /// CA certificates (PEM) that an HTTPS Prometheus is verified against; the system's
+        /// when `None`.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -258,12 +261,21 @@ fn backend(
                 .map_err(Error::Serve)?;
             Ok((Arc::new(direct.clone()), Some(direct)))
         }
-        Backend::Prometheus { url, timeout } => Ok((
-            Arc::new(
-                PrometheusSource::new(url, metrics.clone(), *timeout).map_err(Error::Backend)?,
-            ),
-            None,
-        )),
+        Backend::Prometheus {
+            url,
+            timeout,
+            ca_file,
+        } => {
+            let roots = if url.starts_with("https://") {
+                tls::trusted_roots(ca_file.as_deref())?
+            } else {
+                rustls::RootCertStore::empty()
+            };
+            let source =
+                PrometheusSource::new(url, metrics.clone(), *timeout, tls::client_config(roots)?)
+                    .map_err(Error::Backend)?;
+            Ok((Arc::new(source), None))
+        }
     }
 }
 

@@ -41,10 +41,17 @@ struct Parts {
 }
 
 impl PrometheusSource {
-    /// A source querying the Prometheus at `url` (`http://prometheus:9090`).
-    pub fn new(url: &str, config: Arc<MetricsConfig>, timeout: Duration) -> Result<Self, String> {
+    /// A source querying the Prometheus at `url` (`http://prometheus:9090`, or `https://…`
+    /// verified against `tls`).
+    pub fn new(
+        url: &str,
+        config: Arc<MetricsConfig>,
+        timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| e.to_string())?;
         let client =
@@ -73,7 +80,7 @@ impl PrometheusSource {
                 .await
             {
                 Ok(result) => return Ok(collect_parts(metric, result.data())),
-                Err(error) => last_error = error.to_string(),
+                Err(error) => last_error = with_causes(&error),
             }
         }
         Err(SourceError(format!(
@@ -81,6 +88,30 @@ impl PrometheusSource {
             metric.name
         )))
     }
+}
+
+/// An error and its causes, `outer: inner: …` (reqwest's own message leaves out why a request
+/// failed, such as an untrusted certificate), with request URLs shortened to their path: the
+/// query is long and the caller knows it.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        if let Some(url) = inner
+            .downcast_ref::<reqwest::Error>()
+            .and_then(reqwest::Error::url)
+        {
+            let short = format!("{}{}", url.origin().ascii_serialization(), url.path());
+            text = text.replace(url.as_str(), &short);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 impl std::fmt::Debug for PrometheusSource {

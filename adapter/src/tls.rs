@@ -1,5 +1,6 @@
 //! The adapter's serving certificate: PEM files reloaded when they change, or a self-signed one
-//! for local use.
+//! for local use. Also the client side: which CAs the adapter trusts when it calls out over HTTPS
+//! (Prometheus).
 //!
 //! The kube-apiserver aggregator only talks TLS and checks the certificate against the
 //! APIService's `caBundle` for `<service>.<namespace>.svc`. Certificates are rotated by replacing
@@ -20,7 +21,10 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use tokio::net::TcpStream;
 
 use crate::auth::PeerCerts;
@@ -77,6 +81,53 @@ pub fn self_signed(names: &[String]) -> Result<Generated, Error> {
         cert_pem: certified.cert.pem(),
         key_pem: certified.signing_key.serialize_pem(),
     })
+}
+
+/// The CAs trusted for outgoing HTTPS: the certificates of `ca_file` (PEM) alone, or the system's
+/// (`/etc/ssl/certs` and the like) when `None`.
+pub fn trusted_roots(ca_file: Option<&Path>) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    let Some(path) = ca_file else {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "Cannot read a system CA certificate");
+        }
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            return Err(Error::Unreadable {
+                what: "CA certificates",
+                path: "the system's certificate store".into(),
+                message: "none found; give a CA file".into(),
+            });
+        }
+        return Ok(roots);
+    };
+    let unreadable = |message: String| Error::Unreadable {
+        what: "CA certificates",
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| unreadable(e.to_string()))?;
+        roots.add(cert).map_err(|e| unreadable(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(unreadable("no CERTIFICATE block".into()));
+    }
+    Ok(roots)
+}
+
+/// A rustls client configuration (ring, TLS 1.2 and 1.3) trusting `roots`, with no client
+/// certificate.
+pub fn client_config(roots: RootCertStore) -> Result<ClientConfig, Error> {
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 /// A rustls server configuration from PEM text.

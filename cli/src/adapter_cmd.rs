@@ -48,9 +48,16 @@ pub struct AdapterArgs {
         conflicts_with = "prometheus_url"
     )]
     exporters: Vec<String>,
-    /// Prometheus base URL for the Prometheus backend (http://prometheus:9090), instead of --exporter.
+    /// Prometheus base URL for the Prometheus backend (http://prometheus:9090 or https://…), instead of --exporter.
     #[arg(long, env = "FRAMESCALE_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
+    /// CA certificates (PEM) an https:// --prometheus-url is verified against; default: the system's CAs.
+    #[arg(
+        long,
+        env = "FRAMESCALE_PROMETHEUS_CA_FILE",
+        requires = "prometheus_url"
+    )]
+    prometheus_ca_file: Option<PathBuf>,
     /// Timeout of one Prometheus query.
     #[arg(long, env = "FRAMESCALE_PROMETHEUS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     prometheus_timeout: Duration,
@@ -96,13 +103,22 @@ impl AdapterArgs {
             bail!("--scrape-interval must be between 100ms and 5m");
         }
         let backend = match self.prometheus_url {
-            Some(url) if url.starts_with("http://") => Backend::Prometheus {
+            Some(url) if url.starts_with("https://") => Backend::Prometheus {
                 url,
                 timeout: self.prometheus_timeout,
+                ca_file: self.prometheus_ca_file,
             },
-            Some(url) => bail!(
-                "--prometheus-url {url:?} must be an http:// URL (HTTPS to Prometheus is not supported yet)"
-            ),
+            Some(url) if url.starts_with("http://") => {
+                if self.prometheus_ca_file.is_some() {
+                    bail!("--prometheus-ca-file needs an https:// --prometheus-url, not {url:?}");
+                }
+                Backend::Prometheus {
+                    url,
+                    timeout: self.prometheus_timeout,
+                    ca_file: None,
+                }
+            }
+            Some(url) => bail!("--prometheus-url {url:?} must be an http:// or https:// URL"),
             None => Backend::Direct {
                 exporters: self.exporters,
                 scrape_interval: self.scrape_interval,

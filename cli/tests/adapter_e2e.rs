@@ -10,10 +10,11 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use framescale_adapter::testing::Ca;
 use serde_json::Value;
 use support::{
-    Exporter, Prometheus, append, assert_hdr_close, cri, field, fixture, get, nearest_rank,
-    spawn_until, wait_for,
+    Exporter, Prometheus, PrometheusTls, append, assert_hdr_close, cri, field, fixture, get,
+    nearest_rank, spawn_until, wait_for,
 };
 
 /// A `framescale adapter` process, killed on drop.
@@ -448,4 +449,68 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
         err.contains("ServiceUnavailable") || err.contains("unavailable"),
         "{err}"
     );
+}
+
+#[test]
+fn the_prometheus_backend_verifies_an_https_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pods");
+    std::fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &[]);
+    append(
+        &root.join("render_w-0_uid-0/worker/0.log"),
+        cri("framescale.frame duration_ms=25 outcome=ok"),
+    );
+    let ca = Ca::new("prometheus-ca");
+    let (prometheus_cert, prometheus_key) = ca.server(&["127.0.0.1", "localhost"]);
+    let paths =
+        ["prometheus.crt", "prometheus.key", "prometheus-ca.crt"].map(|f| dir.path().join(f));
+    for (path, pem) in paths
+        .iter()
+        .zip([&prometheus_cert, &prometheus_key, &ca.pem])
+    {
+        std::fs::write(path, pem).unwrap();
+    }
+    let tls = PrometheusTls {
+        cert: &paths[0],
+        key: &paths[1],
+        ca: &paths[2],
+    };
+    let prometheus = Prometheus::start_with(&[exporter.addr], Some(&tls));
+    let (cert, key) = certificate(dir.path());
+    let prometheus_url = format!("https://{}", prometheus.addr);
+    let ca_file = paths[2].to_str().unwrap();
+    let adapter = Adapter::start(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &prometheus_url,
+            "--prometheus-ca-file",
+            ca_file,
+        ],
+    );
+    let path =
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
+    let served = wait_for("the value through HTTPS", Duration::from_secs(30), || {
+        let body = kubectl_raw(dir.path(), &adapter, &cert, path).ok()?;
+        let got = items(&body);
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(served[0].0, "w-0");
+    assert_hdr_close(
+        parse_quantities(&[served[0].1.clone()])[0] / 1000.0,
+        0.025,
+        "w-0 P95 via HTTPS Prometheus",
+    );
+
+    // Trusting the system's CAs instead, the adapter refuses Prometheus' certificate: 503,
+    // never a value.
+    let untrusting = Adapter::start(&cert, &key, &["--prometheus-url", &prometheus_url]);
+    let err = kubectl_raw(dir.path(), &untrusting, &cert, path).unwrap_err();
+    assert!(
+        err.contains("ServiceUnavailable") || err.contains("unavailable"),
+        "{err}"
+    );
+    assert!(err.contains("invalid peer certificate"), "{err}");
 }

@@ -310,9 +310,25 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
+/// The serving certificate of an HTTPS Prometheus, and the CA its clients trust (PEM files).
+pub struct PrometheusTls<'a> {
+    /// Certificate for 127.0.0.1.
+    pub cert: &'a Path,
+    /// Its key.
+    pub key: &'a Path,
+    /// The CA that signed it.
+    pub ca: &'a Path,
+}
+
 impl Prometheus {
-    /// Starts Prometheus and waits until it is ready.
+    /// Starts Prometheus over plain HTTP and waits until it is ready.
     pub fn start(targets: &[SocketAddr]) -> Prometheus {
+        Prometheus::start_with(targets, None)
+    }
+
+    /// Starts Prometheus, serving HTTPS when `tls` is given (its `--web.config.file`), and waits
+    /// until it is ready.
+    pub fn start_with(targets: &[SocketAddr], tls: Option<&PrometheusTls>) -> Prometheus {
         let binary = which("prometheus").expect(
             "the `prometheus` binary is not installed: run ./scripts/test, which installs Debian's prometheus package",
         );
@@ -324,7 +340,18 @@ impl Prometheus {
         );
         fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(tls) = tls {
+            let web = dir.path().join("web.yml");
+            let config = format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                tls.cert.display(),
+                tls.key.display()
+            );
+            fs::write(&web, config).unwrap();
+            command.arg(format!("--web.config.file={}", web.display()));
+        }
+        let child = command
             .arg(format!(
                 "--config.file={}",
                 dir.path().join("prometheus.yml").display()
@@ -344,11 +371,26 @@ impl Prometheus {
             addr,
             _dir: dir,
         };
-        wait_for("prometheus /-/ready", Duration::from_secs(30), || {
-            let url = format!("http://{addr}/-/ready");
-            let response = agent().get(&url).call().ok()?;
-            (response.status().as_u16() == 200).then_some(())
-        });
+        wait_for(
+            "prometheus /-/ready",
+            Duration::from_secs(30),
+            || match tls {
+                None => {
+                    let url = format!("http://{addr}/-/ready");
+                    let response = agent().get(&url).call().ok()?;
+                    (response.status().as_u16() == 200).then_some(())
+                }
+                Some(tls) => {
+                    let output = Command::new("curl")
+                        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                        .arg(tls.ca)
+                        .arg(format!("https://{addr}/-/ready"))
+                        .output()
+                        .expect("curl is not installed: run ./scripts/test");
+                    (output.stdout == b"200").then_some(())
+                }
+            },
+        );
         prometheus
     }
 
