@@ -2,8 +2,8 @@
 //! that no request lists pods: a selector is matched against the watched pods' labels, a
 //! Deployment is resolved through its watched `spec.selector`.
 //!
-//! Pods are watched as metadata only (`PartialObjectMetadata`: labels are all the adapter needs),
-//! without annotations and managed fields; Deployments keep only their selector. Until both
+//! Pods are watched as metadata only (`PartialObjectMetadata`: labels are all the adapter needs)
+//! and keep only name, namespace and labels; Deployments keep only those and their selector. Until both
 //! watches have listed once, requests that need pods answer 503 and `/readyz` says why. When the
 //! API cannot be reached the watches retry with kube's default backoff and requests are answered
 //! from the last state seen, as every informer-based component does.
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -42,10 +43,7 @@ impl ClusterPods {
             watcher::Config::default(),
         )
         .default_backoff()
-        .modify(|pod| {
-            pod.metadata.annotations = None;
-            pod.metadata.managed_fields = None;
-        })
+        .modify(|pod| pod.metadata = identity_and_labels(&mut pod.metadata))
         .reflect(writer);
         tokio::spawn(drive("pods", pod_events));
 
@@ -56,8 +54,7 @@ impl ClusterPods {
         )
         .default_backoff()
         .modify(|deployment: &mut Deployment| {
-            deployment.metadata.annotations = None;
-            deployment.metadata.managed_fields = None;
+            deployment.metadata = identity_and_labels(&mut deployment.metadata);
             deployment.status = None;
             if let Some(spec) = &mut deployment.spec {
                 spec.template = PodTemplateSpec::default();
@@ -109,6 +106,17 @@ impl ClusterPods {
                     .into(),
             ))
         }
+    }
+}
+
+/// The part of an object's metadata the adapter keeps: name, namespace and labels (owner
+/// references, annotations, managed fields and the rest would be most of the memory).
+fn identity_and_labels(metadata: &mut ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: metadata.name.take(),
+        namespace: metadata.namespace.take(),
+        labels: metadata.labels.take(),
+        ..ObjectMeta::default()
     }
 }
 
