@@ -3,13 +3,14 @@
 //! It owns the metric names and units of the exposition contract ([`metrics`]), the parsing of
 //! render logs — Blender's console output ([`blender`]) and framescale's own one-line frame
 //! records ([`frame_line`]), combined in [`render_log`] — the sliding-window quantiles that
-//! turn frame times into a P95 ([`window`]), the fused render score ([`score`]) and Kubernetes
-//! quantity strings ([`quantity`]). It does no I/O: tailing files, serving HTTP and reading
+//! turn frame times into a P95 ([`window`]), the fused render score ([`score`]), Kubernetes
+//! quantity strings ([`quantity`]) and a model of the HPA controller ([`hpa`]). It does no I/O: tailing files, serving HTTP and reading
 //! devices belong to the exporter and adapter crates.
 
 pub mod blender;
 pub mod frame;
 pub mod frame_line;
+pub mod hpa;
 pub mod metrics;
 pub mod quantity;
 pub mod render_log;
