@@ -4,6 +4,7 @@ mod adapter_cmd;
 mod exporter_cmd;
 mod logging;
 mod shutdown;
+mod simulate_cmd;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ enum Command {
     Exporter(exporter_cmd::ExporterArgs),
     /// Serve frame time, GPU duty and the fused score through custom.metrics.k8s.io.
     Adapter(adapter_cmd::AdapterArgs),
+    /// Run the HPA model offline: check HPA test vectors.
+    Simulate(simulate_cmd::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Exporter(args) => exporter_cmd::run(args),
         Command::Adapter(args) => adapter_cmd::run(args),
+        Command::Simulate(args) => simulate_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
