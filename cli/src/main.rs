@@ -5,6 +5,7 @@ mod exporter_cmd;
 mod logging;
 mod shutdown;
 mod simulate_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ enum Command {
     Exporter(exporter_cmd::ExporterArgs),
     /// Serve frame time, GPU duty and the fused score through custom.metrics.k8s.io.
     Adapter(adapter_cmd::AdapterArgs),
+    /// Serve the bundled render API (synthetic CPU path tracer).
+    Worker(worker_cmd::WorkerArgs),
     /// Run the HPA model offline: check HPA test vectors.
     Simulate(simulate_cmd::SimulateArgs),
 }
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Exporter(args) => exporter_cmd::run(args),
         Command::Adapter(args) => adapter_cmd::run(args),
+        Command::Worker(args) => worker_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
     };
     match result {

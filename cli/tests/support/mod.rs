@@ -201,13 +201,22 @@ impl Drop for Exporter {
 /// Spawns `command` with `RUST_LOG=info`, collecting its stderr, and waits (20 s at most) for a
 /// log line containing `marker`; returns the child, that line and the growing log.
 pub fn spawn_until(
+    command: Command,
+    marker: &'static str,
+) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    spawn_until_with_stdout(command, marker, Stdio::null())
+}
+
+/// [`spawn_until`], with the child's stdout going to `stdout`.
+pub fn spawn_until_with_stdout(
     mut command: Command,
     marker: &'static str,
+    stdout: Stdio,
 ) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut child = command
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start framescale");

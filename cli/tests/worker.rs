@@ -1,0 +1,209 @@
+//! `framescale worker` as a process on 127.0.0.1: frames rendered and logged as
+//! `framescale.frame` lines on stdout, deterministic PNGs, clear errors, 429 beyond the slots
+//! and the queue, and SIGTERM finishing every admitted frame.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use framescale_core::frame::Outcome;
+use framescale_core::frame_line;
+use support::{agent, field, spawn_until_with_stdout};
+
+/// A worker process whose stdout goes to a file; killed on drop.
+struct Worker {
+    child: Child,
+    addr: String,
+    stdout: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    fn start(slots: u32, queue: u32) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let stdout = dir.path().join("stdout");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+        command.args(["worker", "--listen", "127.0.0.1:0", "--slots"]);
+        command
+            .arg(slots.to_string())
+            .arg("--queue")
+            .arg(queue.to_string());
+        let file = std::fs::File::create(&stdout).unwrap();
+        let (child, line, _log) =
+            spawn_until_with_stdout(command, "Worker listening", Stdio::from(file));
+        Worker {
+            child,
+            addr: field(&line, "addr"),
+            stdout,
+            _dir: dir,
+        }
+    }
+
+    /// POST a frame request.
+    fn render(&self, body: &str, query: &str) -> Answer {
+        post(&self.addr, body, query)
+    }
+
+    fn frame_lines(&self) -> Vec<framescale_core::frame::FrameRecord> {
+        frame_lines(&self.stdout)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A worker's answer.
+struct Answer {
+    status: u16,
+    headers: std::collections::BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+fn post(addr: &str, body: &str, query: &str) -> Answer {
+    let mut response = agent()
+        .post(&format!("http://{addr}/v1/render{query}"))
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST to the worker: {e}"));
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
+    Answer {
+        status: response.status().as_u16(),
+        headers,
+        body: response.body_mut().read_to_vec().unwrap(),
+    }
+}
+
+fn frame_lines(path: &Path) -> Vec<framescale_core::frame::FrameRecord> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| match frame_line::parse(line.as_bytes()) {
+            Some(Ok(record)) => record,
+            other => panic!("not a valid frame line: {line}: {other:?}"),
+        })
+        .collect()
+}
+
+/// About a second of rendering in a debug build.
+const SLOW: &str = r#"{"frame": 3, "width": 192, "height": 192, "samples": 64}"#;
+
+#[test]
+fn frames_are_rendered_logged_and_refused_beyond_the_queue() {
+    let worker = Worker::start(1, 1);
+    let small = r#"{"frame": 5, "width": 16, "height": 12, "samples": 2}"#;
+    let first = worker.render(small, "");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["content-type"], "image/png");
+    let png = first.body;
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let render_ms: f64 = first.headers["x-render-ms"].parse().unwrap();
+    assert_eq!(
+        worker.render(small, "").body,
+        png,
+        "same request, same image"
+    );
+    assert_ne!(
+        worker
+            .render(
+                r#"{"frame": 6, "width": 16, "height": 12, "samples": 2}"#,
+                ""
+            )
+            .body,
+        png
+    );
+    let answer = worker.render(small, "?timings=1");
+    assert_eq!(answer.status, 200);
+    let timings: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert!(timings["render_ms"].as_f64().unwrap() > 0.0, "{timings}");
+    assert_eq!(timings["frame"], 5);
+
+    for (body, want, message) in [
+        ("{", 400, "bad request body"),
+        (r#"{"frame": 1, "width": 0}"#, 400, "width and height"),
+        (r#"{"frame": 1, "samples": 100000}"#, 400, "samples"),
+        (r#"{"frame": 1, "colour": "red"}"#, 400, "unknown field"),
+        (r#"{"frame": 1, "scene": "city"}"#, 404, "not found"),
+    ] {
+        let answer = worker.render(body, "");
+        let text = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, want, "{text}");
+        assert!(text.contains(message), "{text}");
+    }
+
+    // One slot, one queue place: of three concurrent slow frames one is refused with 429.
+    let addr = worker.addr.clone();
+    let requests: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100 * i));
+                post(&addr, SLOW, "")
+            })
+        })
+        .collect();
+    let answers: Vec<_> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 429], "{statuses:?}");
+    assert_eq!(answers[2].headers["retry-after"], "1");
+
+    // Every frame rendered or failed is one line on stdout: 3 small + 1 timings + the missing
+    // scene (failed) + 2 slow frames; the refused and malformed requests are not frames.
+    let lines = worker.frame_lines();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    let failed: Vec<_> = lines
+        .iter()
+        .filter(|l| l.outcome == Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].error.as_deref().unwrap().contains("city"));
+    let first = lines[0].duration.unwrap().as_secs_f64() * 1000.0;
+    assert!((first - render_ms).abs() < 0.01, "{first} vs {render_ms}");
+    let slow_queued = lines[5..].iter().map(|l| l.queue.unwrap()).max().unwrap();
+    assert!(
+        slow_queued > Duration::from_millis(100),
+        "the second slow frame waited for the first: {slow_queued:?}"
+    );
+}
+
+#[test]
+fn sigterm_finishes_every_admitted_frame() {
+    let mut worker = Worker::start(1, 2);
+    let addr = worker.addr.clone();
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || post(&addr, SLOW, ""))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = worker.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for request in requests {
+        let answer = request.join().unwrap();
+        assert_eq!(answer.status, 200, "an admitted frame was lost");
+        assert_eq!(&answer.body[..4], b"\x89PNG");
+    }
+    let exit = worker.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(worker.frame_lines().len(), 3);
+    assert!(
+        std::net::TcpStream::connect(&worker.addr).is_err(),
+        "the listener is closed"
+    );
+}
