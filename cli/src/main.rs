@@ -2,6 +2,7 @@
 
 mod adapter_cmd;
 mod exporter_cmd;
+mod loadgen_cmd;
 mod logging;
 mod shutdown;
 mod simulate_cmd;
@@ -29,6 +30,8 @@ enum Command {
     Adapter(adapter_cmd::AdapterArgs),
     /// Serve the bundled render API (synthetic CPU path tracer).
     Worker(worker_cmd::WorkerArgs),
+    /// Send open-loop render load to workers and report latencies and errors.
+    Loadgen(loadgen_cmd::LoadgenArgs),
     /// Run the HPA model offline: check HPA test vectors.
     Simulate(simulate_cmd::SimulateArgs),
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Exporter(args) => exporter_cmd::run(args),
         Command::Adapter(args) => adapter_cmd::run(args),
         Command::Worker(args) => worker_cmd::run(args),
+        Command::Loadgen(args) => loadgen_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
     };
     match result {

@@ -207,3 +207,64 @@ fn sigterm_finishes_every_admitted_frame() {
         "the listener is closed"
     );
 }
+
+#[test]
+fn loadgen_reports_what_the_worker_served() {
+    let worker = Worker::start(1, 2);
+    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .args(["loadgen", "--url"])
+        .arg(format!("http://{}", worker.addr))
+        .args([
+            "--profile",
+            "constant:25",
+            "--duration",
+            "3s",
+            "--seed",
+            "3",
+            "--width",
+            "8",
+            "--height",
+            "8",
+            "--samples",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("offered   25.0/s"), "progress: {stderr}");
+    let number = |prefix: &str| -> usize {
+        stdout
+            .split(prefix)
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {stdout}"))
+    };
+    let (offered, ok) = (number("offered "), number(", ok "));
+    // 25/s for 3 s: a Poisson count within 4 standard deviations of 75.
+    assert!((45..=105).contains(&offered), "{stdout}");
+    assert_eq!(ok, offered, "tiny frames, no errors: {stdout}");
+    assert!(stdout.contains("latency ms: p50 "), "{stdout}");
+    assert_eq!(
+        worker.frame_lines().len(),
+        ok,
+        "one frame line per answered request"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .args([
+            "loadgen",
+            "--url",
+            "http://127.0.0.1:1",
+            "--profile",
+            "pulse:3",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--profile"));
+}

@@ -2,8 +2,10 @@
 //! front of a fixed number of render slots and a bounded queue ([`server`]), rendering on a
 //! backend ([`render`]): the synthetic CPU path tracer ([`tracer`]) for machines without a GPU.
 //! Each frame is logged on stdout in the `framescale.frame` format, so the exporter measures the
-//! worker like any other render pod.
+//! worker like any other render pod. The load generator ([`loadgen`], [`profile`]) drives it.
 
+pub mod loadgen;
+pub mod profile;
 pub mod render;
 pub mod server;
 pub mod tracer;

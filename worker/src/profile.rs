@@ -1,0 +1,320 @@
+//! Load profiles — the offered request rate over time — and the open-loop arrival times they
+//! give: a non-homogeneous Poisson process drawn by thinning, reproducible from a seed.
+//!
+//! Forms (`--profile`): `constant:R`, `step:LOW,HIGH,AT[,UNTIL]` (HIGH from AT until UNTIL,
+//! LOW otherwise), `ramp:FROM,TO` (linear over the run), `sine:MEAN,AMPLITUDE,PERIOD`, and
+//! `csv:FILE` with lines `seconds,rate` (a header line is allowed), linear between points and
+//! held after the last. Rates are requests per second; times take units (`30s`, `2m`) or bare
+//! seconds.
+
+use std::time::Duration;
+
+/// The offered rate over time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Profile {
+    /// Always `rate`.
+    Constant(f64),
+    /// `high` from `at` until `until` (or the end), `low` otherwise.
+    Step {
+        /// Rate outside the step.
+        low: f64,
+        /// Rate during the step.
+        high: f64,
+        /// Start of the step, seconds.
+        at: f64,
+        /// End of the step, seconds.
+        until: Option<f64>,
+    },
+    /// From `from` to `to`, linearly over the run.
+    Ramp {
+        /// Rate at the start.
+        from: f64,
+        /// Rate at the end.
+        to: f64,
+    },
+    /// `mean + amplitude × sin(2π t / period)`, never below 0.
+    Sine {
+        /// Mean rate.
+        mean: f64,
+        /// Amplitude.
+        amplitude: f64,
+        /// Period, seconds.
+        period: f64,
+    },
+    /// Points `(seconds, rate)`, sorted by time.
+    Points(Vec<(f64, f64)>),
+}
+
+impl Profile {
+    /// Parses a `--profile` value; `csv:` files are read here.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (kind, args) = text.split_once(':').unwrap_or((text, ""));
+        let numbers = |count: std::ops::RangeInclusive<usize>| -> Result<Vec<f64>, String> {
+            let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+            if !count.contains(&parts.len()) {
+                return Err(format!("profile {text:?}: {kind} takes {count:?} values"));
+            }
+            parts
+                .iter()
+                .map(|p| number(p))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("profile {text:?}: {e}"))
+        };
+        let profile = match kind {
+            "constant" => Profile::Constant(numbers(1..=1)?[0]),
+            "step" => {
+                let v = numbers(3..=4)?;
+                Profile::Step {
+                    low: v[0],
+                    high: v[1],
+                    at: v[2],
+                    until: v.get(3).copied(),
+                }
+            }
+            "ramp" => {
+                let v = numbers(2..=2)?;
+                Profile::Ramp {
+                    from: v[0],
+                    to: v[1],
+                }
+            }
+            "sine" => {
+                let v = numbers(3..=3)?;
+                if v[2] <= 0.0 {
+                    return Err(format!("profile {text:?}: the period must be positive"));
+                }
+                Profile::Sine {
+                    mean: v[0],
+                    amplitude: v[1],
+                    period: v[2],
+                }
+            }
+            "csv" => {
+                let contents = std::fs::read_to_string(args)
+                    .map_err(|e| format!("profile {text:?}: {args}: {e}"))?;
+                Profile::Points(
+                    points(&contents).map_err(|e| format!("profile {text:?}: {args}: {e}"))?,
+                )
+            }
+            _ => {
+                return Err(format!(
+                    "profile {text:?}: use constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMPLITUDE,PERIOD or csv:FILE"
+                ));
+            }
+        };
+        Ok(profile)
+    }
+
+    /// The rate at `t` seconds into a run of `duration` seconds.
+    #[must_use]
+    pub fn rate_at(&self, t: f64, duration: f64) -> f64 {
+        let rate = match self {
+            Profile::Constant(rate) => *rate,
+            Profile::Step {
+                low,
+                high,
+                at,
+                until,
+            } => {
+                if t >= *at && until.is_none_or(|u| t < u) {
+                    *high
+                } else {
+                    *low
+                }
+            }
+            Profile::Ramp { from, to } => from + (to - from) * (t / duration).clamp(0.0, 1.0),
+            Profile::Sine {
+                mean,
+                amplitude,
+                period,
+            } => mean + amplitude * (2.0 * std::f64::consts::PI * t / period).sin(),
+            Profile::Points(points) => interpolate(points, t),
+        };
+        rate.max(0.0)
+    }
+
+    /// The highest rate of a run of `duration` seconds (the thinning bound).
+    fn peak(&self, duration: f64) -> f64 {
+        match self {
+            Profile::Constant(rate) => *rate,
+            Profile::Step { low, high, .. } => low.max(*high),
+            Profile::Ramp { from, to } => from.max(*to),
+            Profile::Sine {
+                mean, amplitude, ..
+            } => mean + amplitude.abs(),
+            Profile::Points(points) => points.iter().map(|p| p.1).fold(0.0, f64::max),
+        }
+        .max(0.0)
+        .max(self.rate_at(duration, duration))
+    }
+
+    /// Arrival times over `duration`: a Poisson process of this rate, the same for the same
+    /// `seed`.
+    #[must_use]
+    pub fn arrivals(&self, duration: Duration, seed: u64) -> Vec<Duration> {
+        let total = duration.as_secs_f64();
+        let peak = self.peak(total);
+        let mut random = SplitMix(seed);
+        let mut arrivals = Vec::new();
+        if peak <= 0.0 {
+            return arrivals;
+        }
+        let mut t = 0.0;
+        loop {
+            t += -(1.0 - random.next()).ln() / peak;
+            if t >= total {
+                return arrivals;
+            }
+            if random.next() * peak < self.rate_at(t, total) {
+                arrivals.push(Duration::from_secs_f64(t));
+            }
+        }
+    }
+}
+
+/// A number of seconds or a rate: `12`, `0.5`, `30s`, `2m`.
+fn number(text: &str) -> Result<f64, String> {
+    let value = if let Ok(value) = text.parse::<f64>() {
+        value
+    } else {
+        humantime::parse_duration(text)
+            .map_err(|_| format!("{text:?} is not a number or a duration"))?
+            .as_secs_f64()
+    };
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} must be a finite number ≥ 0"))
+    }
+}
+
+fn points(contents: &str) -> Result<Vec<(f64, f64)>, String> {
+    let mut points = Vec::new();
+    for (i, line) in contents.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(',').and_then(|(t, r)| {
+            Some((t.trim().parse::<f64>().ok()?, r.trim().parse::<f64>().ok()?))
+        });
+        match parsed {
+            Some((t, rate)) if t.is_finite() && rate.is_finite() && t >= 0.0 && rate >= 0.0 => {
+                if points.last().is_some_and(|(last, _)| t <= *last) {
+                    return Err(format!("line {}: times must increase", i + 1));
+                }
+                points.push((t, rate));
+            }
+            None if points.is_empty() && i == 0 => {} // a header
+            _ => {
+                return Err(format!(
+                    "line {}: expected `seconds,rate` with both ≥ 0, got {line:?}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    if points.is_empty() {
+        return Err("no `seconds,rate` lines".into());
+    }
+    Ok(points)
+}
+
+fn interpolate(points: &[(f64, f64)], t: f64) -> f64 {
+    match points.iter().position(|(time, _)| *time > t) {
+        None => points[points.len() - 1].1,
+        Some(0) => points[0].1,
+        Some(i) => {
+            let ((t0, r0), (t1, r1)) = (points[i - 1], points[i]);
+            r0 + (r1 - r0) * (t - t0) / (t1 - t0)
+        }
+    }
+}
+
+/// SplitMix64: uniform numbers in [0, 1).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1_u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::float_cmp,
+    reason = "the rates compared are exact by construction (constants and halves)"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_parse_and_give_their_rates() {
+        let step = Profile::parse("step:2,10,30s,1m").unwrap();
+        assert_eq!(
+            [0.0, 30.0, 59.9, 60.0].map(|t| step.rate_at(t, 120.0)),
+            [2.0, 10.0, 10.0, 2.0]
+        );
+        let ramp = Profile::parse("ramp:0,10").unwrap();
+        assert_eq!(ramp.rate_at(30.0, 60.0), 5.0);
+        let sine = Profile::parse("sine:5,10,40").unwrap();
+        assert!((sine.rate_at(10.0, 60.0) - 15.0).abs() < 1e-9);
+        assert_eq!(sine.rate_at(30.0, 60.0), 0.0, "never negative");
+        assert_eq!(Profile::parse("constant:3").unwrap().rate_at(1.0, 2.0), 3.0);
+
+        let dir = std::env::temp_dir().join(format!("framescale-profile-{}", std::process::id()));
+        std::fs::write(&dir, "seconds,rate\n0,0\n10,10\n20,4\n").unwrap();
+        let csv = Profile::parse(&format!("csv:{}", dir.display())).unwrap();
+        assert_eq!(
+            [5.0, 15.0, 99.0].map(|t| csv.rate_at(t, 100.0)),
+            [5.0, 7.0, 4.0]
+        );
+        std::fs::write(&dir, "0,1\n0,2\n").unwrap();
+        assert!(
+            Profile::parse(&format!("csv:{}", dir.display()))
+                .unwrap_err()
+                .contains("increase")
+        );
+        std::fs::remove_file(&dir).unwrap();
+
+        for (bad, why) in [
+            ("burst:1", "use constant"),
+            ("step:1,2", "takes"),
+            ("constant:-1", "≥ 0"),
+            ("constant:x", "not a number"),
+            ("sine:1,1,0", "period"),
+            ("csv:/nonexistent.csv", "/nonexistent.csv"),
+        ] {
+            let error = Profile::parse(bad).unwrap_err();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn arrivals_follow_the_rate_and_the_seed() {
+        let profile = Profile::parse("step:5,50,10,20").unwrap();
+        let arrivals = profile.arrivals(Duration::from_secs(30), 7);
+        assert_eq!(arrivals, profile.arrivals(Duration::from_secs(30), 7));
+        assert_ne!(arrivals, profile.arrivals(Duration::from_secs(30), 8));
+        let count = |from: u64, to: u64| {
+            arrivals
+                .iter()
+                .filter(|a| (from..to).contains(&a.as_secs()))
+                .count() as f64
+        };
+        // Expected 100 outside the step (20 s × 5/s) and 500 inside (10 s × 50/s); a Poisson
+        // count stays within 4 standard deviations (√n) of its mean.
+        let (outside, inside) = (count(0, 10) + count(20, 30), count(10, 20));
+        assert!(
+            (outside - 100.0).abs() < 4.0 * 100.0_f64.sqrt(),
+            "{outside}"
+        );
+        assert!((inside - 500.0).abs() < 4.0 * 500.0_f64.sqrt(), "{inside}");
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
+    }
+}
