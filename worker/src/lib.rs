@@ -6,6 +6,7 @@
 
 pub mod loadgen;
 pub mod profile;
+pub mod random;
 pub mod render;
 pub mod server;
 pub mod tracer;

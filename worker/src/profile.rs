@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use crate::random::SplitMix;
+
 /// The offered rate over time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Profile {
@@ -154,18 +156,18 @@ impl Profile {
     pub fn arrivals(&self, duration: Duration, seed: u64) -> Vec<Duration> {
         let total = duration.as_secs_f64();
         let peak = self.peak(total);
-        let mut random = SplitMix(seed);
+        let mut random = SplitMix::new(seed);
         let mut arrivals = Vec::new();
         if peak <= 0.0 {
             return arrivals;
         }
         let mut t = 0.0;
         loop {
-            t += -(1.0 - random.next()).ln() / peak;
+            t += -(1.0 - random.next_f64()).ln() / peak;
             if t >= total {
                 return arrivals;
             }
-            if random.next() * peak < self.rate_at(t, total) {
+            if random.next_f64() * peak < self.rate_at(t, total) {
                 arrivals.push(Duration::from_secs_f64(t));
             }
         }
@@ -228,20 +230,6 @@ fn interpolate(points: &[(f64, f64)], t: f64) -> f64 {
             let ((t0, r0), (t1, r1)) = (points[i - 1], points[i]);
             r0 + (r1 - r0) * (t - t0) / (t1 - t0)
         }
-    }
-}
-
-/// SplitMix64: uniform numbers in [0, 1).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1_u64 << 53) as f64
     }
 }
 

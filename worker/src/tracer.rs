@@ -7,6 +7,8 @@
 
 use std::f64::consts::PI;
 
+use crate::random::SplitMix;
+
 /// The scenes the synthetic backend knows.
 pub const SCENES: &[&str] = &["spheres"];
 
@@ -83,23 +85,6 @@ const SPHERES: [Sphere; 4] = [
 
 const MAX_BOUNCES: u32 = 4;
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1_u64 << 53) as f64
-    }
-}
-
 /// Renders `frame` of the `spheres` scene at `width × height` with `samples` paths per pixel.
 #[must_use]
 pub fn render(frame: u64, width: u32, height: u32, samples: u32) -> Image {
@@ -113,17 +98,18 @@ pub fn render(frame: u64, width: u32, height: u32, samples: u32) -> Image {
     let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
     for y in 0..height {
         for x in 0..width {
-            let mut rng = Rng::new(
+            let mut rng = SplitMix::new(
                 frame
                     .wrapping_mul(0x1000_0000_01B3)
                     .wrapping_add(u64::from(y) << 32 | u64::from(x)),
             );
             let mut color = Vec3(0.0, 0.0, 0.0);
             for _ in 0..samples {
-                let u = (2.0 * (f64::from(x) + rng.next()) / f64::from(width) - 1.0)
+                let u = (2.0 * (f64::from(x) + rng.next_f64()) / f64::from(width) - 1.0)
                     * half_height
                     * aspect;
-                let v = (1.0 - 2.0 * (f64::from(y) + rng.next()) / f64::from(height)) * half_height;
+                let v =
+                    (1.0 - 2.0 * (f64::from(y) + rng.next_f64()) / f64::from(height)) * half_height;
                 let direction = forward.add(right.mul(u)).add(up.mul(v)).unit();
                 color = color.add(trace(eye, direction, &mut rng));
             }
@@ -136,7 +122,7 @@ pub fn render(frame: u64, width: u32, height: u32, samples: u32) -> Image {
     Image { width, height, rgb }
 }
 
-fn trace(mut origin: Vec3, mut direction: Vec3, rng: &mut Rng) -> Vec3 {
+fn trace(mut origin: Vec3, mut direction: Vec3, rng: &mut SplitMix) -> Vec3 {
     let mut throughput = Vec3(1.0, 1.0, 1.0);
     for _ in 0..=MAX_BOUNCES {
         let Some((t, sphere)) = nearest_hit(origin, direction) else {
@@ -182,8 +168,8 @@ fn sky(direction: Vec3) -> Vec3 {
 }
 
 /// A direction around `normal`, cosine-weighted.
-fn cosine_sample(normal: Vec3, rng: &mut Rng) -> Vec3 {
-    let (r1, r2) = (rng.next(), rng.next());
+fn cosine_sample(normal: Vec3, rng: &mut SplitMix) -> Vec3 {
+    let (r1, r2) = (rng.next_f64(), rng.next_f64());
     let phi = 2.0 * PI * r1;
     let radius = r2.sqrt();
     let helper = if normal.0.abs() > 0.9 {

@@ -235,6 +235,18 @@ fn change_in(events: &[ScaleEvent], now: f64, period: i32) -> i32 {
         .sum()
 }
 
+/// The replicas at the start of `policy`'s period: `current` without the changes made since.
+fn period_start(
+    current: i32,
+    up_events: &[ScaleEvent],
+    down_events: &[ScaleEvent],
+    policy: &Policy,
+    now: f64,
+) -> i32 {
+    current - change_in(up_events, now, policy.period_seconds)
+        + change_in(down_events, now, policy.period_seconds)
+}
+
 /// The most replicas scaling up may reach now (§6.3).
 #[must_use]
 pub fn scale_up_limit(
@@ -248,8 +260,7 @@ pub fn scale_up_limit(
         return current;
     }
     let proposals = rules.policies.iter().map(|policy| {
-        let start = current - change_in(up_events, now, policy.period_seconds)
-            + change_in(down_events, now, policy.period_seconds);
+        let start = period_start(current, up_events, down_events, policy, now);
         match policy.kind {
             PolicyKind::Pods => start + policy.value,
             PolicyKind::Percent => {
@@ -278,8 +289,7 @@ pub fn scale_down_limit(
         return current;
     }
     let proposals = rules.policies.iter().map(|policy| {
-        let start = current - change_in(up_events, now, policy.period_seconds)
-            + change_in(down_events, now, policy.period_seconds);
+        let start = period_start(current, up_events, down_events, policy, now);
         match policy.kind {
             PolicyKind::Pods => start - policy.value,
             PolicyKind::Percent => {
