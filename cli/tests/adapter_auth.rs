@@ -9,7 +9,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +18,7 @@ use axum::Json;
 use axum::routing::{get, post};
 use framescale_adapter::testing::{Ca, FakeCluster};
 use serde_json::{Value, json};
-use support::{
-    Exporter, append, assert_hdr_close, cri, field, get as http_get, spawn_until, wait_for,
-};
+use support::{Adapter, Exporter, append, assert_hdr_close, cri, serving_certificate, wait_for};
 
 /// Writes a client certificate for `cn` signed by `ca` into `dir`; returns its and its key's paths.
 fn client_cert(ca: &Ca, dir: &Path, file: &str, cn: &str, org: Option<&str>) -> (PathBuf, PathBuf) {
@@ -97,19 +95,6 @@ fn fake_apiserver(
     addr
 }
 
-/// A `framescale adapter` process with delegated auth, killed on drop.
-struct Adapter {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `curl` against the adapter: (status, body).
 fn curl(adapter: &Adapter, ca: &Path, path: &str, args: &[&str]) -> (u16, Value) {
     let output = Command::new("curl")
@@ -182,39 +167,18 @@ fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
     )
     .unwrap();
 
-    let serving =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert, serving.cert.pem()).unwrap();
-    std::fs::write(&key, serving.signing_key.serialize_pem()).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
-    command
-        .args([
-            "adapter",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--scrape-interval",
-            "200ms",
+    let (cert, key) = serving_certificate(dir.path());
+    let exporter_url = format!("http://{}/metrics", exporter.addr);
+    let adapter = Adapter::start(
+        &cert,
+        &key,
+        &[
             "--exporter",
-        ])
-        .arg(format!("http://{}/metrics", exporter.addr))
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig);
-    let (child, line, _log) = spawn_until(command, "Adapter listening");
-    let adapter = Adapter {
-        child,
-        addr: field(&line, "addr"),
-    };
-    let admin = field(&line, "admin_addr");
-    wait_for("adapter /readyz", Duration::from_secs(10), || {
-        (http_get(&format!("http://{admin}/readyz")).0 == 200).then_some(())
-    });
+            &exporter_url,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    );
 
     let pods =
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";

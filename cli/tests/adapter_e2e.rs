@@ -6,65 +6,21 @@ mod support;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use framescale_adapter::testing::Ca;
 use serde_json::Value;
 use support::{
-    Exporter, Prometheus, PrometheusTls, append, assert_hdr_close, cri, field, fixture, get,
-    nearest_rank, spawn_until, wait_for,
+    Adapter, Exporter, Prometheus, PrometheusTls, append, assert_hdr_close, cri, fixture, get,
+    nearest_rank, serving_certificate, wait_for,
 };
 
-/// A `framescale adapter` process, killed on drop.
-struct Adapter {
-    child: Child,
-    addr: String,
-    admin: String,
-    _log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Adapter {
-    /// Starts the adapter serving `cert`/`key`, with auth off (not built yet), plus `extra`.
-    fn start(cert: &Path, key: &Path, extra: &[&str]) -> Adapter {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
-        command
-            .args([
-                "adapter",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--scrape-interval",
-                "200ms",
-            ])
-            .args(extra);
-        command
-            .arg("--tls-cert-file")
-            .arg(cert)
-            .arg("--tls-key-file")
-            .arg(key)
-            .arg("--insecure-disable-auth");
-        let (child, line, log) = spawn_until(command, "Adapter listening");
-        let adapter = Adapter {
-            child,
-            addr: field(&line, "addr"),
-            admin: field(&line, "admin_addr"),
-            _log: log,
-        };
-        wait_for("adapter /readyz", Duration::from_secs(10), || {
-            (get(&format!("http://{}/readyz", adapter.admin)).0 == 200).then_some(())
-        });
-        adapter
-    }
-}
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An adapter with authentication off (these tests have no Kubernetes API), plus `extra`.
+fn open_adapter(cert: &Path, key: &Path, extra: &[&str]) -> Adapter {
+    let mut flags = extra.to_vec();
+    flags.push("--insecure-disable-auth");
+    Adapter::start(cert, key, &flags)
 }
 
 /// `kubectl get --raw PATH` against the adapter, trusting `ca`.
@@ -114,16 +70,6 @@ fn parse_quantities(quantities: &[String]) -> Vec<f64> {
         .collect()
 }
 
-/// An rcgen certificate for localhost and 127.0.0.1, written as `tls.crt` and `tls.key`.
-fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    (cert, key)
-}
-
 fn frame_lines(millis: &[f64]) -> String {
     millis.iter().fold(String::new(), |mut out, ms| {
         let _ = writeln!(out, "framescale.frame duration_ms={ms} outcome=ok");
@@ -165,15 +111,8 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
         cri(&frame_lines(&[10.0])),
     );
 
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key, pods) = (
-        dir.path().join("tls.crt"),
-        dir.path().join("tls.key"),
-        dir.path().join("pods.yaml"),
-    );
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = serving_certificate(dir.path());
+    let pods = dir.path().join("pods.yaml");
     std::fs::write(
         &pods,
         "pods:\n- {namespace: render, name: w-0, labels: {app: w}}\n- {namespace: render, name: w-1, labels: {app: w}}\n\
@@ -182,7 +121,7 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
     )
     .unwrap();
     let exporter_url = format!("http://{}/metrics", exporter.addr);
-    let adapter = Adapter::start(
+    let adapter = open_adapter(
         &cert,
         &key,
         &[
@@ -365,9 +304,9 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
             == 2)
             .then_some(())
     });
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = serving_certificate(dir.path());
     let prometheus_url = format!("http://{}", prometheus.addr);
-    let adapter = Adapter::start(&cert, &key, &["--prometheus-url", &prometheus_url]);
+    let adapter = open_adapter(&cert, &key, &["--prometheus-url", &prometheus_url]);
     let path =
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
     let body = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap();
@@ -413,7 +352,7 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
         "score: { holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s } }\n",
     )
     .unwrap();
-    let short_holds = Adapter::start(
+    let short_holds = open_adapter(
         &cert,
         &key,
         &[
@@ -477,10 +416,10 @@ fn the_prometheus_backend_verifies_an_https_prometheus() {
         ca: &paths[2],
     };
     let prometheus = Prometheus::start_with(&[exporter.addr], Some(&tls));
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = serving_certificate(dir.path());
     let prometheus_url = format!("https://{}", prometheus.addr);
     let ca_file = paths[2].to_str().unwrap();
-    let adapter = Adapter::start(
+    let adapter = open_adapter(
         &cert,
         &key,
         &[
@@ -506,7 +445,7 @@ fn the_prometheus_backend_verifies_an_https_prometheus() {
 
     // Trusting the system's CAs instead, the adapter refuses Prometheus' certificate: 503,
     // never a value.
-    let untrusting = Adapter::start(&cert, &key, &["--prometheus-url", &prometheus_url]);
+    let untrusting = open_adapter(&cert, &key, &["--prometheus-url", &prometheus_url]);
     let err = kubectl_raw(dir.path(), &untrusting, &cert, path).unwrap_err();
     assert!(
         err.contains("ServiceUnavailable") || err.contains("unavailable"),

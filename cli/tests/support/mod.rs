@@ -435,3 +435,63 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .map(|dir| Path::new(dir).join(program))
         .find(|path| path.is_file())
 }
+
+/// A `framescale adapter` process on 127.0.0.1 scraping every 200 ms, ready; killed on drop.
+pub struct Adapter {
+    child: Child,
+    /// Where the HTTPS API answers.
+    pub addr: String,
+    /// Where `/livez`, `/readyz` and the adapter's own `/metrics` answer.
+    pub admin: String,
+    _log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Adapter {
+    /// Starts the adapter serving `cert`/`key` with the `extra` flags, and waits for `/readyz`.
+    pub fn start(cert: &Path, key: &Path, extra: &[&str]) -> Adapter {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+        command
+            .args([
+                "adapter",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--scrape-interval",
+                "200ms",
+            ])
+            .args(extra)
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key);
+        let (child, line, log) = spawn_until(command, "Adapter listening");
+        let adapter = Adapter {
+            child,
+            addr: field(&line, "addr"),
+            admin: field(&line, "admin_addr"),
+            _log: log,
+        };
+        wait_for("adapter /readyz", Duration::from_secs(10), || {
+            (get(&format!("http://{}/readyz", adapter.admin)).0 == 200).then_some(())
+        });
+        adapter
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An rcgen certificate for localhost and 127.0.0.1, written as `tls.crt` and `tls.key` in `dir`.
+pub fn serving_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    fs::write(&cert, certified.cert.pem()).unwrap();
+    fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
