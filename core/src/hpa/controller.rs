@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::behavior::{
-    self, Behavior, Limit, Recommendation, ScaleEvent, legacy_rules, legacy_stabilize,
+    self, Behavior, Limit, Recommendation, Resolved, ScaleEvent, legacy_rules, legacy_stabilize,
 };
 use super::replicas::{self, MetricError, PodState, Proposal, Tolerance};
 
@@ -67,6 +67,8 @@ pub enum Observation {
     },
     /// `type: Object` or `External`, target `Value`.
     Value {
+        /// Which of the two.
+        source: MetricSource,
         /// How the metric is described in messages (`Deployment metric x`).
         description: String,
         /// The object's value, or the sum of the external values, milli-units.
@@ -78,6 +80,8 @@ pub enum Observation {
     },
     /// `type: Object` or `External`, target `AverageValue`.
     AverageValue {
+        /// Which of the two.
+        source: MetricSource,
         /// How the metric is described in messages.
         description: String,
         /// The value, milli-units.
@@ -99,6 +103,16 @@ pub enum Observation {
         /// What went wrong.
         message: String,
     },
+}
+
+/// Where a `Value` or `AverageValue` metric comes from (it names the condition reason when the
+/// metric fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricSource {
+    /// `type: Object` (`custom.metrics.k8s.io`).
+    Object,
+    /// `type: External` (`external.metrics.k8s.io`).
+    External,
 }
 
 /// What one sync decided.
@@ -182,6 +196,10 @@ impl Controller {
             message: String::new(),
             proposals: Vec::new(),
         };
+        let rules = spec
+            .behavior
+            .as_ref()
+            .map(|b| b.resolve(self.config.downscale_stabilization_seconds));
         if current == 0 && spec.min_replicas != 0 {
             decision.desired = 0;
             decision.scaling_active = false;
@@ -205,7 +223,7 @@ impl Controller {
             decision.desired = desired;
             decision.message = message.into();
             decision.rescale = true;
-            self.store_event(spec, now, current, desired);
+            self.store_event(rules.as_ref(), now, current, desired);
             return decision;
         }
 
@@ -248,21 +266,29 @@ impl Controller {
             std::cmp::Ordering::Less => "All metrics below target".into(),
             std::cmp::Ordering::Equal => format!("{description} at target"),
         };
-        let (normalized, limit) = self.normalize(spec, now, current, desired);
+        let (normalized, limit) = self.normalize(spec, rules.as_ref(), now, current, desired);
         decision.desired = normalized;
         decision.limited = Some(limit);
         decision.rescale = normalized != current;
         if decision.rescale {
-            self.store_event(spec, now, current, normalized);
+            self.store_event(rules.as_ref(), now, current, normalized);
         }
         decision
     }
 
-    /// §5 or §6; records `desired` in the history.
-    fn normalize(&mut self, spec: &HpaSpec, now: f64, current: i32, desired: i32) -> (i32, Limit) {
+    /// §5 without `rules` (no behavior), §6 with the behavior's resolved rules; records
+    /// `desired` in the history.
+    fn normalize(
+        &mut self,
+        spec: &HpaSpec,
+        rules: Option<&(Resolved, Resolved)>,
+        now: f64,
+        current: i32,
+        desired: i32,
+    ) -> (i32, Limit) {
         let down_default = self.config.downscale_stabilization_seconds;
         let history = self.recommendations.get_or_insert_with(Vec::new);
-        let Some(behavior) = &spec.behavior else {
+        let Some((up, down)) = rules else {
             let stabilized = legacy_stabilize(history, now, desired, down_default);
             history.retain(|r| now - r.at <= down_default);
             history.push(Recommendation {
@@ -271,7 +297,6 @@ impl Controller {
             });
             return legacy_rules(current, stabilized, spec.min_replicas, spec.max_replicas);
         };
-        let (up, down) = behavior.resolve(down_default);
         let stabilized = behavior::stabilize(
             history,
             now,
@@ -291,20 +316,20 @@ impl Controller {
             stabilized,
             spec.min_replicas,
             spec.max_replicas,
-            &up,
-            &down,
+            up,
+            down,
             &self.up_events,
             &self.down_events,
             now,
         )
     }
 
-    /// §6.4: with a behavior, a rescale is remembered for the rate policies.
-    fn store_event(&mut self, spec: &HpaSpec, now: f64, from: i32, to: i32) {
-        let Some(behavior) = &spec.behavior else {
+    /// §6.4: with a behavior (its resolved `rules`), a rescale is remembered for the rate
+    /// policies.
+    fn store_event(&mut self, rules: Option<&(Resolved, Resolved)>, now: f64, from: i32, to: i32) {
+        let Some((up, down)) = rules else {
             return;
         };
-        let (up, down) = behavior.resolve(self.config.downscale_stabilization_seconds);
         let (events, rules, change) = if to > from {
             (&mut self.up_events, up, to - from)
         } else {
@@ -383,12 +408,18 @@ fn failure_reason(metric: &Observation) -> String {
     match metric {
         Observation::Failed { reason, .. } => reason.clone(),
         Observation::PodsAverageValue { .. } => "FailedGetPodsMetric".into(),
-        Observation::Value { description, .. } | Observation::AverageValue { description, .. }
-            if description.starts_with("external") =>
-        {
-            "FailedGetExternalMetric".into()
+        Observation::Value {
+            source: MetricSource::External,
+            ..
         }
-        _ => "FailedGetObjectMetric".into(),
+        | Observation::AverageValue {
+            source: MetricSource::External,
+            ..
+        } => "FailedGetExternalMetric".into(),
+        Observation::Value { .. } | Observation::AverageValue { .. } => {
+            "FailedGetObjectMetric".into()
+        }
+        Observation::Proposal { .. } => "FailedGetResourceMetric".into(),
     }
 }
 
@@ -399,6 +430,7 @@ mod tests {
 
     fn object(usage_milli: i64, replicas: i32) -> Observation {
         Observation::Value {
+            source: MetricSource::Object,
             description: "Deployment metric render_scaling_score".into(),
             usage_milli,
             target_milli: 1000,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::behavior::{
     self, Behavior, Recommendation, Resolved, Rules, ScaleEvent, legacy_rules, legacy_stabilize,
 };
-use super::controller::{Controller, ControllerConfig, HpaSpec, Observation, Scale};
+use super::controller::{Controller, ControllerConfig, HpaSpec, MetricSource, Observation, Scale};
 use super::replicas::{self, PodState, Proposal, Tolerance};
 
 /// One vector.
@@ -306,6 +306,7 @@ fn observation(m: &MetricInputs) -> Result<Observation, String> {
             }
         }
         "object_value" | "external_value" => Observation::Value {
+            source: source(&m.kind),
             description: described(),
             usage_milli: usage(m.object_value_milli, m.external_values_milli.as_deref())?
                 .map_err(|e| e.0)?,
@@ -313,6 +314,7 @@ fn observation(m: &MetricInputs) -> Result<Observation, String> {
             pods: split_pods(&m.pods).0,
         },
         "object_average_value" | "external_average_value" => Observation::AverageValue {
+            source: source(&m.kind),
             description: described(),
             usage_milli: usage(m.object_value_milli, m.external_values_milli.as_deref())?
                 .map_err(|e| e.0)?,
@@ -324,6 +326,15 @@ fn observation(m: &MetricInputs) -> Result<Observation, String> {
         },
         other => return Err(format!("metric {name}: unknown type {other:?}")),
     })
+}
+
+/// Object or External, from a vector's metric type.
+fn source(kind: &str) -> MetricSource {
+    if kind.starts_with("external") {
+        MetricSource::External
+    } else {
+        MetricSource::Object
+    }
 }
 
 /// An Object value, or the sum of External values.
