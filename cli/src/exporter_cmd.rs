@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_core::window::WindowConfig;
-use framescale_exporter::ExporterConfig;
+use framescale_exporter::cpu::CpuSourceConfig;
 use framescale_exporter::discovery::PodFilter;
+use framescale_exporter::{DeviceSourceConfig, ExporterConfig};
 
 /// Flags of `framescale exporter`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]
@@ -57,6 +58,27 @@ pub struct ExporterArgs {
     /// Largest POST /v1/frames body, in bytes.
     #[arg(long, env = "FRAMESCALE_PUSH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     push_body_limit: usize,
+    /// Where device duty comes from: `none`, or `cpu` (the busy share of each pod's CPUs, for nodes without a GPU).
+    #[arg(long, env = "FRAMESCALE_DEVICE_SOURCE", value_enum, default_value_t = DeviceSourceArg::None)]
+    device_source: DeviceSourceArg,
+    /// How often the device source is polled; duty is the busy share of the time between polls.
+    #[arg(long, env = "FRAMESCALE_DEVICE_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    device_poll_interval: Duration,
+    /// Cgroup root whose pod cgroups the CPU source measures (v1 or v2); empty to measure none.
+    #[arg(long, env = "FRAMESCALE_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
+    cgroup_root: PathBuf,
+    /// File of local processes the CPU source measures, one per line: `<pid> <namespace>/<pod> <container> [<cpus>]`; re-read every poll.
+    #[arg(long, env = "FRAMESCALE_CPU_PROCESSES")]
+    cpu_processes: Option<PathBuf>,
+}
+
+/// Values of `--device-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DeviceSourceArg {
+    /// No device duty.
+    None,
+    /// CPU time of pod cgroups and registered processes.
+    Cpu,
 }
 
 impl ExporterArgs {
@@ -73,6 +95,7 @@ impl ExporterArgs {
         for (flag, value) in [
             ("--poll-interval", self.poll_interval),
             ("--rescan-interval", self.rescan_interval),
+            ("--device-poll-interval", self.device_poll_interval),
         ] {
             if value < Duration::from_millis(10) || value > Duration::from_hours(1) {
                 bail!(
@@ -99,6 +122,15 @@ impl ExporterArgs {
                 .filter(|s| !s.is_empty())
                 .collect()
         };
+        let device_source = match self.device_source {
+            DeviceSourceArg::None => DeviceSourceConfig::None,
+            DeviceSourceArg::Cpu => DeviceSourceConfig::Cpu(CpuSourceConfig {
+                proc_root: "/proc".into(),
+                cgroup_root: Some(self.cgroup_root).filter(|root| !root.as_os_str().is_empty()),
+                log_root: self.log_root.clone(),
+                processes_file: self.cpu_processes,
+            }),
+        };
         Ok(ExporterConfig {
             log_root: self.log_root,
             listen: self.listen,
@@ -114,6 +146,8 @@ impl ExporterArgs {
             },
             max_line_bytes: self.max_line_bytes,
             push_body_limit: self.push_body_limit,
+            device_source,
+            device_poll_interval: self.device_poll_interval,
         })
     }
 }

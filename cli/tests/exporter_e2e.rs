@@ -265,9 +265,23 @@ fn bad_flags_fail_with_the_flag_named() {
     }
 }
 
-/// An exporter fed a mix of everything it exposes, for the checks by real tools.
+/// An exporter fed a mix of everything it exposes, for the checks by real tools: frames of
+/// Blender and of the worker, and the CPU duty of this test process.
 fn exporter_with_data(root: &Path) -> Exporter {
-    let exporter = Exporter::start(root, &[]);
+    let processes = root.join("processes");
+    std::fs::write(
+        &processes,
+        format!("{} render/test-0 test 1\n", std::process::id()),
+    )
+    .unwrap();
+    let exporter = Exporter::start(
+        root,
+        &[
+            "--device-source=cpu",
+            "--device-poll-interval=100ms",
+            &format!("--cpu-processes={}", processes.display()),
+        ],
+    );
     append(
         &root.join("render_blender-0_uid-0/blender/0.log"),
         cri(&fixture("blender-3.4.1/a_cycles_3frames.log")),
@@ -283,7 +297,89 @@ fn exporter_with_data(root: &Path) -> Exporter {
     );
     wait_for_frames(&exporter, "worker-0", "worker", 100.0);
     wait_for_frames(&exporter, "blender-0", "blender", 3.0);
+    wait_for(
+        "the test process's CPU duty",
+        Duration::from_secs(10),
+        || {
+            exporter.metrics().series(
+                DUTY,
+                "render",
+                "test-0",
+                "test",
+                r#"device="cpu",uuid="cpu""#,
+            )
+        },
+    );
     exporter
+}
+
+const DUTY: &str = "framescale_gpu_duty_cycle_ratio";
+
+/// A process burning a whole core, registered with one CPU, reads about 1; a registered PID
+/// that is gone gets no value and is counted.
+#[test]
+fn the_cpu_duty_of_registered_processes_is_served() {
+    let root = tempfile::tempdir().unwrap();
+    let mut burner = Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let processes = root.path().join("processes");
+    std::fs::write(
+        &processes,
+        format!(
+            "{} render/busy-0 worker 1\n999999999 render/gone-0 worker\n",
+            burner.id()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(
+        root.path(),
+        &[
+            "--device-source=cpu",
+            "--device-poll-interval=500ms",
+            &format!("--cpu-processes={}", processes.display()),
+        ],
+    );
+    let busy = |m: &Metrics| {
+        m.series(
+            DUTY,
+            "render",
+            "busy-0",
+            "worker",
+            r#"device="cpu",uuid="cpu""#,
+        )
+    };
+    let duty = wait_for("the burner's duty", Duration::from_secs(10), || {
+        busy(&exporter.metrics())
+    });
+    let _ = burner.kill();
+    let _ = burner.wait();
+    let metrics = exporter.metrics();
+    // The burner shares 2 cores with the other tests: it gets most of one, not all.
+    assert!(
+        duty > 0.5 && duty <= 1.0,
+        "a busy loop read {duty}\n{}",
+        metrics.0
+    );
+    assert!(metrics.0.contains(r#"framescale_gpu_memory_used_bytes{namespace="render",pod="busy-0",container="worker",device="cpu",uuid="cpu"}"#));
+    assert!(
+        !metrics.0.contains(r#"pod="gone-0""#),
+        "a gone process has no value"
+    );
+    assert!(
+        metrics
+            .value(r#"framescale_exporter_device_errors_total{reason="process_gone"}"#)
+            .unwrap()
+            >= 1.0
+    );
+    // Once the burner is gone its reading goes too, at the next poll.
+    wait_for(
+        "the burner's reading to go",
+        Duration::from_secs(10),
+        || busy(&exporter.metrics()).is_none().then_some(()),
+    );
 }
 
 #[test]

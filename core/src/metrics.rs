@@ -11,6 +11,11 @@ pub const FRAMES_TOTAL: &str = "framescale_frames_total";
 /// script that fails): the job failed before it produced a frame.
 pub const RENDER_ERRORS_TOTAL: &str = "framescale_render_errors_total";
 
+/// Gauge 0..1: share of the last poll window a device was busy for the pod.
+pub const GPU_DUTY_CYCLE_RATIO: &str = "framescale_gpu_duty_cycle_ratio";
+/// Gauge: device memory the pod holds, in bytes.
+pub const GPU_MEMORY_USED_BYTES: &str = "framescale_gpu_memory_used_bytes";
+
 /// The quantiles the frame-duration summary exposes, with their label values.
 pub const SUMMARY_QUANTILES: [(f64, &str); 4] =
     [(0.5, "0.5"), (0.9, "0.9"), (0.95, "0.95"), (0.99, "0.99")];
@@ -21,5 +26,9 @@ pub const NAMESPACE_LABEL: &str = "namespace";
 pub const POD_LABEL: &str = "pod";
 /// Label: the container's name within the pod.
 pub const CONTAINER_LABEL: &str = "container";
+/// Label on the device gauges: `gpu` or `cpu`.
+pub const DEVICE_LABEL: &str = "device";
+/// Label on the device gauges: the device's UUID (`cpu` for the CPU source).
+pub const UUID_LABEL: &str = "uuid";
 /// Label on [`FRAMES_TOTAL`]: `ok` or `failed`.
 pub const OUTCOME_LABEL: &str = "outcome";

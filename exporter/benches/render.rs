@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
         ("openmetrics", Format::OpenMetrics),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| render(&store, &stats, now, format, &mut scratch));
+            b.iter(|| render(&store, &[], &stats, now, format, &mut scratch));
         });
     }
     group.finish();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use framescale_core::window::WindowConfig;
 
+use crate::cpu::CpuSourceConfig;
 use crate::discovery::PodFilter;
 
 /// Everything the exporter needs to run, already validated.
@@ -31,4 +32,17 @@ pub struct ExporterConfig {
     pub max_line_bytes: usize,
     /// Largest `POST /v1/frames` body, in bytes.
     pub push_body_limit: usize,
+    /// Where device duty comes from.
+    pub device_source: DeviceSourceConfig,
+    /// How often the device source is polled (the window duty is averaged over).
+    pub device_poll_interval: Duration,
+}
+
+/// Which device source the exporter polls.
+#[derive(Debug, Clone)]
+pub enum DeviceSourceConfig {
+    /// None: no duty series are served.
+    None,
+    /// The CPU source ([`crate::cpu`]).
+    Cpu(CpuSourceConfig),
 }

@@ -8,11 +8,13 @@
 use std::fmt::Write;
 
 use framescale_core::metrics::{
-    CONTAINER_LABEL, FRAME_DURATION_SECONDS, FRAMES_TOTAL, NAMESPACE_LABEL, OUTCOME_LABEL,
-    POD_LABEL, RENDER_ERRORS_TOTAL, SUMMARY_QUANTILES,
+    CONTAINER_LABEL, DEVICE_LABEL, FRAME_DURATION_SECONDS, FRAMES_TOTAL, GPU_DUTY_CYCLE_RATIO,
+    GPU_MEMORY_USED_BYTES, NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL, RENDER_ERRORS_TOTAL,
+    SUMMARY_QUANTILES, UUID_LABEL,
 };
 use framescale_core::window::Scratch;
 
+use crate::device::{DeviceReading, FailureReason};
 use crate::stats::ExporterStats;
 use crate::store::{Series, SeriesStore};
 
@@ -59,6 +61,7 @@ enum Kind {
 #[must_use]
 pub fn render(
     store: &SeriesStore,
+    devices: &[DeviceReading],
     stats: &ExporterStats,
     now_millis: u64,
     format: Format,
@@ -87,6 +90,8 @@ pub fn render(
     for (labels, s) in &series {
         sample(&mut out, RENDER_ERRORS_TOTAL, labels, s.job_errors);
     }
+    write_devices(&mut out, format, devices);
+    write_device_self_metrics(&mut out, format, stats);
     write_self_metrics(&mut out, format, store, stats);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -142,6 +147,73 @@ fn write_frame_counts(out: &mut String, format: Format, series: &[(String, &Seri
             );
         }
     }
+}
+
+/// Duty and memory of each device reading. A reading without memory gets no memory sample.
+fn write_devices(out: &mut String, format: Format, devices: &[DeviceReading]) {
+    let labels: Vec<String> = devices
+        .iter()
+        .map(|d| {
+            labels(&[
+                (NAMESPACE_LABEL, &d.key.namespace),
+                (POD_LABEL, &d.key.pod),
+                (CONTAINER_LABEL, &d.key.container),
+                (DEVICE_LABEL, d.device.label()),
+                (UUID_LABEL, &d.uuid),
+            ])
+        })
+        .collect();
+    header(
+        out,
+        format,
+        GPU_DUTY_CYCLE_RATIO,
+        Kind::Gauge,
+        "Share of the last poll window the device was busy for the pod (device=\"cpu\": its CPUs).",
+        Some("ratio"),
+    );
+    for (labels, d) in labels.iter().zip(devices) {
+        sample(out, GPU_DUTY_CYCLE_RATIO, labels, d.duty_ratio);
+    }
+    header(
+        out,
+        format,
+        GPU_MEMORY_USED_BYTES,
+        Kind::Gauge,
+        "Device memory the pod holds (device=\"cpu\": resident memory).",
+        Some("bytes"),
+    );
+    for (labels, d) in labels.iter().zip(devices) {
+        if let Some(bytes) = d.memory_bytes {
+            sample(out, GPU_MEMORY_USED_BYTES, labels, bytes);
+        }
+    }
+}
+
+fn write_device_self_metrics(out: &mut String, format: Format, stats: &ExporterStats) {
+    let errors = "framescale_exporter_device_errors_total";
+    header(
+        out,
+        format,
+        errors,
+        Kind::Counter,
+        "Device readings that could not be measured or attributed, by reason.",
+        None,
+    );
+    for (reason, count) in FailureReason::ALL.iter().zip(&stats.device_failures) {
+        let labels = format!("reason=\"{}\"", reason.label());
+        sample(out, errors, &labels, ExporterStats::get(count));
+    }
+    let poll = "framescale_exporter_device_poll_duration_seconds";
+    header(
+        out,
+        format,
+        poll,
+        Kind::Gauge,
+        "Duration of the last poll of the device source.",
+        Some("seconds"),
+    );
+    let micros = ExporterStats::get(&stats.last_device_poll_micros);
+    sample(out, poll, "", micros as f64 / 1e6);
 }
 
 fn write_self_metrics(
@@ -290,15 +362,17 @@ fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Disp
 }
 
 fn series_labels(namespace: &str, pod: &str, container: &str) -> String {
-    let mut labels = String::with_capacity(namespace.len() + pod.len() + container.len() + 40);
-    for (i, (label, value)) in [
+    labels(&[
         (NAMESPACE_LABEL, namespace),
         (POD_LABEL, pod),
         (CONTAINER_LABEL, container),
-    ]
-    .iter()
-    .enumerate()
-    {
+    ])
+}
+
+/// `name="value",…` with the values escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut labels = String::with_capacity(pairs.iter().map(|(_, v)| v.len() + 16).sum());
+    for (i, (label, value)) in pairs.iter().enumerate() {
         if i > 0 {
             labels.push(',');
         }
@@ -360,6 +434,7 @@ mod tests {
         let stats = ExporterStats::default();
         let text = render(
             &store,
+            &[],
             &stats,
             NOW,
             Format::Prometheus,
@@ -383,6 +458,7 @@ mod tests {
 
         let open = render(
             &store,
+            &[],
             &stats,
             NOW,
             Format::OpenMetrics,
@@ -397,6 +473,7 @@ mod tests {
     fn an_idle_series_has_no_quantiles() {
         let text = render(
             &store(),
+            &[],
             &ExporterStats::default(),
             NOW,
             Format::Prometheus,
@@ -407,6 +484,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"framescale_frame_duration_seconds_count{namespace="render",pod="idle-0",container="worker"} 1"#));
+    }
+
+    #[test]
+    fn device_readings_are_gauges_and_missing_memory_is_left_out() {
+        let reading = |pod: &str, memory_bytes| DeviceReading {
+            key: SeriesKey::new("render", pod, "worker"),
+            device: crate::device::DeviceKind::Cpu,
+            uuid: "cpu".into(),
+            duty_ratio: 0.625,
+            memory_bytes,
+        };
+        let stats = ExporterStats::default();
+        stats.count_device_failure(FailureReason::UnknownPod);
+        let text = render(
+            &SeriesStore::new(WindowConfig::default()),
+            &[reading("a", Some(4096)), reading("b", None)],
+            &stats,
+            NOW,
+            Format::OpenMetrics,
+            &mut Scratch::default(),
+        );
+        let a = r#"namespace="render",pod="a",container="worker",device="cpu",uuid="cpu""#;
+        let b = r#"namespace="render",pod="b",container="worker",device="cpu",uuid="cpu""#;
+        for want in [
+            "# TYPE framescale_gpu_duty_cycle_ratio gauge\n# UNIT framescale_gpu_duty_cycle_ratio ratio\n",
+            &format!("framescale_gpu_duty_cycle_ratio{{{a}}} 0.625\n"),
+            &format!("framescale_gpu_duty_cycle_ratio{{{b}}} 0.625\n"),
+            &format!("framescale_gpu_memory_used_bytes{{{a}}} 4096\n"),
+            "framescale_exporter_device_errors_total{reason=\"unknown_pod\"} 1\n",
+            "framescale_exporter_device_errors_total{reason=\"process_gone\"} 0\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains(&format!("framescale_gpu_memory_used_bytes{{{b}}}")));
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //! It follows the kubelet's pods log root ([`discovery`], [`tail`], [`cri`]), parses each
 //! container's output with the core render-log parser, keeps a sliding window per
 //! (namespace, pod, container) ([`store`]), accepts pushed frames ([`push`]) and serves it all
-//! as OpenMetrics ([`exposition`], [`server`]). GPU and CPU duty sources come with their own
-//! issue; the adapter that serves the custom metrics API is another crate.
+//! as OpenMetrics ([`exposition`], [`server`]). Device duty comes from a [`device::DeviceSource`]
+//! polled on its own thread: the CPU source ([`cpu`]) now, NVML later. The adapter that serves
+//! the custom metrics API is another crate.
 
+pub mod cgroup;
 pub mod config;
+pub mod cpu;
 pub mod cri;
+pub mod device;
 pub mod discovery;
 pub mod exposition;
+pub mod procfs;
 pub mod push;
 pub mod server;
 pub mod stats;
@@ -23,8 +28,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use framescale_core::window::{Scratch, WindowConfig};
 
-pub use config::ExporterConfig;
+pub use config::{DeviceSourceConfig, ExporterConfig};
 
+use crate::cpu::CpuSource;
+use crate::device::{DeviceReadings, DeviceSource};
 use crate::stats::ExporterStats;
 use crate::store::SeriesStore;
 use crate::tailer::Tailer;
@@ -45,6 +52,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Largest push body, in bytes.
     pub push_body_limit: usize,
+    /// Device duty of the last poll.
+    pub devices: Mutex<DeviceReadings>,
 }
 
 impl Shared {
@@ -58,6 +67,7 @@ impl Shared {
             throttle: Throttle::default(),
             ready: AtomicBool::new(false),
             push_body_limit,
+            devices: Mutex::new(DeviceReadings::default()),
         }
     }
 }
@@ -119,12 +129,37 @@ pub async fn run(
             .spawn(move || tailer.run(&shared, &stop))
             .map_err(Error::Serve)?
     };
+    let devices = match &config.device_source {
+        DeviceSourceConfig::None => None,
+        DeviceSourceConfig::Cpu(cpu) => {
+            let source: Box<dyn DeviceSource> = Box::new(CpuSource::new(cpu.clone()));
+            let (shared, stop, interval) =
+                (shared.clone(), stop.clone(), config.device_poll_interval);
+            let thread = std::thread::Builder::new()
+                .name("devices".into())
+                .spawn(move || {
+                    device::run(
+                        source,
+                        interval,
+                        &shared.devices,
+                        &shared.stats,
+                        &shared.throttle,
+                        &stop,
+                    );
+                })
+                .map_err(Error::Serve)?;
+            Some(thread)
+        }
+    };
     tracing::info!(%addr, root = %config.log_root.display(), window = ?config.window.window(), "Exporter listening");
     let served = axum::serve(listener, server::router(shared))
         .with_graceful_shutdown(shutdown)
         .await;
     stop.store(true, Ordering::Relaxed);
     let _ = tailer.join();
+    if let Some(devices) = devices {
+        let _ = devices.join();
+    }
     tracing::info!("Exporter stopped");
     served.map_err(Error::Serve)
 }

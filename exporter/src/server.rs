@@ -42,8 +42,16 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = {
         let store = lock(&shared.store);
+        let devices = lock(&shared.devices);
         let mut scratch = lock(&shared.scratch);
-        exposition::render(&store, &shared.stats, now_millis(), format, &mut scratch)
+        exposition::render(
+            &store,
+            &devices.readings,
+            &shared.stats,
+            now_millis(),
+            format,
+            &mut scratch,
+        )
     };
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }

@@ -1,0 +1,172 @@
+//! Device duty behind one trait, so the rest of the exporter does not know where the numbers
+//! come from: the CPU source ([`crate::cpu`]) on machines without a GPU, NVML in a later issue.
+//!
+//! A source is polled on an interval; each poll returns, per (pod, container, device), the
+//! share of the time since the previous poll that the device was busy for it, and the memory
+//! it held. A source that cannot attribute or read something says so in
+//! [`DevicePoll::failures`] — it never reports a 0 it did not measure. The readings of the
+//! last poll replace the previous ones whole: a pod that stopped being measured drops out of
+//! `/metrics` at the next poll instead of keeping a stale value.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::stats::ExporterStats;
+use crate::store::SeriesKey;
+use crate::throttle::Throttle;
+use crate::{lock, tail::now_millis};
+
+/// Which kind of device a reading is about: the `device` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeviceKind {
+    /// An NVIDIA GPU, read through NVML.
+    Gpu,
+    /// The CPUs the pod may use.
+    Cpu,
+}
+
+impl DeviceKind {
+    /// The `device` label's value.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceKind::Gpu => "gpu",
+            DeviceKind::Cpu => "cpu",
+        }
+    }
+}
+
+/// One measured value of one (pod, container, device).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceReading {
+    /// Whose reading it is; `container` is empty when the source measures the pod as a whole.
+    pub key: SeriesKey,
+    /// The device kind.
+    pub device: DeviceKind,
+    /// The device's identity: a GPU UUID, or `cpu` for the CPU source.
+    pub uuid: String,
+    /// Busy share of the poll window, 0..=1.
+    pub duty_ratio: f64,
+    /// Device memory held, in bytes; `None` when the source could not read it.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Why a reading is missing: the `reason` label of `framescale_exporter_device_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum FailureReason {
+    /// A registered process is gone (or was never there).
+    ProcessGone,
+    /// A pod's cgroup names a pod UID with no pod under the log root: it cannot be attributed.
+    UnknownPod,
+    /// A counter file or a device could not be read or parsed.
+    Unreadable,
+}
+
+impl FailureReason {
+    /// Every reason, in declaration order (each one's index is `reason as usize`).
+    pub const ALL: [FailureReason; 3] = [
+        FailureReason::ProcessGone,
+        FailureReason::UnknownPod,
+        FailureReason::Unreadable,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureReason::ProcessGone => "process_gone",
+            FailureReason::UnknownPod => "unknown_pod",
+            FailureReason::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// A reading that is missing, and why. Each is counted by reason and logged (rate-limited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFailure {
+    /// Why.
+    pub reason: FailureReason,
+    /// What failed, for the log.
+    pub detail: String,
+}
+
+/// What one poll found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DevicePoll {
+    /// Readings over the window since the previous poll.
+    pub readings: Vec<DeviceReading>,
+    /// What could not be measured or attributed.
+    pub failures: Vec<DeviceFailure>,
+}
+
+/// A place duty readings come from.
+///
+/// `poll` is called every poll interval from one thread. A reading is a rate over the window
+/// since the previous call, so a source keeps its own previous counters; the first call for
+/// anything new returns no reading for it (there is no window yet), never a 0.
+pub trait DeviceSource: Send {
+    /// A name for logs (`cpu`, `nvml`).
+    fn name(&self) -> &'static str;
+    /// Reads every device and attributes the time since the previous poll.
+    fn poll(&mut self) -> DevicePoll;
+}
+
+/// The readings of the last poll, as `/metrics` serves them.
+#[derive(Debug, Default)]
+pub struct DeviceReadings {
+    /// The readings, sorted by key.
+    pub readings: Vec<DeviceReading>,
+    /// When they were taken (ms since the epoch); `None` before the first poll.
+    pub at_millis: Option<u64>,
+}
+
+/// Polls `source` every `interval` until `stop` is set, publishing into `readings` and counting
+/// failures and poll time in `stats`. Blocking: run it on its own thread.
+pub fn run(
+    mut source: Box<dyn DeviceSource>,
+    interval: Duration,
+    readings: &Mutex<DeviceReadings>,
+    stats: &ExporterStats,
+    throttle: &Throttle,
+    stop: &AtomicBool,
+) {
+    tracing::info!(source = source.name(), interval = ?interval, "Device source polling");
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        poll_once(source.as_mut(), readings, stats, throttle);
+        next += interval;
+        let now = Instant::now();
+        if next < now {
+            next = now;
+        }
+        std::thread::sleep(next - now);
+    }
+}
+
+/// One poll of `source`, published.
+pub fn poll_once(
+    source: &mut dyn DeviceSource,
+    readings: &Mutex<DeviceReadings>,
+    stats: &ExporterStats,
+    throttle: &Throttle,
+) {
+    let started = Instant::now();
+    let mut poll = source.poll();
+    ExporterStats::set(
+        &stats.last_device_poll_micros,
+        started.elapsed().as_micros() as u64,
+    );
+    for failure in &poll.failures {
+        stats.count_device_failure(failure.reason);
+        if let Some(suppressed) = throttle.allow(failure.reason.label()) {
+            tracing::warn!(source = source.name(), reason = failure.reason.label(), detail = %failure.detail, suppressed, "Device reading missing");
+        }
+    }
+    poll.readings
+        .sort_by(|a, b| (&a.key, a.device, &a.uuid).cmp(&(&b.key, b.device, &b.uuid)));
+    let mut published = lock(readings);
+    published.readings = poll.readings;
+    published.at_millis = Some(now_millis());
+}
