@@ -14,6 +14,7 @@ pub mod hpa;
 pub mod metrics;
 pub mod quantity;
 pub mod render_log;
+pub mod report;
 pub mod score;
 pub mod timefmt;
 pub mod window;

@@ -73,9 +73,57 @@ pub fn format(value: f64) -> Result<String, Error> {
     to_milli(value).map(format_milli)
 }
 
+/// A quantity's value in milli units, rounded up as `MilliValue()` does: a decimal number
+/// with an optional decimal SI suffix (`1500m`, `2`, `1.5`, `20k`, `3M`) — the forms a
+/// custom metrics API answers with. Binary suffixes (`Ki`) and exponents are not read: `None`.
+#[must_use]
+pub fn parse_milli(text: &str) -> Option<i64> {
+    let digits_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
+    let exponent = match suffix {
+        "m" => -3,
+        "" => 0,
+        "k" => 3,
+        "M" => 6,
+        "G" => 9,
+        "T" => 12,
+        "P" => 15,
+        "E" => 18,
+        _ => return None,
+    };
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    to_milli(value * 10f64.powi(exponent)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_parse_back_to_milli_units() {
+        for (text, milli) in [
+            ("1500m", 1500),
+            ("2", 2000),
+            ("1.5", 1500),
+            ("20k", 20_000_000),
+            ("0", 0),
+            ("-250m", -250),
+            ("1.0005", 1001),
+        ] {
+            assert_eq!(parse_milli(text), Some(milli), "{text}");
+        }
+        for bad in ["", "m", "1Ki", "1e3", "x", "1.", ".5"] {
+            assert_eq!(parse_milli(bad), None, "{bad}");
+        }
+        for milli in [1, 999, 1000, 20_666, 1_000_000, 123_456_789] {
+            assert_eq!(parse_milli(&format_milli(milli)), Some(milli));
+        }
+    }
 
     #[test]
     fn canonical_forms_of_the_reference_table() {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -108,8 +109,21 @@ impl Report {
     }
 }
 
-/// Runs the load; calls `progress` about once a second.
-pub fn run(config: &LoadConfig, mut progress: impl FnMut(&Progress)) -> Report {
+/// Runs the load against `config.targets`, round robin; calls `progress` about once a second.
+pub fn run(config: &LoadConfig, progress: impl FnMut(&Progress)) -> Report {
+    let targets = |i: usize| Some(config.targets[i % config.targets.len()].clone());
+    run_with(config, targets, &AtomicBool::new(false), progress)
+}
+
+/// Runs the load, sending request `i` to `target(i)` — `None` when there is no target to send
+/// it to (counted as the error `no target`) — until the profile ends or `stop` is set; calls
+/// `progress` about once a second. `config.targets` is not read.
+pub fn run_with(
+    config: &LoadConfig,
+    target: impl Fn(usize) -> Option<String>,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Progress),
+) -> Report {
     let arrivals = config.profile.arrivals(config.duration, config.seed);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -149,15 +163,25 @@ pub fn run(config: &LoadConfig, mut progress: impl FnMut(&Progress)) -> Report {
             let Some(wait) = arrival.checked_sub(now) else {
                 break;
             };
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             if let Ok(answer) = rx.recv_timeout(wait.min(Duration::from_millis(200))) {
                 receive(&mut report, &mut in_flight, answer);
             }
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
         }
         if in_flight >= config.max_in_flight {
             *report.errors.entry("client saturated".into()).or_default() += 1;
             continue;
         }
-        let url = format!("{}/v1/render", config.targets[i % config.targets.len()]);
+        let Some(base) = target(i) else {
+            *report.errors.entry("no target".into()).or_default() += 1;
+            continue;
+        };
+        let url = format!("{base}/v1/render");
         let body = format!(
             r#"{{"frame": {i}, "width": {}, "height": {}, "samples": {}}}"#,
             config.width, config.height, config.samples
