@@ -64,7 +64,7 @@ pub struct ExporterArgs {
     /// How often the device source is polled; duty is the busy share of the time between polls.
     #[arg(long, env = "FRAMESCALE_DEVICE_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     device_poll_interval: Duration,
-    /// Cgroup root whose pod cgroups the CPU source measures (v1 or v2); empty to measure none.
+    /// Cgroup root whose pod cgroups the CPU source measures (v1 or v2); `none` to measure none.
     #[arg(long, env = "FRAMESCALE_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     cgroup_root: PathBuf,
     /// File of local processes the CPU source measures, one per line: `<pid> <namespace>/<pod> <container> [<cpus>]`; re-read every poll.
@@ -126,7 +126,7 @@ impl ExporterArgs {
             DeviceSourceArg::None => DeviceSourceConfig::None,
             DeviceSourceArg::Cpu => DeviceSourceConfig::Cpu(CpuSourceConfig {
                 proc_root: "/proc".into(),
-                cgroup_root: Some(self.cgroup_root).filter(|root| !root.as_os_str().is_empty()),
+                cgroup_root: Some(self.cgroup_root).filter(|root| root.as_os_str() != "none"),
                 log_root: self.log_root.clone(),
                 processes_file: self.cpu_processes,
             }),

@@ -1,6 +1,7 @@
 //! `framescale`: one binary for every role. Each subcommand's flags live in its own module.
 
 mod adapter_cmd;
+mod demo;
 mod exporter_cmd;
 mod loadgen_cmd;
 mod logging;
@@ -32,6 +33,8 @@ enum Command {
     Worker(worker_cmd::WorkerArgs),
     /// Send open-loop render load to workers and report latencies and errors.
     Loadgen(loadgen_cmd::LoadgenArgs),
+    /// Run the whole loop on this machine: workers, exporter, adapter, a local HPA and load; writes a report.
+    Demo(demo::DemoArgs),
     /// Run the HPA model offline: check HPA test vectors.
     Simulate(simulate_cmd::SimulateArgs),
 }
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => worker_cmd::run(args),
         Command::Loadgen(args) => loadgen_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

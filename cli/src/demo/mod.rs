@@ -1,0 +1,584 @@
+//! `framescale demo`: the whole loop on one machine, with nothing to install but this binary.
+//!
+//! Worker processes (the synthetic backend) write CRI logs under a demo pods root; the real
+//! exporter reads them and the workers' CPU duty; the real adapter serves the custom metrics
+//! API over HTTPS with a certificate the demo makes; a local HPA ([`local_hpa`]) reads
+//! `render_scaling_score` from that API every sync period and starts or stops workers; a load
+//! generator drives a step profile. Progress goes to the terminal each second; at the end a
+//! CSV and an HTML report are written. Every child is stopped on exit, Ctrl-C or SIGTERM.
+
+mod fleet;
+mod local_hpa;
+mod process;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use framescale_core::hpa::controller::{ControllerConfig, HpaSpec};
+use framescale_core::report::{Report, Row};
+use framescale_worker::loadgen::{self, LoadConfig};
+use framescale_worker::profile::Profile;
+
+use fleet::{Fleet, FleetConfig, plain_agent};
+use local_hpa::{LocalHpa, MetricsClient, SCORE_METRIC, spec_from_manifest};
+use process::{Process, free_port, wait_until};
+
+/// Flags of `framescale demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long the demo runs.
+    #[arg(long, default_value = "4m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Seed of the load's arrival times.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Load profile in frames per second (constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMP,PERIOD, csv:FILE); default: a step from 0.25 to 1.8 times one worker's measured capacity, from 15 % to 55 % of the run.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Fewest workers.
+    #[arg(long, default_value_t = 1)]
+    min_replicas: i32,
+    /// Most workers.
+    #[arg(long, default_value_t = 4)]
+    max_replicas: i32,
+    /// How often the local HPA syncs (kube-controller-manager's --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    sync_period: Duration,
+    /// The HPA's tolerance around the target.
+    #[arg(long, default_value_t = 0.1)]
+    tolerance: f64,
+    /// Scale-down stabilization window of the default behavior (the API default is 5m, too long for a demo).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    scale_down_window: Duration,
+    /// An HPA manifest (YAML) whose minReplicas, maxReplicas and behavior replace the flags above.
+    #[arg(long)]
+    hpa: Option<PathBuf>,
+    /// P95 frame-time target of the score, ms; default: 1.5 × the render time measured at start-up.
+    #[arg(long)]
+    frame_target_ms: Option<f64>,
+    /// Duty target of the score, percent.
+    #[arg(long, default_value_t = 65.0)]
+    gpu_target_pct: f64,
+    /// One hold time for every regime (default: frame-bound 30s, GPU-bound 15s, both 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    hold: Option<Duration>,
+    /// Width of each frame, pixels.
+    #[arg(long, default_value_t = 128)]
+    width: u32,
+    /// Height of each frame, pixels.
+    #[arg(long, default_value_t = 128)]
+    height: u32,
+    /// Samples per pixel.
+    #[arg(long, default_value_t = 8)]
+    samples: u32,
+    /// Render slots per worker.
+    #[arg(long, default_value_t = 1)]
+    slots: usize,
+    /// Queue places per worker (429 beyond).
+    #[arg(long, default_value_t = 4)]
+    queue: usize,
+    /// Window of the exporter's frame-time quantiles.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Where the report (report.csv, report.html) is written.
+    #[arg(long, default_value = "framescale-demo")]
+    report_dir: PathBuf,
+}
+
+/// Everything the loop needs, settled before it starts.
+struct Plan {
+    spec: HpaSpec,
+    controller: ControllerConfig,
+    profile: Profile,
+    frame_target_ms: f64,
+    notes: Vec<String>,
+}
+
+/// Runs the demo; returns once the report is written (or the demo was stopped and cleaned up).
+#[allow(clippy::needless_pass_by_value)] // every subcommand's run takes its flags by value
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    validate(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let work = tempfile::Builder::new()
+        .prefix("framescale-demo-")
+        .tempdir()
+        .context("cannot create the demo's working directory")?;
+    eprintln!("framescale demo: working in {}", work.path().display());
+    let result = run_in(&args, work.path(), &stop);
+    if result.is_err() {
+        let kept = work.keep();
+        eprintln!(
+            "framescale demo: failed; its logs are kept in {}",
+            kept.display()
+        );
+    }
+    result
+}
+
+fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let mut fleet = Fleet::new(FleetConfig {
+        dir: dir.into(),
+        log_root: dir.join("pods"),
+        processes_file: dir.join("processes"),
+        pods_file: dir.join("pods.yaml"),
+        slots: args.slots,
+        queue: args.queue,
+    })?;
+    let spec = match &args.hpa {
+        Some(path) => spec_from_manifest(path)?,
+        None => default_spec(args)?,
+    };
+    fleet.scale_to(spec.min_replicas as usize)?;
+    let render_ms = calibrate(
+        &fleet.urls().read().unwrap_or_else(PoisonError::into_inner)[0],
+        args,
+    )?;
+    let plan = plan(args, spec, render_ms)?;
+    for note in &plan.notes {
+        eprintln!("  {note}");
+    }
+
+    let (cert_pem, services) = start_services(args, dir, plan.frame_target_ms)?;
+    let client = MetricsClient::new(services.adapter_url.clone(), &cert_pem)?;
+    let load = start_load(args, &plan.profile, &fleet, stop);
+    let outcome = control_loop(args, &plan, &mut fleet, &client, stop);
+    stop.store(true, Ordering::Relaxed);
+    let load_report = load.join().ok();
+    eprintln!("framescale demo: stopping the workers, the adapter and the exporter");
+    fleet.shutdown();
+    drop(services);
+    let rows = outcome?;
+
+    let mut notes = plan.notes.clone();
+    notes.extend(summary(&rows, args, &plan));
+    if let Some(load) = &load_report {
+        notes.extend(load.summary().lines().map(|l| format!("load: {l}")));
+    }
+    let report = Report {
+        title: "framescale demo".into(),
+        notes,
+        frame_target_ms: plan.frame_target_ms,
+        gpu_target_pct: args.gpu_target_pct,
+        rows,
+    };
+    let (csv, html) = report
+        .write(&args.report_dir)
+        .with_context(|| format!("cannot write the report to {}", args.report_dir.display()))?;
+    for line in report.notes.iter().skip(plan.notes.len()) {
+        eprintln!("  {line}");
+    }
+    eprintln!(
+        "framescale demo: report written to {} and {}",
+        csv.display(),
+        html.display()
+    );
+    Ok(())
+}
+
+fn validate(args: &DemoArgs) -> anyhow::Result<()> {
+    if args.duration < Duration::from_secs(10) {
+        bail!("--duration must be at least 10s");
+    }
+    if args.min_replicas < 1 || args.max_replicas < args.min_replicas || args.max_replicas > 64 {
+        bail!("need 1 <= --min-replicas <= --max-replicas <= 64");
+    }
+    if args.sync_period < Duration::from_secs(1) {
+        bail!("--sync-period must be at least 1s");
+    }
+    if !(0.0..1.0).contains(&args.tolerance) {
+        bail!("--tolerance must be in [0, 1)");
+    }
+    if args.slots == 0 || args.width == 0 || args.height == 0 || args.samples == 0 {
+        bail!("--slots, --width, --height and --samples must be positive");
+    }
+    Ok(())
+}
+
+/// Sets `stop` on the first SIGINT or SIGTERM, from a thread of its own.
+fn watch_signals(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(crate::shutdown::signal());
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+fn default_spec(args: &DemoArgs) -> anyhow::Result<HpaSpec> {
+    let behavior = serde_json::json!({
+        "scaleDown": { "stabilizationWindowSeconds": args.scale_down_window.as_secs() }
+    });
+    Ok(HpaSpec {
+        min_replicas: args.min_replicas,
+        max_replicas: args.max_replicas,
+        behavior: Some(serde_json::from_value(behavior)?),
+    })
+}
+
+/// Median render time of a few frames on one idle worker, in ms.
+fn calibrate(url: &str, args: &DemoArgs) -> anyhow::Result<f64> {
+    let agent = plain_agent();
+    let mut times = Vec::new();
+    for frame in 0..5 {
+        let body = format!(
+            r#"{{"frame": {frame}, "width": {}, "height": {}, "samples": {}}}"#,
+            args.width, args.height, args.samples
+        );
+        let mut response = agent
+            .post(&format!("{url}/v1/render?timings=1"))
+            .header("content-type", "application/json")
+            .send(body.as_str())
+            .context("calibration frame")?;
+        let timings: serde_json::Value =
+            serde_json::from_str(&response.body_mut().read_to_string()?)?;
+        let render_ms = timings["render_ms"]
+            .as_f64()
+            .context("calibration frame: no render_ms in the answer")?;
+        times.push(render_ms);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn plan(args: &DemoArgs, spec: HpaSpec, render_ms: f64) -> anyhow::Result<Plan> {
+    let capacity = args.slots as f64 * 1000.0 / render_ms;
+    let seconds = args.duration.as_secs_f64();
+    let profile = match &args.profile {
+        Some(text) => Profile::parse(text).map_err(|e| anyhow::anyhow!("--profile: {e}"))?,
+        None => Profile::Step {
+            low: round2(0.25 * capacity),
+            high: round2(1.8 * capacity),
+            at: (0.15 * seconds).round(),
+            until: Some((0.55 * seconds).round()),
+        },
+    };
+    let frame_target_ms = args
+        .frame_target_ms
+        .unwrap_or_else(|| (1.5 * render_ms).ceil().max(1.0));
+    let controller = ControllerConfig {
+        tolerance: args.tolerance,
+        sync_period_seconds: args.sync_period.as_secs_f64(),
+        ..ControllerConfig::default()
+    };
+    let notes = vec![
+        format!(
+            "render: {}x{} px, {} samples: {render_ms:.1} ms per frame on an idle worker = {capacity:.1} frames/s per worker ({} slot(s))",
+            args.width, args.height, args.samples, args.slots
+        ),
+        format!(
+            "load: {profile:?} over {}, seed {}",
+            humantime::format_duration(args.duration),
+            args.seed
+        ),
+        format!(
+            "score targets: P95 {frame_target_ms} ms, CPU duty {} %; HPA: {}..{} replicas, tolerance {}, sync every {}, behavior {:?}",
+            args.gpu_target_pct,
+            spec.min_replicas,
+            spec.max_replicas,
+            args.tolerance,
+            humantime::format_duration(args.sync_period),
+            spec.behavior
+        ),
+    ];
+    Ok(Plan {
+        spec,
+        controller,
+        profile,
+        frame_target_ms,
+        notes,
+    })
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// The exporter and the adapter, stopped when dropped.
+struct Services {
+    adapter_url: String,
+    _exporter: Process,
+    _adapter: Process,
+}
+
+fn start_services(
+    args: &DemoArgs,
+    dir: &Path,
+    frame_target_ms: f64,
+) -> anyhow::Result<(String, Services)> {
+    let exporter_port = free_port()?;
+    let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let exporter = Process::start(
+        "exporter",
+        &owned(&[
+            "exporter",
+            "--listen",
+            &format!("127.0.0.1:{exporter_port}"),
+            "--log-root",
+            &dir.join("pods").display().to_string(),
+            "--from-start",
+            "--window",
+            &humantime::format_duration(args.window).to_string(),
+            "--sub-windows",
+            "4",
+            "--poll-interval",
+            "200ms",
+            "--rescan-interval",
+            "1s",
+            "--grace-period",
+            "30s",
+            "--device-source",
+            "cpu",
+            "--cgroup-root",
+            "none",
+            "--cpu-processes",
+            &dir.join("processes").display().to_string(),
+        ]),
+        &dir.join("exporter.log"),
+        Stdio::null(),
+    )?;
+    let generated =
+        framescale_adapter::tls::self_signed(&["localhost".into(), "127.0.0.1".into()])?;
+    let (cert, key) = (dir.join("adapter.crt"), dir.join("adapter.key"));
+    std::fs::write(&cert, &generated.cert_pem)?;
+    std::fs::write(&key, &generated.key_pem)?;
+    std::fs::write(
+        dir.join("metrics.yaml"),
+        metrics_config(args, frame_target_ms),
+    )?;
+    let (adapter_port, admin_port) = (free_port()?, free_port()?);
+    let adapter = Process::start(
+        "adapter",
+        &owned(&[
+            "adapter",
+            "--listen",
+            &format!("127.0.0.1:{adapter_port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin_port}"),
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--exporter",
+            &format!("http://127.0.0.1:{exporter_port}/metrics"),
+            "--scrape-interval",
+            "1s",
+            "--cache-ttl",
+            "500ms",
+            "--pods-file",
+            &dir.join("pods.yaml").display().to_string(),
+            "--metrics-config",
+            &dir.join("metrics.yaml").display().to_string(),
+            "--insecure-disable-auth",
+        ]),
+        &dir.join("adapter.log"),
+        Stdio::null(),
+    )?;
+    let agent = plain_agent();
+    for (what, url, log) in [
+        (
+            "the exporter",
+            format!("http://127.0.0.1:{exporter_port}/readyz"),
+            "exporter.log",
+        ),
+        (
+            "the adapter",
+            format!("http://127.0.0.1:{admin_port}/readyz"),
+            "adapter.log",
+        ),
+    ] {
+        wait_until(what, Duration::from_secs(20), || {
+            agent.get(&url).call().is_ok_and(|r| r.status() == 200)
+        })
+        .with_context(|| format!("see {}", dir.join(log).display()))?;
+    }
+    Ok((
+        generated.cert_pem,
+        Services {
+            adapter_url: format!("https://127.0.0.1:{adapter_port}"),
+            _exporter: exporter,
+            _adapter: adapter,
+        },
+    ))
+}
+
+fn metrics_config(args: &DemoArgs, frame_target_ms: f64) -> String {
+    let mut text = format!(
+        "score:\n  frame_target_ms: {frame_target_ms}\n  gpu_target_pct: {}\n",
+        args.gpu_target_pct
+    );
+    if let Some(hold) = args.hold {
+        let hold = humantime::format_duration(hold);
+        let _ = writeln!(
+            text,
+            "  holds: {{ frame_bound: {hold}, gpu_bound: {hold}, both: {hold} }}"
+        );
+    }
+    text.push_str("max_age: 5s\n");
+    text
+}
+
+fn start_load(
+    args: &DemoArgs,
+    profile: &Profile,
+    fleet: &Fleet,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<loadgen::Report> {
+    let config = LoadConfig {
+        targets: Vec::new(),
+        profile: profile.clone(),
+        duration: args.duration,
+        seed: args.seed,
+        width: args.width,
+        height: args.height,
+        samples: args.samples,
+        timeout: Duration::from_secs(10),
+        max_in_flight: 512,
+    };
+    let (urls, stop) = (fleet.urls(), stop.clone());
+    std::thread::spawn(move || {
+        let target = |i: usize| {
+            let urls = urls.read().unwrap_or_else(PoisonError::into_inner);
+            (!urls.is_empty()).then(|| urls[i % urls.len()].clone())
+        };
+        loadgen::run_with(&config, target, &stop, |_| {})
+    })
+}
+
+/// Samples the loop every second and syncs the HPA every sync period, until the duration is
+/// over or a signal came. Returns the rows of the report.
+fn control_loop(
+    args: &DemoArgs,
+    plan: &Plan,
+    fleet: &mut Fleet,
+    client: &MetricsClient,
+    stop: &AtomicBool,
+) -> anyhow::Result<Vec<Row>> {
+    let mut hpa = LocalHpa::new(plan.spec.clone(), plan.controller);
+    let started = Instant::now();
+    let seconds = args.duration.as_secs_f64();
+    let sync_period = args.sync_period.as_secs_f64();
+    let (mut rows, mut next_sync, mut tick) = (Vec::new(), sync_period, 1.0);
+    let mut last_decision = String::from("none yet");
+    while !stop.load(Ordering::Relaxed) {
+        let t = started.elapsed().as_secs_f64();
+        if t >= seconds {
+            break;
+        }
+        if t < tick {
+            std::thread::sleep(Duration::from_secs_f64((tick - t).min(0.2)));
+            continue;
+        }
+        tick += 1.0;
+        fleet.reap();
+        let replicas = fleet.replicas() as u32;
+        let scores = client.pods_metric(SCORE_METRIC);
+        let mean = |values: Result<BTreeMap<String, i64>, String>| -> Option<f64> {
+            let values = values.ok()?;
+            (!values.is_empty())
+                .then(|| values.values().sum::<i64>() as f64 / 1000.0 / values.len() as f64)
+        };
+        let mut row = Row {
+            t,
+            offered_rate: Some(plan.profile.rate_at(t, seconds)),
+            replicas,
+            p95_ms: mean(client.pods_metric("render_frame_duration_ms")),
+            duty_pct: mean(client.pods_metric("nvidia_gpu_duty_cycle")),
+            score: mean(scores.clone()),
+            ..Row::default()
+        };
+        if t >= next_sync {
+            next_sync += sync_period;
+            let decision = hpa.sync(t, replicas.cast_signed(), fleet.pods(), scores);
+            row.desired = Some(decision.desired as u32);
+            last_decision = if decision.rescale {
+                format!("{replicas} → {}: {}", decision.desired, decision.message)
+            } else {
+                format!("keep {replicas}: {}", decision.message)
+            };
+            row.decision = Some(last_decision.clone());
+            if decision.rescale {
+                fleet.scale_to(decision.desired as usize)?;
+            }
+        }
+        eprintln!("{}", progress_line(&row, &last_decision));
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn progress_line(row: &Row, last_decision: &str) -> String {
+    let value =
+        |v: Option<f64>, unit: &str| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}{unit}"));
+    format!(
+        "[{:>5.0}s] load {:>6}  replicas {}  P95 {:>9}  duty {:>6}  score {:>5}  | {last_decision}",
+        row.t,
+        value(row.offered_rate, "/s"),
+        row.replicas,
+        value(row.p95_ms, " ms"),
+        value(row.duty_pct, "%"),
+        row.score
+            .map_or_else(|| "—".to_owned(), |s| format!("{s:.2}")),
+    )
+}
+
+/// What the run showed: replica range, scale events, and how soon after the score left the
+/// tolerance band upwards the controller added replicas.
+fn summary(rows: &[Row], args: &DemoArgs, plan: &Plan) -> Vec<String> {
+    let mut lines = Vec::new();
+    let max = rows.iter().map(|r| r.replicas).max().unwrap_or(0);
+    let last = rows.last().map_or(0, |r| r.replicas);
+    lines.push(format!("replicas: up to {max}, {last} at the end"));
+    let events: Vec<String> = rows
+        .windows(2)
+        .filter(|w| w[0].replicas != w[1].replicas)
+        .map(|w| format!("{:.0}s: {} → {}", w[1].t, w[0].replicas, w[1].replicas))
+        .collect();
+    lines.push(format!(
+        "scale events: {}",
+        if events.is_empty() {
+            "none".into()
+        } else {
+            events.join(", ")
+        }
+    ));
+    let upper = 1.0 + args.tolerance;
+    let mut crossed: Option<f64> = None;
+    let mut reactions = Vec::new();
+    for row in rows {
+        let above = row.score.is_some_and(|s| s > upper)
+            && i32::try_from(row.replicas).is_ok_and(|r| r < plan.spec.max_replicas);
+        if above {
+            crossed.get_or_insert(row.t);
+        }
+        if row.desired.is_some_and(|d| d > row.replicas) {
+            if let Some(at) = crossed.take() {
+                reactions.push(row.t - at);
+            }
+        } else if !above {
+            crossed = None;
+        }
+    }
+    let sync = args.sync_period.as_secs_f64();
+    lines.push(if reactions.is_empty() {
+        "reaction: the score did not leave the band upwards with room to scale up".into()
+    } else {
+        let worst = reactions.iter().copied().fold(0.0, f64::max);
+        format!(
+            "reaction: replicas added {} s after the mean score first sampled above {upper:.2} (worst {worst:.1} s; sync period {sync} s, samples every 1 s)",
+            reactions.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", ")
+        )
+    });
+    lines
+}
