@@ -7,28 +7,28 @@
 //! generator drives a step profile. Progress goes to the terminal each second; at the end a
 //! CSV and an HTML report are written. Every child is stopped on exit, Ctrl-C or SIGTERM.
 
+mod control;
 mod fleet;
 mod local_hpa;
 mod process;
+mod services;
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_core::hpa::controller::{ControllerConfig, HpaSpec};
-use framescale_core::report::{Report, Row};
+use framescale_core::report::Report;
 use framescale_worker::loadgen::{self, LoadConfig};
 use framescale_worker::profile::Profile;
 
+use control::{control_loop, summary};
 use fleet::{Fleet, FleetConfig, plain_agent};
-use local_hpa::{LocalHpa, MetricsClient, SCORE_METRIC, spec_from_manifest};
-use process::{Process, free_port, wait_until};
+use local_hpa::{MetricsClient, spec_from_manifest};
+use services::start_services;
 
 /// Flags of `framescale demo`.
 #[derive(Debug, Args)]
@@ -305,130 +305,6 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-/// The exporter and the adapter, stopped when dropped.
-struct Services {
-    adapter_url: String,
-    _exporter: Process,
-    _adapter: Process,
-}
-
-fn start_services(
-    args: &DemoArgs,
-    dir: &Path,
-    frame_target_ms: f64,
-) -> anyhow::Result<(String, Services)> {
-    let exporter_port = free_port()?;
-    let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let exporter = Process::start(
-        "exporter",
-        &owned(&[
-            "exporter",
-            "--listen",
-            &format!("127.0.0.1:{exporter_port}"),
-            "--log-root",
-            &dir.join("pods").display().to_string(),
-            "--from-start",
-            "--window",
-            &humantime::format_duration(args.window).to_string(),
-            "--sub-windows",
-            "4",
-            "--poll-interval",
-            "200ms",
-            "--rescan-interval",
-            "1s",
-            "--grace-period",
-            "30s",
-            "--device-source",
-            "cpu",
-            "--cgroup-root",
-            "none",
-            "--cpu-processes",
-            &dir.join("processes").display().to_string(),
-        ]),
-        &dir.join("exporter.log"),
-        Stdio::null(),
-    )?;
-    let generated =
-        framescale_adapter::tls::self_signed(&["localhost".into(), "127.0.0.1".into()])?;
-    let (cert, key) = (dir.join("adapter.crt"), dir.join("adapter.key"));
-    std::fs::write(&cert, &generated.cert_pem)?;
-    std::fs::write(&key, &generated.key_pem)?;
-    std::fs::write(
-        dir.join("metrics.yaml"),
-        metrics_config(args, frame_target_ms),
-    )?;
-    let (adapter_port, admin_port) = (free_port()?, free_port()?);
-    let adapter = Process::start(
-        "adapter",
-        &owned(&[
-            "adapter",
-            "--listen",
-            &format!("127.0.0.1:{adapter_port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin_port}"),
-            "--tls-cert-file",
-            &cert.display().to_string(),
-            "--tls-key-file",
-            &key.display().to_string(),
-            "--exporter",
-            &format!("http://127.0.0.1:{exporter_port}/metrics"),
-            "--scrape-interval",
-            "1s",
-            "--cache-ttl",
-            "500ms",
-            "--pods-file",
-            &dir.join("pods.yaml").display().to_string(),
-            "--metrics-config",
-            &dir.join("metrics.yaml").display().to_string(),
-            "--insecure-disable-auth",
-        ]),
-        &dir.join("adapter.log"),
-        Stdio::null(),
-    )?;
-    let agent = plain_agent();
-    for (what, url, log) in [
-        (
-            "the exporter",
-            format!("http://127.0.0.1:{exporter_port}/readyz"),
-            "exporter.log",
-        ),
-        (
-            "the adapter",
-            format!("http://127.0.0.1:{admin_port}/readyz"),
-            "adapter.log",
-        ),
-    ] {
-        wait_until(what, Duration::from_secs(20), || {
-            agent.get(&url).call().is_ok_and(|r| r.status() == 200)
-        })
-        .with_context(|| format!("see {}", dir.join(log).display()))?;
-    }
-    Ok((
-        generated.cert_pem,
-        Services {
-            adapter_url: format!("https://127.0.0.1:{adapter_port}"),
-            _exporter: exporter,
-            _adapter: adapter,
-        },
-    ))
-}
-
-fn metrics_config(args: &DemoArgs, frame_target_ms: f64) -> String {
-    let mut text = format!(
-        "score:\n  frame_target_ms: {frame_target_ms}\n  gpu_target_pct: {}\n",
-        args.gpu_target_pct
-    );
-    if let Some(hold) = args.hold {
-        let hold = humantime::format_duration(hold);
-        let _ = writeln!(
-            text,
-            "  holds: {{ frame_bound: {hold}, gpu_bound: {hold}, both: {hold} }}"
-        );
-    }
-    text.push_str("max_age: 5s\n");
-    text
-}
-
 fn start_load(
     args: &DemoArgs,
     profile: &Profile,
@@ -454,131 +330,4 @@ fn start_load(
         };
         loadgen::run_with(&config, target, &stop, |_| {})
     })
-}
-
-/// Samples the loop every second and syncs the HPA every sync period, until the duration is
-/// over or a signal came. Returns the rows of the report.
-fn control_loop(
-    args: &DemoArgs,
-    plan: &Plan,
-    fleet: &mut Fleet,
-    client: &MetricsClient,
-    stop: &AtomicBool,
-) -> anyhow::Result<Vec<Row>> {
-    let mut hpa = LocalHpa::new(plan.spec.clone(), plan.controller);
-    let started = Instant::now();
-    let seconds = args.duration.as_secs_f64();
-    let sync_period = args.sync_period.as_secs_f64();
-    let (mut rows, mut next_sync, mut tick) = (Vec::new(), sync_period, 1.0);
-    let mut last_decision = String::from("none yet");
-    while !stop.load(Ordering::Relaxed) {
-        let t = started.elapsed().as_secs_f64();
-        if t >= seconds {
-            break;
-        }
-        if t < tick {
-            std::thread::sleep(Duration::from_secs_f64((tick - t).min(0.2)));
-            continue;
-        }
-        tick += 1.0;
-        fleet.reap();
-        let replicas = fleet.replicas() as u32;
-        let scores = client.pods_metric(SCORE_METRIC);
-        let mean = |values: Result<BTreeMap<String, i64>, String>| -> Option<f64> {
-            let values = values.ok()?;
-            (!values.is_empty())
-                .then(|| values.values().sum::<i64>() as f64 / 1000.0 / values.len() as f64)
-        };
-        let mut row = Row {
-            t,
-            offered_rate: Some(plan.profile.rate_at(t, seconds)),
-            replicas,
-            p95_ms: mean(client.pods_metric("render_frame_duration_ms")),
-            duty_pct: mean(client.pods_metric("nvidia_gpu_duty_cycle")),
-            score: mean(scores.clone()),
-            ..Row::default()
-        };
-        if t >= next_sync {
-            next_sync += sync_period;
-            let decision = hpa.sync(t, replicas.cast_signed(), fleet.pods(), scores);
-            row.desired = Some(decision.desired as u32);
-            last_decision = if decision.rescale {
-                format!("{replicas} → {}: {}", decision.desired, decision.message)
-            } else {
-                format!("keep {replicas}: {}", decision.message)
-            };
-            row.decision = Some(last_decision.clone());
-            if decision.rescale {
-                fleet.scale_to(decision.desired as usize)?;
-            }
-        }
-        eprintln!("{}", progress_line(&row, &last_decision));
-        rows.push(row);
-    }
-    Ok(rows)
-}
-
-fn progress_line(row: &Row, last_decision: &str) -> String {
-    let value =
-        |v: Option<f64>, unit: &str| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}{unit}"));
-    format!(
-        "[{:>5.0}s] load {:>6}  replicas {}  P95 {:>9}  duty {:>6}  score {:>5}  | {last_decision}",
-        row.t,
-        value(row.offered_rate, "/s"),
-        row.replicas,
-        value(row.p95_ms, " ms"),
-        value(row.duty_pct, "%"),
-        row.score
-            .map_or_else(|| "—".to_owned(), |s| format!("{s:.2}")),
-    )
-}
-
-/// What the run showed: replica range, scale events, and how soon after the score left the
-/// tolerance band upwards the controller added replicas.
-fn summary(rows: &[Row], args: &DemoArgs, plan: &Plan) -> Vec<String> {
-    let mut lines = Vec::new();
-    let max = rows.iter().map(|r| r.replicas).max().unwrap_or(0);
-    let last = rows.last().map_or(0, |r| r.replicas);
-    lines.push(format!("replicas: up to {max}, {last} at the end"));
-    let events: Vec<String> = rows
-        .windows(2)
-        .filter(|w| w[0].replicas != w[1].replicas)
-        .map(|w| format!("{:.0}s: {} → {}", w[1].t, w[0].replicas, w[1].replicas))
-        .collect();
-    lines.push(format!(
-        "scale events: {}",
-        if events.is_empty() {
-            "none".into()
-        } else {
-            events.join(", ")
-        }
-    ));
-    let upper = 1.0 + args.tolerance;
-    let mut crossed: Option<f64> = None;
-    let mut reactions = Vec::new();
-    for row in rows {
-        let above = row.score.is_some_and(|s| s > upper)
-            && i32::try_from(row.replicas).is_ok_and(|r| r < plan.spec.max_replicas);
-        if above {
-            crossed.get_or_insert(row.t);
-        }
-        if row.desired.is_some_and(|d| d > row.replicas) {
-            if let Some(at) = crossed.take() {
-                reactions.push(row.t - at);
-            }
-        } else if !above {
-            crossed = None;
-        }
-    }
-    let sync = args.sync_period.as_secs_f64();
-    lines.push(if reactions.is_empty() {
-        "reaction: the score did not leave the band upwards with room to scale up".into()
-    } else {
-        let worst = reactions.iter().copied().fold(0.0, f64::max);
-        format!(
-            "reaction: replicas added {} s after the mean score first sampled above {upper:.2} (worst {worst:.1} s; sync period {sync} s, samples every 1 s)",
-            reactions.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", ")
-        )
-    });
-    lines
 }
