@@ -1,13 +1,22 @@
-//! `framescale simulate`: runs the HPA model offline. Today it checks files of HPA test vectors
-//! (`--check-vectors`); trace simulation with a report is tracked in the open issue.
+//! `framescale simulate`: runs the HPA model offline — over a load profile through the per-pod
+//! load model, or over a recorded trace, writing the demo's CSV/HTML report — or checks files
+//! of HPA test vectors (`--check-vectors`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use framescale_adapter::config::MetricsConfig;
+use framescale_core::hpa::controller::ControllerConfig;
 use framescale_core::hpa::vectors::{self, Outcome};
+use framescale_core::report::Report;
+use framescale_core::simulation::{self, LoadModel, SimulationConfig};
+use framescale_worker::profile::Profile;
+
+use crate::demo::{spec_from_flags, spec_from_manifest};
 
 /// Flags of `framescale simulate`.
 #[derive(Debug, Args)]
@@ -17,14 +26,175 @@ pub struct SimulateArgs {
     /// non-zero unless every vector passes.
     #[arg(long, value_name = "FILE")]
     check_vectors: Option<PathBuf>,
+    /// Simulate this load profile (frames/s: constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMP,PERIOD, csv:FILE) through the per-pod load model.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Replay a trace: CSV with the header t_s,pod,p95_ms,duty_pct, one line per pod and time, empty cells for missing values.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Time simulated (a trace stops at its end).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Load model: render time of one frame on an idle pod, ms.
+    #[arg(long, default_value_t = 20.0)]
+    render_ms: f64,
+    /// Load model: frames a pod renders at once.
+    #[arg(long, default_value_t = 1.0)]
+    slots: f64,
+    /// Load model: how long a new pod is Pending, without load or metrics.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    startup: Duration,
+    /// The adapter's metrics file (YAML) for the score's targets, weights, holds and max age; default: ARCHITECTURE.md's.
+    #[arg(long, value_name = "FILE")]
+    metrics_config: Option<PathBuf>,
+    /// An HPA manifest (YAML) whose minReplicas, maxReplicas and behavior replace the flags below.
+    #[arg(long, value_name = "FILE")]
+    hpa: Option<PathBuf>,
+    /// Fewest replicas.
+    #[arg(long, default_value_t = 1)]
+    min_replicas: i32,
+    /// Most replicas.
+    #[arg(long, default_value_t = 10)]
+    max_replicas: i32,
+    /// Scale-down stabilization window (the API's default 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    scale_down_window: Duration,
+    /// Seconds between syncs (kube-controller-manager's default 15s).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    sync_period: Duration,
+    /// The HPA's tolerance.
+    #[arg(long, default_value_t = 0.1)]
+    tolerance: f64,
+    /// Where report.csv and report.html are written.
+    #[arg(long, default_value = "framescale-simulation")]
+    report_dir: PathBuf,
 }
 
 /// Runs the simulation asked for.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let Some(path) = args.check_vectors else {
-        bail!("give --check-vectors FILE (trace simulation is not built yet)");
+    match (&args.check_vectors, &args.profile, &args.trace) {
+        (Some(path), None, None) => check_vectors(path),
+        (None, Some(_), None) | (None, None, Some(_)) => simulate(args),
+        _ => bail!("give one of --check-vectors FILE, --profile SPEC or --trace FILE"),
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // the flags are done with once the run starts
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let score = match &args.metrics_config {
+        Some(path) => MetricsConfig::load(path)
+            .with_context(|| format!("--metrics-config {}", path.display()))?,
+        None => MetricsConfig::parse("").map_err(anyhow::Error::msg)?,
     };
-    let text = std::fs::read_to_string(&path)
+    let spec = match &args.hpa {
+        Some(path) => spec_from_manifest(path)?,
+        None => spec_from_flags(args.min_replicas, args.max_replicas, args.scale_down_window)?,
+    };
+    if args.sync_period < Duration::from_secs(1) {
+        bail!("--sync-period must be at least 1s");
+    }
+    let config = SimulationConfig {
+        duration_s: args.duration.as_secs_f64(),
+        sync_period_s: args.sync_period.as_secs_f64(),
+        spec,
+        controller: ControllerConfig {
+            tolerance: args.tolerance,
+            sync_period_seconds: args.sync_period.as_secs_f64(),
+            ..ControllerConfig::default()
+        },
+        score: score.score.clone(),
+    };
+    let mut notes = settings(&config, &args);
+    let rows = if let Some(text) = &args.profile {
+        let profile = Profile::parse(text).map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+        if !(args.render_ms > 0.0 && args.slots > 0.0) {
+            bail!("--render-ms and --slots must be above 0");
+        }
+        let model = LoadModel {
+            render_ms: args.render_ms,
+            slots: args.slots,
+            startup_s: args.startup.as_secs_f64(),
+        };
+        notes.push(format!(
+            "load {profile:?} over {}; model: {} ms per frame, {} slot(s), {} to start",
+            humantime::format_duration(args.duration),
+            args.render_ms,
+            args.slots,
+            humantime::format_duration(args.startup)
+        ));
+        let duration = config.duration_s;
+        simulation::run_profile(&config, model, &|t| profile.rate_at(t, duration))
+    } else {
+        let path = args.trace.as_ref().expect("checked above");
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--trace {}", path.display()))?;
+        let trace = simulation::parse_trace(&text)
+            .map_err(|e| anyhow::anyhow!("--trace {}: {e}", path.display()))?;
+        notes.push(format!(
+            "trace {} ({} samples)",
+            path.display(),
+            trace.len()
+        ));
+        simulation::run_trace(&config, &trace, score.max_age.as_secs_f64())
+    };
+    let changes = rows
+        .iter()
+        .filter(|r| {
+            r.decision
+                .as_deref()
+                .is_some_and(|d| !d.starts_with("keep"))
+        })
+        .count();
+    let peak = rows.iter().map(|r| r.replicas).max().unwrap_or(0);
+    notes.push(format!(
+        "{} s simulated, {changes} rescale(s), up to {peak} replicas",
+        rows.len()
+    ));
+    let report = Report {
+        title: "framescale simulate".into(),
+        notes,
+        frame_target_ms: config.score.frame_target_ms,
+        gpu_target_pct: config.score.gpu_target_pct,
+        rows,
+    };
+    let (csv, html) = report
+        .write(&args.report_dir)
+        .with_context(|| format!("cannot write the report to {}", args.report_dir.display()))?;
+    for note in &report.notes {
+        println!("{note}");
+    }
+    println!("report: {} and {}", csv.display(), html.display());
+    Ok(())
+}
+
+/// The HPA's and the score's settings, for the report.
+fn settings(config: &SimulationConfig, args: &SimulateArgs) -> Vec<String> {
+    let score = &config.score;
+    vec![
+        format!(
+            "HPA {}..{} replicas, behavior {:?}, tolerance {}, sync every {}",
+            config.spec.min_replicas,
+            config.spec.max_replicas,
+            config.spec.behavior,
+            args.tolerance,
+            humantime::format_duration(args.sync_period)
+        ),
+        format!(
+            "score: P95 target {} ms, duty target {} %, weights {}/{}, holds {:?}/{:?}/{:?}, boost {}",
+            score.frame_target_ms,
+            score.gpu_target_pct,
+            score.frame_weight,
+            score.gpu_weight,
+            score.frame_bound_hold,
+            score.gpu_bound_hold,
+            score.both_hold,
+            score.boost
+        ),
+    ]
+}
+
+fn check_vectors(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("--check-vectors {}", path.display()))?;
     let vectors = vectors::parse(&text)
         .map_err(|e| anyhow::anyhow!("--check-vectors {}: {e}", path.display()))?;

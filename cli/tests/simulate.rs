@@ -1,5 +1,6 @@
-//! `framescale simulate --check-vectors`: the reference vectors pass, and a file with a wrong
-//! expectation or an unknown kind fails with a line per vector saying what differs.
+//! `framescale simulate`: `--check-vectors` (the reference vectors pass, and a file with a wrong
+//! expectation or an unknown kind fails with a line per vector saying what differs), and runs
+//! over a load profile or a trace that write the report.
 
 use std::process::Command;
 
@@ -71,4 +72,99 @@ fn mismatches_fail_with_the_values_that_differ() {
     assert!(!ok && stderr.contains("--check-vectors"), "{stderr}");
     let (ok, _, stderr) = check_vectors(&dir.path().join("absent.json"));
     assert!(!ok && stderr.contains("absent.json"), "{stderr}");
+}
+
+fn simulate(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Replicas of each second, from report.csv.
+fn replicas(dir: &std::path::Path) -> Vec<u32> {
+    let csv = std::fs::read_to_string(dir.join("report.csv")).unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_load_profile_scales_up_and_down_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(
+        &hpa,
+        "spec:\n  minReplicas: 1\n  maxReplicas: 8\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 60}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report");
+    let (ok, stdout, stderr) = simulate(&[
+        "--profile=step:10,150,60s,300s",
+        "--duration=10m",
+        "--render-ms=20",
+        &format!("--hpa={}", hpa.display()),
+        &format!("--report-dir={}", report.display()),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("report: "), "{stdout}");
+    let replicas = replicas(&report);
+    assert_eq!(replicas.len(), 600);
+    let peak = *replicas.iter().max().unwrap();
+    assert_eq!(replicas[59], 1);
+    assert!(
+        peak >= 4,
+        "150 frames/s of 20 ms frames is 3 busy pods: {peak}"
+    );
+    assert!(replicas[599] < peak, "down after the step");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 5);
+}
+
+#[test]
+fn a_trace_is_replayed_and_bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let mut text = String::from("t_s,pod,p95_ms,duty_pct\n");
+    for t in 0..120 {
+        let duty = if t < 60 { 40 } else { 95 };
+        for pod in ["a", "b"] {
+            text.push_str(&format!("{t},{pod},20,{duty}\n"));
+        }
+    }
+    std::fs::write(&trace, text).unwrap();
+    let report = dir.path().join("report");
+    let (ok, stdout, stderr) = simulate(&[
+        &format!("--trace={}", trace.display()),
+        &format!("--report-dir={}", report.display()),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let csv = std::fs::read_to_string(report.join("report.csv")).unwrap();
+    let desired: Vec<u32> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(3)?.parse().ok())
+        .collect();
+    assert!(
+        desired.first() == Some(&2) && desired.last() > Some(&2),
+        "{csv}"
+    );
+
+    std::fs::write(&trace, "t_s,pod,p95_ms,duty_pct\n1,a,x,1\n").unwrap();
+    let (ok, _, stderr) = simulate(&[&format!("--trace={}", trace.display())]);
+    assert!(
+        !ok && stderr.contains("line 2") && stderr.contains("p95_ms"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = simulate(&["--profile=constant:1", "--check-vectors=x"]);
+    assert!(!ok && stderr.contains("one of"), "{stderr}");
+    let (ok, _, stderr) = simulate(&["--profile=wobble:1"]);
+    assert!(!ok && stderr.contains("--profile"), "{stderr}");
 }

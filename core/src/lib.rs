@@ -16,5 +16,6 @@ pub mod quantity;
 pub mod render_log;
 pub mod report;
 pub mod score;
+pub mod simulation;
 pub mod timefmt;
 pub mod window;

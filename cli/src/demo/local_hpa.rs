@@ -143,6 +143,26 @@ pub fn spec_from_manifest(path: &Path) -> anyhow::Result<HpaSpec> {
     })
 }
 
+/// The HPA's spec from flags: min/max replicas and the default behavior with its scale-down
+/// stabilization window set.
+pub fn spec_from_flags(
+    min_replicas: i32,
+    max_replicas: i32,
+    scale_down_window: Duration,
+) -> anyhow::Result<HpaSpec> {
+    if min_replicas < 1 || max_replicas < min_replicas {
+        bail!("need 1 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}");
+    }
+    let behavior = serde_json::json!({
+        "scaleDown": { "stabilizationWindowSeconds": scale_down_window.as_secs() }
+    });
+    Ok(HpaSpec {
+        min_replicas,
+        max_replicas,
+        behavior: Some(serde_json::from_value(behavior)?),
+    })
+}
+
 /// One HPA over the demo's Deployment.
 pub struct LocalHpa {
     controller: Controller,
