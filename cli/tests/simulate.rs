@@ -2,6 +2,7 @@
 //! expectation or an unknown kind fails with a line per vector saying what differs), and runs
 //! over a load profile or a trace that write the report.
 
+use std::fmt::Write as _;
 use std::process::Command;
 
 fn check_vectors(path: &std::path::Path) -> (bool, String, String) {
@@ -136,7 +137,7 @@ fn a_trace_is_replayed_and_bad_input_is_named() {
     for t in 0..120 {
         let duty = if t < 60 { 40 } else { 95 };
         for pod in ["a", "b"] {
-            text.push_str(&format!("{t},{pod},20,{duty}\n"));
+            writeln!(text, "{t},{pod},20,{duty}").unwrap();
         }
     }
     std::fs::write(&trace, text).unwrap();
