@@ -1,10 +1,12 @@
 //! `framescale worker`: flags, their validation, and the run.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_worker::WorkerConfig;
+use framescale_worker::blender::BlenderBackend;
 use framescale_worker::render::Backend;
 
 /// Flags of `framescale worker`; each has a `FRAMESCALE_` environment variable.
@@ -13,9 +15,18 @@ pub struct WorkerArgs {
     /// HTTP address of the render API.
     #[arg(long, env = "FRAMESCALE_WORKER_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Renderer: `synthetic` (built-in CPU path tracer).
+    /// Renderer: `synthetic` (built-in CPU path tracer) or `blender` (one Blender process per frame).
     #[arg(long, env = "FRAMESCALE_WORKER_BACKEND", default_value = "synthetic")]
     backend: String,
+    /// The Blender executable (`--backend blender`).
+    #[arg(long, env = "FRAMESCALE_WORKER_BLENDER", default_value = "blender")]
+    blender: PathBuf,
+    /// Directory of `<scene>.blend` files (`--backend blender`).
+    #[arg(long, env = "FRAMESCALE_WORKER_SCENES", default_value = "/scenes")]
+    scenes: PathBuf,
+    /// Directory where Blender writes each frame before it is sent (`--backend blender`); default: the system's temporary directory.
+    #[arg(long, env = "FRAMESCALE_WORKER_OUTPUT_DIR")]
+    output_dir: Option<PathBuf>,
     /// Frames rendered at once (default: 1).
     #[arg(long, env = "FRAMESCALE_WORKER_SLOTS", default_value_t = 1)]
     slots: usize,
@@ -29,12 +40,29 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let WorkerArgs {
         listen,
         backend,
+        blender,
+        scenes,
+        output_dir,
         slots,
         queue,
     } = args;
     let backend = match backend.as_str() {
         "synthetic" => Backend::Synthetic,
-        other => bail!("--backend {other:?} is not known: use synthetic"),
+        "blender" => {
+            if !scenes.is_dir() {
+                bail!("--scenes {} is not a directory", scenes.display());
+            }
+            let output = output_dir.unwrap_or_else(std::env::temp_dir);
+            if !output.is_dir() {
+                bail!("--output-dir {} is not a directory", output.display());
+            }
+            Backend::Blender(BlenderBackend {
+                binary: blender,
+                scenes,
+                output,
+            })
+        }
+        other => bail!("--backend {other:?} is not known: use synthetic or blender"),
     };
     if slots == 0 || slots > 256 {
         bail!("--slots must be between 1 and 256");

@@ -1,6 +1,7 @@
 //! `framescale worker` as a process on 127.0.0.1: frames rendered and logged as
 //! `framescale.frame` lines on stdout, deterministic PNGs, clear errors, 429 beyond the slots
-//! and the queue, and SIGTERM finishing every admitted frame.
+//! and the queue, SIGTERM finishing every admitted frame, and the Blender backend running
+//! Debian's Blender for real.
 
 mod support;
 
@@ -22,6 +23,10 @@ struct Worker {
 
 impl Worker {
     fn start(slots: u32, queue: u32) -> Worker {
+        Worker::start_with(slots, queue, &[])
+    }
+
+    fn start_with(slots: u32, queue: u32, extra: &[&str]) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let stdout = dir.path().join("stdout");
         let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
@@ -29,7 +34,8 @@ impl Worker {
         command
             .arg(slots.to_string())
             .arg("--queue")
-            .arg(queue.to_string());
+            .arg(queue.to_string())
+            .args(extra);
         let file = std::fs::File::create(&stdout).unwrap();
         let (child, line, _log) =
             spawn_until_with_stdout(command, "Worker listening", Stdio::from(file));
@@ -267,4 +273,93 @@ fn loadgen_reports_what_the_worker_served() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--profile"));
+}
+
+/// Makes `<dir>/cube.blend` with Debian's Blender from the fixtures' scene script (a cube, a sun,
+/// a camera; Cycles, 4 samples, denoising off) and saves it.
+fn make_scene(dir: &Path) {
+    let script = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/blender-3.4.1/scene.py"),
+    )
+    .unwrap();
+    let save = format!(
+        "{script}\nbpy.ops.wm.save_as_mainfile(filepath={:?})\n",
+        dir.join("cube.blend").display().to_string()
+    );
+    let output = Command::new("blender")
+        .args([
+            "--background",
+            "--factory-startup",
+            "--python-exit-code",
+            "1",
+            "--python-expr",
+        ])
+        .arg(save)
+        .output()
+        .expect("blender is not installed: run ./scripts/test, which installs Debian's blender");
+    assert!(
+        output.status.success() && dir.join("cube.blend").exists(),
+        "making the scene failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_blender_backend_renders_a_tiny_scene_and_maps_its_errors() {
+    let scenes = tempfile::tempdir().unwrap();
+    make_scene(scenes.path());
+    let scenes_flag = format!("--scenes={}", scenes.path().display());
+    let worker = Worker::start_with(1, 4, &["--backend=blender", &scenes_flag]);
+
+    let answer = worker.render(
+        r#"{"scene": "cube", "frame": 2, "width": 32, "height": 24, "samples": 2}"#,
+        "",
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.headers["content-type"], "image/png");
+    // A PNG whose IHDR (bytes 16..24) carries the request's size.
+    let body = &answer.body;
+    assert!(body.starts_with(b"\x89PNG\r\n\x1a\n") && &body[12..16] == b"IHDR");
+    let side = |at: usize| u32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+    assert_eq!((side(16), side(20)), (32, 24), "the request's size");
+
+    let missing = worker.render(r#"{"scene": "nowhere", "frame": 1}"#, "");
+    assert_eq!(missing.status, 404);
+    let text = String::from_utf8_lossy(&missing.body);
+    assert!(
+        text.contains("Cannot read file") && text.contains("nowhere.blend"),
+        "{text}"
+    );
+    let bad = worker.render(r#"{"scene": "../cube", "frame": 1}"#, "");
+    assert_eq!(bad.status, 400);
+
+    // The timing line: the frame's time is Blender's own `Time:`, as X-Render-Ms says.
+    let lines = worker.frame_lines();
+    let ok: Vec<_> = lines.iter().filter(|l| l.outcome == Outcome::Ok).collect();
+    assert_eq!(ok.len(), 1, "{lines:?}");
+    assert_eq!(ok[0].frame, Some(2));
+    let logged_ms = ok[0].duration.unwrap().as_secs_f64() * 1000.0;
+    let header_ms: f64 = answer.headers["x-render-ms"].parse().unwrap();
+    assert!(
+        (logged_ms - header_ms).abs() < 0.01,
+        "{logged_ms} vs {header_ms}"
+    );
+    assert!(logged_ms > 0.0 && logged_ms < 60_000.0);
+    let failed: Vec<_> = lines
+        .iter()
+        .filter(|l| l.outcome == Outcome::Failed)
+        .collect();
+    assert!(
+        failed.iter().any(|l| l
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("Cannot read file"))),
+        "the failed frame is logged with Blender's error: {lines:?}"
+    );
 }

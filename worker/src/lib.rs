@@ -4,6 +4,7 @@
 //! Each frame is logged on stdout in the `framescale.frame` format, so the exporter measures the
 //! worker like any other render pod. The load generator ([`loadgen`], [`profile`]) drives it.
 
+pub mod blender;
 pub mod loadgen;
 pub mod profile;
 pub mod random;

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::blender::BlenderBackend;
 use crate::tracer;
 
 /// Largest width or height accepted.
@@ -58,8 +59,21 @@ pub enum RenderError {
 }
 
 impl FrameRequest {
-    /// Checks sizes and samples; the scene is checked by the backend.
+    /// Checks the scene name's form, sizes and samples; whether the scene exists is the
+    /// backend's to say. A scene name is a file name, never a path: letters, digits, `-`, `_`
+    /// and `.`, not starting with a dot.
     pub fn validate(&self) -> Result<(), RenderError> {
+        let scene = &self.scene;
+        let name_ok = !scene.is_empty()
+            && !scene.starts_with('.')
+            && scene
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(RenderError::BadRequest(format!(
+                "scene {scene:?} is not a scene name (letters, digits, '-', '_', '.')"
+            )));
+        }
         if !(1..=MAX_SIDE).contains(&self.width) || !(1..=MAX_SIDE).contains(&self.height) {
             return Err(RenderError::BadRequest(format!(
                 "width and height must be between 1 and {MAX_SIDE}, not {}×{}",
@@ -81,7 +95,7 @@ impl FrameRequest {
 pub struct Rendered {
     /// The image, PNG.
     pub png: Vec<u8>,
-    /// Time spent rendering (and encoding).
+    /// Time spent rendering (and encoding); for Blender, the time it printed for the frame.
     pub render_time: Duration,
 }
 
@@ -90,6 +104,8 @@ pub struct Rendered {
 pub enum Backend {
     /// The built-in CPU path tracer.
     Synthetic,
+    /// Blender, one process per frame ([`crate::blender`]).
+    Blender(BlenderBackend),
 }
 
 impl Backend {
@@ -117,6 +133,34 @@ impl Backend {
                     render_time: started.elapsed(),
                 })
             }
+            Backend::Blender(blender) => {
+                let (png, render_time) = blender.render(request)?;
+                Ok(Rendered { png, render_time })
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(scene: &str) -> FrameRequest {
+        FrameRequest {
+            scene: scene.into(),
+            frame: 1,
+            width: 8,
+            height: 8,
+            samples: 1,
+        }
+    }
+
+    #[test]
+    fn scene_names_cannot_be_paths() {
+        for bad in ["../etc/passwd", "a/b", ".hidden", "", "x y"] {
+            let error = request(bad).validate().unwrap_err();
+            assert!(matches!(error, RenderError::BadRequest(_)), "{bad}");
+        }
+        request("cube-1.v2").validate().unwrap();
     }
 }

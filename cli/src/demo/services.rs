@@ -127,13 +127,11 @@ fn metrics_config(args: &DemoArgs, frame_target_ms: f64) -> String {
         "score:\n  frame_target_ms: {frame_target_ms}\n  gpu_target_pct: {}\n",
         args.gpu_target_pct
     );
-    if let Some(hold) = args.hold {
-        let hold = humantime::format_duration(hold);
-        let _ = writeln!(
-            text,
-            "  holds: {{ frame_bound: {hold}, gpu_bound: {hold}, both: {hold} }}"
-        );
-    }
+    let hold = humantime::format_duration(args.hold);
+    let _ = writeln!(
+        text,
+        "  holds: {{ frame_bound: {hold}, gpu_bound: {hold}, both: {hold} }}"
+    );
     text.push_str("max_age: 5s\n");
     text
 }
