@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-fn check_vectors(path: &std::path::Path) -> (bool, String, String) {
+/// `framescale simulate <args>`: (success, stdout, stderr).
+fn simulate(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .args(["simulate", "--check-vectors"])
-        .arg(path)
+        .arg("simulate")
+        .args(args)
         .output()
         .unwrap();
     (
@@ -16,6 +17,10 @@ fn check_vectors(path: &std::path::Path) -> (bool, String, String) {
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+fn check_vectors(path: &std::path::Path) -> (bool, String, String) {
+    simulate(&["--check-vectors", path.to_str().unwrap()])
 }
 
 fn reference() -> std::path::PathBuf {
@@ -73,19 +78,6 @@ fn mismatches_fail_with_the_values_that_differ() {
     assert!(!ok && stderr.contains("--check-vectors"), "{stderr}");
     let (ok, _, stderr) = check_vectors(&dir.path().join("absent.json"));
     assert!(!ok && stderr.contains("absent.json"), "{stderr}");
-}
-
-fn simulate(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .arg("simulate")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// Replicas of each second, from report.csv.
