@@ -137,6 +137,9 @@ fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result
         Some(path) => spec_from_manifest(path)?,
         None => spec_from_flags(args.min_replicas, args.max_replicas, args.scale_down_window)?,
     };
+    if spec.max_replicas > 64 {
+        bail!("at most 64 replicas: each one is a process on this machine");
+    }
     fleet.scale_to(spec.min_replicas as usize)?;
     let render_ms = calibrate(
         &fleet.urls().read().unwrap_or_else(PoisonError::into_inner)[0],
@@ -188,8 +191,11 @@ fn validate(args: &DemoArgs) -> anyhow::Result<()> {
     if args.duration < Duration::from_secs(10) {
         bail!("--duration must be at least 10s");
     }
-    if args.max_replicas > 64 {
-        bail!("--max-replicas must be at most 64: each replica is a process on this machine");
+    if args.gpu_target_pct.is_nan() || args.gpu_target_pct <= 0.0 {
+        bail!("--gpu-target-pct must be above 0");
+    }
+    if args.frame_target_ms.is_some_and(|t| t.is_nan() || t <= 0.0) {
+        bail!("--frame-target-ms must be above 0");
     }
     if args.sync_period < Duration::from_secs(1) {
         bail!("--sync-period must be at least 1s");
