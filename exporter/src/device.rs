@@ -12,10 +12,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::lock;
 use crate::stats::ExporterStats;
 use crate::store::SeriesKey;
 use crate::throttle::Throttle;
-use crate::{lock, tail::now_millis};
 
 /// Which kind of device a reading is about: the `device` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,21 +113,12 @@ pub trait DeviceSource: Send {
     fn poll(&mut self) -> DevicePoll;
 }
 
-/// The readings of the last poll, as `/metrics` serves them.
-#[derive(Debug, Default)]
-pub struct DeviceReadings {
-    /// The readings, sorted by key.
-    pub readings: Vec<DeviceReading>,
-    /// When they were taken (ms since the epoch); `None` before the first poll.
-    pub at_millis: Option<u64>,
-}
-
 /// Polls `source` every `interval` until `stop` is set, publishing into `readings` and counting
 /// failures and poll time in `stats`. Blocking: run it on its own thread.
 pub fn run(
     mut source: Box<dyn DeviceSource>,
     interval: Duration,
-    readings: &Mutex<DeviceReadings>,
+    readings: &Mutex<Vec<DeviceReading>>,
     stats: &ExporterStats,
     throttle: &Throttle,
     stop: &AtomicBool,
@@ -148,7 +139,7 @@ pub fn run(
 /// One poll of `source`, published.
 pub fn poll_once(
     source: &mut dyn DeviceSource,
-    readings: &Mutex<DeviceReadings>,
+    readings: &Mutex<Vec<DeviceReading>>,
     stats: &ExporterStats,
     throttle: &Throttle,
 ) {
@@ -166,7 +157,5 @@ pub fn poll_once(
     }
     poll.readings
         .sort_by(|a, b| (&a.key, a.device, &a.uuid).cmp(&(&b.key, b.device, &b.uuid)));
-    let mut published = lock(readings);
-    published.readings = poll.readings;
-    published.at_millis = Some(now_millis());
+    *lock(readings) = poll.readings;
 }

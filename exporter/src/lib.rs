@@ -31,7 +31,7 @@ use framescale_core::window::{Scratch, WindowConfig};
 pub use config::{DeviceSourceConfig, ExporterConfig};
 
 use crate::cpu::CpuSource;
-use crate::device::{DeviceReadings, DeviceSource};
+use crate::device::{DeviceReading, DeviceSource};
 use crate::stats::ExporterStats;
 use crate::store::SeriesStore;
 use crate::tailer::Tailer;
@@ -52,8 +52,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Largest push body, in bytes.
     pub push_body_limit: usize,
-    /// Device duty of the last poll.
-    pub devices: Mutex<DeviceReadings>,
+    /// Device duty of the last poll, sorted by key: replaced whole at each poll.
+    pub devices: Mutex<Vec<DeviceReading>>,
 }
 
 impl Shared {
@@ -67,7 +67,7 @@ impl Shared {
             throttle: Throttle::default(),
             ready: AtomicBool::new(false),
             push_body_limit,
-            devices: Mutex::new(DeviceReadings::default()),
+            devices: Mutex::new(Vec::new()),
         }
     }
 }

@@ -46,7 +46,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         let mut scratch = lock(&shared.scratch);
         exposition::render(
             &store,
-            &devices.readings,
+            &devices,
             &shared.stats,
             now_millis(),
             format,
