@@ -12,8 +12,8 @@ use std::time::Duration;
 use framescale_adapter::testing::Ca;
 use serde_json::Value;
 use support::{
-    Adapter, Exporter, Prometheus, PrometheusTls, append, assert_hdr_close, cri, fixture, get,
-    nearest_rank, serving_certificate, wait_for,
+    Adapter, Exporter, Prometheus, PrometheusTls, adapter_command, append, assert_hdr_close, cri,
+    fixture, get, nearest_rank, serving_certificate, wait_for,
 };
 
 /// An adapter with authentication off (these tests have no Kubernetes API), plus `extra`.
@@ -263,17 +263,7 @@ fn the_adapter_refuses_to_start_without_a_kubernetes_api_or_certificates() {
         ),
     ];
     for (flags, want) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-            .args([
-                "adapter",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .args(flags)
-            .output()
-            .unwrap();
+        let output = adapter_command().args(flags).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{flags:?} started");
         assert!(stderr.contains(want), "{flags:?}: {stderr}");

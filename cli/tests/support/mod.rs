@@ -446,20 +446,25 @@ pub struct Adapter {
     _log: Arc<Mutex<Vec<String>>>,
 }
 
+/// `framescale adapter` with both listeners on a free port of 127.0.0.1.
+pub fn adapter_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+    command.args([
+        "adapter",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    command
+}
+
 impl Adapter {
     /// Starts the adapter serving `cert`/`key` with the `extra` flags, and waits for `/readyz`.
     pub fn start(cert: &Path, key: &Path, extra: &[&str]) -> Adapter {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
+        let mut command = adapter_command();
         command
-            .args([
-                "adapter",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--scrape-interval",
-                "200ms",
-            ])
+            .args(["--scrape-interval", "200ms"])
             .args(extra)
             .arg("--tls-cert-file")
             .arg(cert)
