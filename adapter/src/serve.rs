@@ -618,6 +618,17 @@ mod tests {
         }
     }
 
+    /// The fixture's config and source with no pod lister and an answer cache of `ttl`.
+    fn without_pod_lister(f: &Fixture, ttl: Duration) -> Arc<AppState> {
+        Arc::new(AppState::new(
+            f.state.config.clone(),
+            f.state.source.clone(),
+            None,
+            Arc::default(),
+            ttl,
+        ))
+    }
+
     async fn call(state: &Arc<AppState>, method: Method, uri: &str) -> (StatusCode, Value) {
         let request = HttpRequest::builder()
             .method(method)
@@ -854,13 +865,7 @@ mod tests {
     #[tokio::test]
     async fn answers_are_reused_for_the_cache_ttl() {
         let f = fixture();
-        let state = Arc::new(AppState::new(
-            f.state.config.clone(),
-            f.state.source.clone(),
-            None,
-            Arc::default(),
-            Duration::from_mins(1),
-        ));
+        let state = without_pod_lister(&f, Duration::from_mins(1));
         let uri =
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms";
         let (_, first) = get(&state, uri).await;
@@ -929,13 +934,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_pod_lister_pods_with_data_are_listed_unlabelled() {
         let f = fixture();
-        let state = Arc::new(AppState::new(
-            f.state.config.clone(),
-            f.state.source.clone(),
-            None,
-            Arc::default(),
-            Duration::ZERO,
-        ));
+        let state = without_pod_lister(&f, Duration::ZERO);
         let base =
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/*/render_frame_duration_ms";
         let (_, body) = get(&state, base).await;
