@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_adapter::config::MetricsConfig;
-use framescale_core::hpa::controller::ControllerConfig;
-use framescale_core::hpa::vectors::{self, Outcome};
-use framescale_core::report::Report;
-use framescale_core::simulation::{self, LoadModel, SimulationConfig};
+use framescale_sim::hpa::controller::ControllerConfig;
+use framescale_sim::hpa::vectors::{self, Outcome};
+use framescale_sim::report::Report;
+use framescale_sim::simulation::{self, LoadModel, SimulationConfig};
 use framescale_worker::profile::Profile;
 
 use crate::demo::{spec_from_flags, spec_from_manifest};

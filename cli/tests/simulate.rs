@@ -51,6 +51,8 @@ fn mismatches_fail_with_the_values_that_differ() {
     let list = vectors.as_array_mut().unwrap();
     list[0]["expected"]["desiredReplicas"] = serde_json::json!(5);
     list[1]["kind"] = serde_json::json!("resource_utilization");
+    list[2]["expected"] = serde_json::json!({});
+    let emptied = list[2]["id"].as_str().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vectors.json");
     std::fs::write(&path, serde_json::to_string(&vectors).unwrap()).unwrap();
@@ -68,10 +70,16 @@ fn mismatches_fail_with_the_values_that_differ() {
         "{stdout}"
     );
     assert!(
-        stdout.ends_with("73 vectors: 71 passed, 1 failed, 1 invalid\n"),
+        stdout.contains(&format!(
+            "INVALID {emptied}: `expected` is empty: the vector checks nothing"
+        )),
         "{stdout}"
     );
-    assert!(stderr.contains("2 of 73 vectors did not pass"), "{stderr}");
+    assert!(
+        stdout.ends_with("73 vectors: 70 passed, 1 failed, 2 invalid\n"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("3 of 73 vectors did not pass"), "{stderr}");
 
     std::fs::write(&path, "{").unwrap();
     let (ok, _, stderr) = check_vectors(&path);

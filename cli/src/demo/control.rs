@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use framescale_core::report::Row;
+use framescale_sim::report::Row;
 
 use super::fleet::Fleet;
 use super::local_hpa::{LocalHpa, MetricsClient, SCORE_METRIC};

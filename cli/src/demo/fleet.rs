@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use framescale_core::hpa::replicas::{Phase, PodState};
 use framescale_exporter::cri::format_rfc3339;
+use framescale_sim::hpa::replicas::{Phase, PodState};
 
 use super::process::{Process, free_port, wait_until};
 

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use framescale_core::hpa::behavior::Behavior;
-use framescale_core::hpa::controller::{
+use framescale_core::quantity;
+use framescale_sim::hpa::behavior::Behavior;
+use framescale_sim::hpa::controller::{
     Controller, ControllerConfig, Decision, HpaSpec, Observation, Scale,
 };
-use framescale_core::hpa::replicas::PodState;
-use framescale_core::quantity;
+use framescale_sim::hpa::replicas::PodState;
 use serde::Deserialize;
 
 use super::fleet::{NAMESPACE, SELECTOR};

@@ -68,6 +68,10 @@ pub fn check(vector: &Vector) -> Outcome {
     let Some(expected) = vector.expected.as_object() else {
         return Outcome::Invalid("`expected` is not an object".into());
     };
+    if expected.is_empty() {
+        // A vector that expects nothing would pass whatever the model computes.
+        return Outcome::Invalid("`expected` is empty: the vector checks nothing".into());
+    }
     let mismatches: Vec<Mismatch> = expected
         .iter()
         .filter_map(|(field, want)| {
@@ -546,8 +550,9 @@ mod tests {
             r#"[
               {"id": "ok", "kind": "legacy_rules", "inputs": {"currentReplicas": 3, "prenormalizedDesiredReplicas": 1000, "minReplicas": 1, "maxReplicas": 2000}, "expected": {"desiredReplicas": 6, "scalingLimitedReason": "ScaleUpLimit"}},
               {"id": "wrong", "kind": "legacy_rules", "inputs": {"currentReplicas": 3, "prenormalizedDesiredReplicas": 1000, "minReplicas": 1, "maxReplicas": 2000}, "expected": {"desiredReplicas": 7, "nonsense": 1}},
-              {"id": "kind", "kind": "nope", "inputs": {}, "expected": {}},
-              {"id": "shape", "kind": "legacy_rules", "inputs": {"currentReplicas": "3"}, "expected": {}}
+              {"id": "kind", "kind": "nope", "inputs": {}, "expected": {"desiredReplicas": 1}},
+              {"id": "shape", "kind": "legacy_rules", "inputs": {"currentReplicas": "3"}, "expected": {"desiredReplicas": 1}},
+              {"id": "empty", "kind": "legacy_rules", "inputs": {"currentReplicas": 3, "prenormalizedDesiredReplicas": 1000, "minReplicas": 1, "maxReplicas": 2000}, "expected": {}}
             ]"#,
         )
         .unwrap();
@@ -561,6 +566,10 @@ mod tests {
         assert_eq!(mismatches[1].got, Value::Null);
         assert!(matches!(check(&vectors[2]), Outcome::Invalid(e) if e.contains("unknown kind")));
         assert!(matches!(check(&vectors[3]), Outcome::Invalid(e) if e.contains("inputs")));
+        assert!(
+            matches!(check(&vectors[4]), Outcome::Invalid(e) if e.contains("checks nothing")),
+            "a vector that expects nothing cannot pass"
+        );
         assert!(parse("{}").is_err());
     }
 }

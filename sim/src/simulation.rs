@@ -11,16 +11,16 @@
 //! - **a trace** ([`parse_trace`]): recorded per-pod values over time. The pods are those of the
 //!   trace; the decisions are computed and reported but do not change the trace.
 //!
-//! Either way each pod's score comes from [`crate::score`] with its own hold tracker, as the
+//! Either way each pod's score comes from [`framescale_core::score`] with its own hold tracker, as the
 //! adapter's direct mode computes it, and the controller syncs every sync period.
 
 use std::collections::BTreeMap;
 
 use crate::hpa::controller::{Controller, ControllerConfig, Decision, HpaSpec, Observation, Scale};
 use crate::hpa::replicas::{Phase, PodState};
-use crate::quantity;
 use crate::report::Row;
-use crate::score::{HoldTracker, ScoreConfig, Signals, score};
+use framescale_core::quantity;
+use framescale_core::score::{HoldTracker, ScoreConfig, Signals, score};
 
 /// How load becomes per-pod signals.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use framescale_core::hpa::vectors::{Outcome, Vector, check, parse};
+use framescale_sim::hpa::vectors::{Outcome, Vector, check, parse};
 
 fn vectors() -> Vec<Vector> {
     let path = concat!(

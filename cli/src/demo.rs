@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use framescale_core::hpa::controller::{ControllerConfig, HpaSpec};
-use framescale_core::report::Report;
+use framescale_sim::hpa::controller::{ControllerConfig, HpaSpec};
+use framescale_sim::report::Report;
 use framescale_worker::loadgen::{self, LoadConfig};
 use framescale_worker::profile::Profile;
 
