@@ -12,7 +12,9 @@
 //! Authorization: a SubjectAccessReview per request shape, allowed and denied answers kept 10 s;
 //! the group `system:masters` is allowed without one (the aggregator's health check runs as it).
 //! The settings come from the ConfigMap `kube-system/extension-apiserver-authentication`
-//! ([`Delegation`]).
+//! ([`Delegation`]). The HTTP layer that applies all this to each request is [`middleware`].
+
+pub mod middleware;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,17 +49,85 @@ pub struct Identity {
 }
 
 /// Why a request is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No method authenticated the caller (401).
     #[error("Unauthorized: {0}")]
-    Unauthenticated(String),
+    Unauthenticated(#[from] Unauthenticated),
     /// The caller may not do this (403).
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("forbidden: User {user:?} cannot get path {path:?} in API group {GROUP:?}")]
+    Forbidden {
+        /// Who asked.
+        user: String,
+        /// For what.
+        path: String,
+    },
     /// A review could not be made (503).
-    #[error("cannot check access: {0}")]
-    ReviewFailed(String),
+    #[error("cannot check access: {review}: {source}")]
+    ReviewFailed {
+        /// `TokenReview` or `SubjectAccessReview`.
+        review: &'static str,
+        /// Why.
+        source: ReviewError,
+    },
+}
+
+/// Why no method authenticated a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum Unauthenticated {
+    /// Neither a certificate nor a token was presented.
+    #[error("no client certificate and no bearer token")]
+    NoCredentials,
+    /// The front proxy's certificate has a common name that is not allowed.
+    #[error("front-proxy certificate common name {0:?} is not an allowed name")]
+    NameNotAllowed(String),
+    /// The front proxy named no user.
+    #[error("the front proxy sent no user header")]
+    NoUserHeader,
+    /// The certificate chains to neither CA.
+    #[error("the client certificate is signed by neither the client CA nor the request-header CA")]
+    UntrustedCertificate,
+    /// The certificate verified but cannot be parsed.
+    #[error("unreadable client certificate: {0}")]
+    UnreadableCertificate(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// The TokenReview did not authenticate the token.
+    #[error("the bearer token was not accepted (TokenReview)")]
+    TokenRejected,
+}
+
+/// Why a review could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The Kubernetes API refused or could not be reached.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// The review request cannot be built from the caller's attributes.
+    #[error("cannot build the review: {0}")]
+    Build(#[from] serde_json::Error),
+}
+
+/// Why the delegation settings cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DelegationError {
+    /// The ConfigMap cannot be read.
+    #[error("cannot read ConfigMap kube-system/extension-apiserver-authentication: {0}")]
+    Unreadable(#[source] kube::Error),
+    /// A CA key holds something that is not PEM certificates.
+    #[error("{key}: {source}")]
+    BadCertificates {
+        /// The ConfigMap key.
+        key: &'static str,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A list key is not a JSON array of strings.
+    #[error("{key}: {source}")]
+    BadList {
+        /// The ConfigMap key.
+        key: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
 }
 
 /// The TLS client certificate chain of a connection, attached to each of its requests.
@@ -85,18 +155,19 @@ pub struct Delegation {
 
 impl Delegation {
     /// Reads the ConfigMap's data.
-    pub fn from_config_map(data: &BTreeMap<String, String>) -> Result<Self, String> {
-        let pem = |key: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+    pub fn from_config_map(data: &BTreeMap<String, String>) -> Result<Self, DelegationError> {
+        let pem = |key: &'static str| -> Result<Vec<CertificateDer<'static>>, DelegationError> {
             data.get(key).map_or(Ok(Vec::new()), |text| {
                 CertificateDer::pem_slice_iter(text.as_bytes())
                     .collect::<Result<_, _>>()
-                    .map_err(|e| format!("{key}: {e}"))
+                    .map_err(|source| DelegationError::BadCertificates { key, source })
             })
         };
-        let list = |key: &str, default: &[&str]| -> Result<Vec<String>, String> {
+        let list = |key: &'static str, default: &[&str]| -> Result<Vec<String>, DelegationError> {
             match data.get(key) {
                 None => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
-                Some(text) => serde_json::from_str(text).map_err(|e| format!("{key}: {e}")),
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|source| DelegationError::BadList { key, source }),
             }
         };
         Ok(Delegation {
@@ -133,11 +204,9 @@ pub fn identity_from_certificate(
         return Ok(None);
     };
     if verifies(&delegation.requestheader_ca, chain) {
-        let (cn, _) = subject(&chain[0]).map_err(AuthError::Unauthenticated)?;
+        let (cn, _) = subject(&chain[0])?;
         if !delegation.allowed_names.is_empty() && !delegation.allowed_names.contains(&cn) {
-            return Err(AuthError::Unauthenticated(format!(
-                "front-proxy certificate common name {cn:?} is not an allowed name"
-            )));
+            return Err(Unauthenticated::NameNotAllowed(cn).into());
         }
         let first = |names: &[String]| {
             names.iter().find_map(|h| {
@@ -149,9 +218,7 @@ pub fn identity_from_certificate(
             })
         };
         let Some(user) = first(&delegation.username_headers) else {
-            return Err(AuthError::Unauthenticated(
-                "the front proxy sent no user header".into(),
-            ));
+            return Err(Unauthenticated::NoUserHeader.into());
         };
         let groups = delegation
             .group_headers
@@ -185,7 +252,7 @@ pub fn identity_from_certificate(
         }));
     }
     if verifies(&delegation.client_ca, chain) {
-        let (user, groups) = subject(&chain[0]).map_err(AuthError::Unauthenticated)?;
+        let (user, groups) = subject(&chain[0])?;
         return Ok(Some(Identity {
             user,
             uid: None,
@@ -193,10 +260,7 @@ pub fn identity_from_certificate(
             extra: BTreeMap::new(),
         }));
     }
-    Err(AuthError::Unauthenticated(
-        "the client certificate is signed by neither the client CA nor the request-header CA"
-            .into(),
-    ))
+    Err(Unauthenticated::UntrustedCertificate.into())
 }
 
 /// Whether `chain` (leaf first) verifies against `cas` as a client certificate.
@@ -222,9 +286,9 @@ fn verifies(cas: &[CertificateDer<'static>], chain: &[CertificateDer<'static>]) 
 }
 
 /// The subject's common name and organizations.
-fn subject(cert: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
+fn subject(cert: &CertificateDer<'_>) -> Result<(String, Vec<String>), Unauthenticated> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+        .map_err(Unauthenticated::UnreadableCertificate)?;
     let subject = parsed.subject();
     let cn = subject
         .iter_common_name()
@@ -316,7 +380,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Reads the delegation ConfigMap through `client`; fails when it cannot be read, since no
     /// caller could be authenticated without it.
-    pub async fn new(client: kube::Client) -> Result<Self, String> {
+    pub async fn new(client: kube::Client) -> Result<Self, DelegationError> {
         let delegation = read_delegation(&client).await?;
         Ok(Authenticator {
             client,
@@ -366,19 +430,12 @@ impl Authenticator {
             .filter(|t| !t.is_empty());
         let identity = match (by_certificate, bearer) {
             (Ok(Some(identity)), _) => identity,
-            (Ok(None) | Err(_), Some(token)) => {
-                self.review_token(token).await?.ok_or_else(|| {
-                    AuthError::Unauthenticated(
-                        "the bearer token was not accepted (TokenReview)".into(),
-                    )
-                })?
-            }
+            (Ok(None) | Err(_), Some(token)) => self
+                .review_token(token)
+                .await?
+                .ok_or(Unauthenticated::TokenRejected)?,
             (Err(error), None) => return Err(error),
-            (Ok(None), None) => {
-                return Err(AuthError::Unauthenticated(
-                    "no client certificate and no bearer token".into(),
-                ));
-            }
+            (Ok(None), None) => return Err(Unauthenticated::NoCredentials.into()),
         };
         if identity.groups.iter().any(|g| g == "system:masters") {
             return Ok(identity);
@@ -386,10 +443,10 @@ impl Authenticator {
         if self.review_access(&identity, path).await? {
             Ok(identity)
         } else {
-            Err(AuthError::Forbidden(format!(
-                "forbidden: User {:?} cannot get path {path:?} in API group {GROUP:?}",
-                identity.user
-            )))
+            Err(AuthError::Forbidden {
+                user: identity.user,
+                path: path.to_owned(),
+            })
         }
     }
 
@@ -408,7 +465,10 @@ impl Authenticator {
         let answer = api
             .create(&kube::api::PostParams::default(), &review)
             .await
-            .map_err(|e| AuthError::ReviewFailed(format!("TokenReview: {e}")))?;
+            .map_err(|e| AuthError::ReviewFailed {
+                review: "TokenReview",
+                source: e.into(),
+            })?;
         let status = answer.status.unwrap_or_default();
         let identity = status.authenticated.unwrap_or(false).then(|| {
             let user = status.user.unwrap_or_default();
@@ -435,27 +495,33 @@ impl Authenticator {
         if let Some(allowed) = self.access.get(&key) {
             return Ok(allowed);
         }
-        let review: SubjectAccessReview = serde_json::from_value(json!({ "spec": spec }))
-            .map_err(|e| AuthError::ReviewFailed(e.to_string()))?;
+        let review: SubjectAccessReview =
+            serde_json::from_value(json!({ "spec": spec })).map_err(|e| {
+                AuthError::ReviewFailed {
+                    review: "SubjectAccessReview",
+                    source: e.into(),
+                }
+            })?;
         let api: kube::Api<SubjectAccessReview> = kube::Api::all(self.client.clone());
         let answer = api
             .create(&kube::api::PostParams::default(), &review)
             .await
-            .map_err(|e| AuthError::ReviewFailed(format!("SubjectAccessReview: {e}")))?;
+            .map_err(|e| AuthError::ReviewFailed {
+                review: "SubjectAccessReview",
+                source: e.into(),
+            })?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         self.access.put(key, allowed);
         Ok(allowed)
     }
 }
 
-async fn read_delegation(client: &kube::Client) -> Result<Delegation, String> {
+async fn read_delegation(client: &kube::Client) -> Result<Delegation, DelegationError> {
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), "kube-system");
     let config_map = api
         .get("extension-apiserver-authentication")
         .await
-        .map_err(|e| {
-            format!("cannot read ConfigMap kube-system/extension-apiserver-authentication: {e}")
-        })?;
+        .map_err(DelegationError::Unreadable)?;
     Delegation::from_config_map(&config_map.data.unwrap_or_default())
 }
 
@@ -546,17 +612,27 @@ mod tests {
         let (cert, _, _) = front.client("someone-else", &[]);
         let err =
             identity_from_certificate(&config, Some(&peer(cert)), &hpa_headers()).unwrap_err();
+        assert!(
+            matches!(&err, AuthError::Unauthenticated(Unauthenticated::NameNotAllowed(cn)) if cn == "someone-else"),
+            "{err}"
+        );
         assert!(err.to_string().contains("not an allowed name"), "{err}");
         // No user header.
         let (cert, _, _) = front.client("front-proxy-client", &[]);
         let err =
             identity_from_certificate(&config, Some(&peer(cert)), &HeaderMap::new()).unwrap_err();
-        assert!(err.to_string().contains("no user header"), "{err}");
+        assert!(matches!(
+            err,
+            AuthError::Unauthenticated(Unauthenticated::NoUserHeader)
+        ));
         // A CA nobody trusts.
         let (cert, _, _) = other.client("front-proxy-client", &[]);
         let err =
             identity_from_certificate(&config, Some(&peer(cert)), &hpa_headers()).unwrap_err();
-        assert!(err.to_string().contains("neither"), "{err}");
+        assert!(matches!(
+            err,
+            AuthError::Unauthenticated(Unauthenticated::UntrustedCertificate)
+        ));
         // With an empty allowed list, any name the CA signed is accepted.
         let open = delegation(&front, &client, &[]);
         let (cert, _, _) = front.client("anything", &[]);
@@ -585,10 +661,10 @@ mod tests {
                 extra: BTreeMap::new()
             }
         );
-        assert_eq!(
+        assert!(matches!(
             identity_from_certificate(&config, None, &hpa_headers()),
             Ok(None)
-        );
+        ));
     }
 
     #[test]
@@ -630,7 +706,7 @@ mod tests {
         for (key, value) in bad {
             let data = BTreeMap::from([(key.to_owned(), value.to_owned())]);
             let err = Delegation::from_config_map(&data).unwrap_err();
-            assert!(err.starts_with(key), "{err}");
+            assert!(err.to_string().starts_with(key), "{err}");
         }
         let defaults = Delegation::from_config_map(&BTreeMap::new()).unwrap();
         assert_eq!(defaults.username_headers, ["X-Remote-User"]);

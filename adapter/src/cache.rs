@@ -7,14 +7,13 @@
 //! the requests that waited for them but not kept: the next request tries again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
 use crate::source::{BoxFuture, PodSignals, SignalSource, SourceError};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Cache, Telemetry};
 
 type Answer = Result<Arc<BTreeMap<String, PodSignals>>, SourceError>;
 
@@ -104,22 +103,15 @@ impl CachedSource {
             .get_or_fetch(namespace, || async {
                 let started = Instant::now();
                 let answer = self.inner.namespace_signals(namespace).await.map(Arc::new);
-                self.telemetry.backend.observe(started.elapsed());
+                self.telemetry
+                    .backend_fetch(started.elapsed(), answer.is_err());
                 if let Err(error) = &answer {
-                    self.telemetry
-                        .backend_errors
-                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%namespace, %error, "Backend fetch failed");
                 }
                 answer
             })
             .await;
-        let counter = if fetched {
-            &self.telemetry.cache_misses
-        } else {
-            &self.telemetry.cache_hits
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.lookup(Cache::Signals, fetched);
         answer
     }
 }
@@ -135,7 +127,7 @@ impl SignalSource for CachedSource {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
     use crate::source::MemorySource;
@@ -189,8 +181,8 @@ mod tests {
         assert_eq!(backend.calls.load(Ordering::Relaxed), 1);
         assert_eq!(
             (
-                telemetry.cache_hits.load(Ordering::Relaxed),
-                telemetry.cache_misses.load(Ordering::Relaxed)
+                telemetry.lookups(Cache::Signals, false),
+                telemetry.lookups(Cache::Signals, true)
             ),
             (19, 1)
         );
@@ -227,6 +219,6 @@ mod tests {
             cache.namespace_signals("render").await.is_ok(),
             "the failure was not cached"
         );
-        assert_eq!(telemetry.backend_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(telemetry.backend_errors(), 1);
     }
 }

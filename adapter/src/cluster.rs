@@ -101,10 +101,7 @@ impl ClusterPods {
         if self.is_synced() {
             Ok(())
         } else {
-            Err(ListError(
-                "the watches of pods and Deployments have not listed from the Kubernetes API yet"
-                    .into(),
-            ))
+            Err(ListError::NotSynced)
         }
     }
 }
@@ -171,10 +168,10 @@ impl PodLister for ClusterPods {
         };
         Selector::from_label_selector(&spec.selector)
             .map(Some)
-            .map_err(|e| {
-                ListError(format!(
-                    "deployment {namespace}/{name} has a bad selector: {e}"
-                ))
+            .map_err(|source| ListError::BadDeploymentSelector {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
             })
     }
 }

@@ -9,11 +9,14 @@
 //!     series: framescale_frame_duration_seconds{quantile="0.95"}
 //!     scale: 1000                # seconds → milliseconds
 //!     aggregate: max             # several containers per pod: the worst
+//!     window_series: framescale_exporter_window_seconds  # where the window comes from
 //!   gpu:                         # device duty per pod, in percent
 //!     name: nvidia_gpu_duty_cycle
 //!     series: framescale_gpu_duty_cycle_ratio
 //!     scale: 100                 # ratio → percent (DCGM_FI_DEV_GPU_UTIL is already percent: 1)
 //!     aggregate: max
+//!     window_series: framescale_exporter_device_poll_interval_seconds
+//!     # window: 1s               # or say it: DCGM series say nothing of their window
 //!   score:
 //!     name: render_scaling_score
 //! score:
@@ -27,14 +30,19 @@
 //!   partial: score_on_present    # or leave_out
 //! max_age: 45s                   # older values are missing
 //! ```
+//!
+//! The window a value covers (the API's `windowSeconds`) is `window` when the file gives it,
+//! else the value of the `window_series` gauge of the exporter that served the pod (joined on
+//! `instance` with the Prometheus backend), else unknown — and then left out, never guessed.
 
 use std::path::Path;
 use std::time::Duration;
 
-use framescale_core::score::{PartialPolicy, ScoreConfig};
+use framescale_core::metrics::{self, custom};
+use framescale_core::score::{self, PartialPolicy, ScoreConfig};
 use serde::Deserialize;
 
-use crate::series::SeriesSelector;
+use crate::series::{self, SeriesSelector};
 
 /// How several series of one pod (containers, devices) become one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -79,6 +87,17 @@ pub struct SignalMetric {
     pub pod_label: String,
     /// How several series of one pod combine.
     pub aggregate: Aggregate,
+    /// Where the window of a value comes from.
+    pub window: WindowSource,
+}
+
+/// Where the window a value covers is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowSource {
+    /// Stated in the metrics file.
+    Fixed(Duration),
+    /// A gauge (in seconds) that each exporter serves about itself.
+    Series(SeriesSelector),
 }
 
 /// Everything the adapter serves, validated.
@@ -107,14 +126,50 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid YAML of the expected shape.
-    #[error("{path}: {message}")]
+    /// The file's contents are not valid.
+    #[error("{path}: {source}")]
     Invalid {
         /// The file.
         path: String,
         /// What is wrong.
-        message: String,
+        source: ParseError,
     },
+}
+
+/// What is wrong with the text of a metrics file; each message names the key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not YAML of the expected shape: a syntax error, an unknown key, a bad value.
+    #[error(transparent)]
+    Shape(#[from] serde_yaml_ng::Error),
+    /// The score's settings do not hold together.
+    #[error("score: {0}")]
+    Score(#[from] score::ConfigError),
+    /// A series selector does not parse.
+    #[error("metrics.{key}.{field}: {source}")]
+    Series {
+        /// `frame` or `gpu`.
+        key: &'static str,
+        /// `series` or `window_series`.
+        field: &'static str,
+        /// Why.
+        source: series::Error,
+    },
+    /// A scale is zero, negative or not finite.
+    #[error("metrics.{0}.scale must be a finite number above 0")]
+    Scale(&'static str),
+    /// A window is zero.
+    #[error("metrics.{0}.window must be above 0")]
+    Window(&'static str),
+    /// A metric name cannot be served.
+    #[error("metric name {0:?} must be non-empty and without '/'")]
+    Name(String),
+    /// Two metrics share a name.
+    #[error("the three metric names must differ")]
+    DuplicateNames,
+    /// `max_age` is zero.
+    #[error("max_age must be above 0")]
+    MaxAge,
 }
 
 impl MetricsConfig {
@@ -124,15 +179,15 @@ impl MetricsConfig {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| Error::Invalid {
+        Self::parse(&text).map_err(|source| Error::Invalid {
             path: path.display().to_string(),
-            message,
+            source,
         })
     }
 
     /// Parses and validates the text of a metrics file.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let file: File = serde_yaml_ng::from_str(text)?;
         file.into_config()
     }
 
@@ -182,6 +237,9 @@ struct SignalFile {
     namespace_label: Option<String>,
     pod_label: Option<String>,
     aggregate: Option<Aggregate>,
+    #[serde(default, with = "humantime_opt")]
+    window: Option<Duration>,
+    window_series: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,8 +280,17 @@ enum PartialFile {
     LeaveOut,
 }
 
+/// What the file leaves out of a signal.
+struct SignalDefaults {
+    key: &'static str,
+    name: &'static str,
+    series: String,
+    scale: f64,
+    window_series: &'static str,
+}
+
 impl File {
-    fn into_config(self) -> Result<MetricsConfig, String> {
+    fn into_config(self) -> Result<MetricsConfig, ParseError> {
         let defaults = ScoreConfig::default();
         let s = self.score;
         let score = ScoreConfig {
@@ -242,38 +309,38 @@ impl File {
                 Some(PartialFile::LeaveOut) => PartialPolicy::LeaveOut,
             },
         };
-        score.validate().map_err(|e| format!("score: {e}"))?;
-        let frame = self.metrics.frame.into_signal(
-            "frame",
-            "render_frame_duration_ms",
-            r#"framescale_frame_duration_seconds{quantile="0.95"}"#,
-            1000.0,
-        )?;
-        let gpu = self.metrics.gpu.into_signal(
-            "gpu",
-            "nvidia_gpu_duty_cycle",
-            "framescale_gpu_duty_cycle_ratio",
-            100.0,
-        )?;
+        score.validate()?;
+        let frame = self.metrics.frame.into_signal(&SignalDefaults {
+            key: "frame",
+            name: custom::FRAME_DURATION_MS,
+            series: format!(r#"{}{{quantile="0.95"}}"#, metrics::FRAME_DURATION_SECONDS),
+            scale: 1000.0,
+            window_series: metrics::EXPORTER_WINDOW_SECONDS,
+        })?;
+        let gpu = self.metrics.gpu.into_signal(&SignalDefaults {
+            key: "gpu",
+            name: custom::GPU_DUTY_CYCLE,
+            series: metrics::GPU_DUTY_CYCLE_RATIO.to_owned(),
+            scale: 100.0,
+            window_series: metrics::EXPORTER_DEVICE_POLL_INTERVAL_SECONDS,
+        })?;
         let score_name = self
             .metrics
             .score
             .name
-            .unwrap_or_else(|| "render_scaling_score".into());
+            .unwrap_or_else(|| custom::SCALING_SCORE.into());
         let names = [&frame.name, &gpu.name, &score_name];
         for name in names {
             if name.is_empty() || name.contains('/') {
-                return Err(format!(
-                    "metric name {name:?} must be non-empty and without '/'"
-                ));
+                return Err(ParseError::Name(name.clone()));
             }
         }
         if names[0] == names[1] || names[0] == names[2] || names[1] == names[2] {
-            return Err("the three metric names must differ".into());
+            return Err(ParseError::DuplicateNames);
         }
         let max_age = self.max_age.unwrap_or(Duration::from_secs(45));
         if max_age.is_zero() {
-            return Err("max_age must be above 0".into());
+            return Err(ParseError::MaxAge);
         }
         Ok(MetricsConfig {
             frame,
@@ -286,28 +353,36 @@ impl File {
 }
 
 impl SignalFile {
-    fn into_signal(
-        self,
-        key: &str,
-        name: &str,
-        series: &str,
-        scale: f64,
-    ) -> Result<SignalMetric, String> {
-        let series = SeriesSelector::parse(self.series.as_deref().unwrap_or(series))
-            .map_err(|e| format!("metrics.{key}.series: {e}"))?;
-        let scale = self.scale.unwrap_or(scale);
+    fn into_signal(self, defaults: &SignalDefaults) -> Result<SignalMetric, ParseError> {
+        let key = defaults.key;
+        let selector = |field: &'static str, text: &str| {
+            SeriesSelector::parse(text).map_err(|source| ParseError::Series { key, field, source })
+        };
+        let series = selector("series", self.series.as_deref().unwrap_or(&defaults.series))?;
+        let scale = self.scale.unwrap_or(defaults.scale);
         if !(scale.is_finite() && scale > 0.0) {
-            return Err(format!(
-                "metrics.{key}.scale must be a finite number above 0"
-            ));
+            return Err(ParseError::Scale(key));
         }
+        let window = match self.window {
+            Some(window) if window.is_zero() => return Err(ParseError::Window(key)),
+            Some(window) => WindowSource::Fixed(window),
+            None => WindowSource::Series(selector(
+                "window_series",
+                self.window_series
+                    .as_deref()
+                    .unwrap_or(defaults.window_series),
+            )?),
+        };
         Ok(SignalMetric {
-            name: self.name.unwrap_or_else(|| name.into()),
+            name: self.name.unwrap_or_else(|| defaults.name.into()),
             series,
             scale,
-            namespace_label: self.namespace_label.unwrap_or_else(|| "namespace".into()),
-            pod_label: self.pod_label.unwrap_or_else(|| "pod".into()),
+            namespace_label: self
+                .namespace_label
+                .unwrap_or_else(|| metrics::NAMESPACE_LABEL.into()),
+            pod_label: self.pod_label.unwrap_or_else(|| metrics::POD_LABEL.into()),
             aggregate: self.aggregate.unwrap_or_default(),
+            window,
         })
     }
 }
@@ -358,13 +433,22 @@ mod tests {
     #[test]
     fn dcgm_and_tuned_settings() {
         let config = MetricsConfig::parse(
-            "metrics:\n  gpu:\n    series: DCGM_FI_DEV_GPU_UTIL\n    scale: 1\n    namespace_label: exported_namespace\n    aggregate: avg\n\
+            "metrics:\n  gpu:\n    series: DCGM_FI_DEV_GPU_UTIL\n    scale: 1\n    namespace_label: exported_namespace\n    aggregate: avg\n    window: 1s\n\
              score:\n  frame_target_ms: 40\n  holds: { both: 5s }\n  partial: leave_out\nmax_age: 1m\n",
         )
         .unwrap();
         assert_eq!(config.gpu.series.name, "DCGM_FI_DEV_GPU_UTIL");
         assert_eq!(config.gpu.namespace_label, "exported_namespace");
         assert_eq!(config.gpu.aggregate, Aggregate::Avg);
+        assert_eq!(
+            config.gpu.window,
+            WindowSource::Fixed(Duration::from_secs(1))
+        );
+        assert_eq!(
+            config.frame.window,
+            WindowSource::Series(SeriesSelector::parse(metrics::EXPORTER_WINDOW_SECONDS).unwrap()),
+            "the frame window still comes from the exporters"
+        );
         assert_eq!(config.score.frame_target_ms, 40.0);
         assert_eq!(config.score.both_hold, Duration::from_secs(5));
         assert_eq!(config.score.frame_bound_hold, Duration::from_secs(30));
@@ -388,10 +472,15 @@ mod tests {
                 "must differ",
             ),
             ("max_age: 0s", "max_age"),
+            ("metrics: { gpu: { window: 0s } }", "metrics.gpu.window"),
+            (
+                "metrics: { frame: { window_series: '{}' } }",
+                "metrics.frame.window_series",
+            ),
             ("- a list", "invalid type"),
         ];
         for (text, want) in cases {
-            let err = MetricsConfig::parse(text).unwrap_err();
+            let err = MetricsConfig::parse(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
     }

@@ -1,13 +1,15 @@
 //! framescale's adapter: serves render metrics through the `custom.metrics.k8s.io` API so a plain
 //! HorizontalPodAutoscaler can scale on them.
 //!
-//! It owns the API ([`serve`], [`request`], [`wire`], [`selector`]), the metrics file
-//! ([`config`]), where signals come from ([`source`]: the direct backend scrapes exporters;
-//! [`prometheus`]), which pods a selector picks ([`cluster`]: watches of the Kubernetes API;
-//! [`pods`]: a file), and HTTPS ([`tls`]). The score itself is `framescale_core::score`. Callers
-//! are checked by [`auth`] (delegated to the cluster), answers cached by [`cache`], and the
-//! adapter counts itself in [`telemetry`].
+//! It owns the API ([`api`]: routes and handlers; [`request`]: what a path asks; [`values`]:
+//! the values served; [`status`]: errors; [`wire`]: the JSON documents; [`selector`]), the
+//! metrics file ([`config`]), where signals come from ([`source`]: the direct backend scrapes
+//! exporters; [`prometheus`]), which pods a selector picks ([`cluster`]: watches of the
+//! Kubernetes API; [`pods`]: a file), and HTTPS ([`tls`]). The score itself is
+//! `framescale_core::score`. Callers are checked by [`auth`] (delegated to the cluster), answers
+//! cached by [`cache`], and the adapter counts itself in [`telemetry`].
 
+pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod cluster;
@@ -17,12 +19,13 @@ pub mod prometheus;
 pub mod request;
 pub mod selector;
 pub mod series;
-pub mod serve;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tls;
+pub mod values;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -34,13 +37,13 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::api::AppState;
 use crate::auth::Authenticator;
 use crate::cache::CachedSource;
 use crate::cluster::ClusterPods;
 use crate::config::MetricsConfig;
 use crate::pods::{PodLister, PodsFile};
 use crate::prometheus::PrometheusSource;
-use crate::serve::AppState;
 use crate::source::{DirectSource, SignalSource};
 use crate::telemetry::Telemetry;
 use crate::tls::CertSource;
@@ -118,9 +121,29 @@ pub enum Error {
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] tls::Error),
-    /// The backend cannot be set up.
-    #[error("{0}")]
-    Backend(String),
+    /// The Prometheus backend cannot be set up.
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::Error),
+    /// The kubeconfig given cannot be used.
+    #[error("--kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: kube::config::KubeconfigError,
+    },
+    /// No kubeconfig was given and none can be found.
+    #[error("no Kubernetes API settings (set --kubeconfig, or run in a pod): {0}")]
+    NoKubernetes(#[source] kube::config::InferConfigError),
+    /// A client of the Kubernetes API cannot be made from the settings found.
+    #[error("cannot make a Kubernetes client: {0}")]
+    KubeClient(#[source] kube::Error),
+    /// The HTTP client that scrapes the exporters cannot be built.
+    #[error("cannot make the HTTP client that scrapes the exporters: {0}")]
+    ScrapeClient(#[source] reqwest::Error),
+    /// Delegated authentication cannot start.
+    #[error(transparent)]
+    Auth(#[from] auth::DelegationError),
     /// An address cannot be bound.
     #[error("cannot listen on {addr} (set {flag}): {source}")]
     Bind {
@@ -142,7 +165,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Arc::new(config.metrics.clone());
-    let (source, health) = backend(&config.backend, &metrics)?;
+    let BackendParts {
+        source,
+        direct: health,
+        scraper,
+    } = backend(&config.backend, &metrics)?;
     let telemetry = Arc::new(Telemetry::default());
     let source = Arc::new(CachedSource::new(
         source,
@@ -166,7 +193,7 @@ pub async fn run(
     };
     let mut state = AppState::new(metrics, source, pods, telemetry.clone(), config.cache_ttl);
     if let (AuthMode::Delegated, Some(client)) = (config.auth, client) {
-        let authenticator = Arc::new(Authenticator::new(client).await.map_err(Error::Backend)?);
+        let authenticator = Arc::new(Authenticator::new(client).await?);
         tokio::spawn(authenticator.clone().refresh_loop(Duration::from_mins(1)));
         state = state.with_auth(authenticator);
     }
@@ -189,7 +216,7 @@ pub async fn run(
     let api = axum_server::bind(config.listen)
         .acceptor(acceptor)
         .handle(handle.clone())
-        .serve(serve::router(state).into_make_service());
+        .serve(api::router(state).into_make_service());
     let api = tokio::spawn(api);
     let Some(addr) = handle.listening().await else {
         let source = match api.await {
@@ -217,6 +244,9 @@ pub async fn run(
     api.await
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?
         .map_err(Error::Serve)?;
+    if let Some(scraper) = scraper {
+        scraper.abort();
+    }
     tracing::info!("Adapter stopped");
     Ok(())
 }
@@ -226,40 +256,53 @@ pub async fn run(
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, Error> {
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| Error::Backend(format!("--kubeconfig {}: {e}", path.display())))?;
+            let kubeconfig_error = |source| Error::Kubeconfig {
+                path: path.to_owned(),
+                source,
+            };
+            let file = kube::config::Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| Error::Backend(format!("--kubeconfig {}: {e}", path.display())))?
+                .map_err(kubeconfig_error)?
         }
-        None => kube::Config::infer().await.map_err(|e| {
-            Error::Backend(format!(
-                "no Kubernetes API settings (set --kubeconfig, or run in a pod): {e}"
-            ))
-        })?,
+        None => kube::Config::infer().await.map_err(Error::NoKubernetes)?,
     };
-    kube::Client::try_from(config)
-        .map_err(|e| Error::Backend(format!("cannot make a Kubernetes client: {e}")))
+    kube::Client::try_from(config).map_err(Error::KubeClient)
 }
 
-/// The configured backend, and for the direct one its handle for readiness.
-fn backend(
-    backend: &Backend,
-    metrics: &Arc<MetricsConfig>,
-) -> Result<(Arc<dyn SignalSource>, Option<DirectSource>), Error> {
+/// A backend, started.
+struct BackendParts {
+    /// Where signals come from.
+    source: Arc<dyn SignalSource>,
+    /// The direct backend's handle, for readiness.
+    direct: Option<DirectSource>,
+    /// The direct backend's scraping task (on the current runtime, stopped with the adapter).
+    scraper: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the configured backend.
+fn backend(backend: &Backend, metrics: &Arc<MetricsConfig>) -> Result<BackendParts, Error> {
     match backend {
         Backend::Direct {
             exporters,
             scrape_interval,
         } => {
             let direct = DirectSource::new(metrics.clone());
-            let (scraper, targets, interval) =
-                (direct.clone(), exporters.clone(), *scrape_interval);
-            std::thread::Builder::new()
-                .name("scraper".into())
-                .spawn(move || scraper.scrape_loop(&targets, interval))
-                .map_err(Error::Serve)?;
-            Ok((Arc::new(direct.clone()), Some(direct)))
+            // Exporters are plain HTTP; the TLS settings are there because the client needs some.
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(tls::client_config(rustls::RootCertStore::empty())?)
+                .build()
+                .map_err(Error::ScrapeClient)?;
+            let scraper = tokio::spawn(direct.clone().scrape_loop(
+                client,
+                exporters.clone(),
+                *scrape_interval,
+            ));
+            Ok(BackendParts {
+                source: Arc::new(direct.clone()),
+                direct: Some(direct),
+                scraper: Some(scraper),
+            })
         }
         Backend::Prometheus {
             url,
@@ -272,9 +315,12 @@ fn backend(
                 rustls::RootCertStore::empty()
             };
             let source =
-                PrometheusSource::new(url, metrics.clone(), *timeout, tls::client_config(roots)?)
-                    .map_err(Error::Backend)?;
-            Ok((Arc::new(source), None))
+                PrometheusSource::new(url, metrics.clone(), *timeout, tls::client_config(roots)?)?;
+            Ok(BackendParts {
+                source: Arc::new(source),
+                direct: None,
+                scraper: None,
+            })
         }
     }
 }
@@ -321,10 +367,7 @@ fn admin_router(telemetry: Arc<Telemetry>, readiness: Readiness) -> Router {
         let text = telemetry.render();
         async move {
             (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
+                [(axum::http::header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
                 text,
             )
         }

@@ -13,12 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::selector::Selector;
+use crate::selector::{self, Selector};
 
 /// A pod of the file and its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +28,56 @@ struct PodInfo {
 }
 
 /// Why pods cannot be listed (served as 503).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot list pods: {0}")]
-pub struct ListError(pub String);
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ListError {
+    /// The watches of the Kubernetes API have not listed yet.
+    #[error(
+        "cannot list pods: the watches of pods and Deployments have not listed from the Kubernetes API yet"
+    )]
+    NotSynced,
+    /// A watched Deployment's selector cannot be read.
+    #[error("cannot list pods: deployment {namespace}/{name} has a bad selector: {source}")]
+    BadDeploymentSelector {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        source: selector::Error,
+    },
+    /// The pods file cannot be read.
+    #[error("cannot list pods: {path}: {source}")]
+    FileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
+    /// The pods file is not valid.
+    #[error("cannot list pods: {path}: {source}")]
+    FileInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Arc<FileError>,
+    },
+}
+
+/// What is wrong with the text of a pods file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Not YAML of the expected shape.
+    #[error(transparent)]
+    Shape(#[from] serde_yaml_ng::Error),
+    /// A Deployment's selector does not parse.
+    #[error("deployment {deployment}: {source}")]
+    Selector {
+        /// The Deployment's name.
+        deployment: String,
+        /// Why.
+        source: selector::Error,
+    },
+}
 
 /// Resolves selectors to pods.
 pub trait PodLister: Send + Sync {
@@ -94,26 +141,31 @@ impl PodsFile {
     }
 
     fn parsed(&self) -> Result<Parsed, ListError> {
-        let path = self.path.display();
+        let unreadable = |source| ListError::FileUnreadable {
+            path: self.path.clone(),
+            source: Arc::new(source),
+        };
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
-            .map_err(|e| ListError(format!("{path}: {e}")))?;
+            .map_err(unreadable)?;
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, parsed)) = cache.as_ref()
             && *at == modified
         {
             return Ok(parsed.clone());
         }
-        let text =
-            std::fs::read_to_string(&self.path).map_err(|e| ListError(format!("{path}: {e}")))?;
-        let parsed = parse(&text).map_err(|e| ListError(format!("{path}: {e}")))?;
+        let text = std::fs::read_to_string(&self.path).map_err(unreadable)?;
+        let parsed = parse(&text).map_err(|source| ListError::FileInvalid {
+            path: self.path.clone(),
+            source: Arc::new(source),
+        })?;
         *cache = Some((modified, parsed.clone()));
         Ok(parsed)
     }
 }
 
-fn parse(text: &str) -> Result<Parsed, String> {
-    let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+fn parse(text: &str) -> Result<Parsed, FileError> {
+    let file: File = serde_yaml_ng::from_str(text)?;
     let mut parsed = Parsed::default();
     for pod in file.pods {
         parsed.pods.entry(pod.namespace).or_default().push(PodInfo {
@@ -122,8 +174,11 @@ fn parse(text: &str) -> Result<Parsed, String> {
         });
     }
     for deployment in file.deployments {
-        let selector = Selector::parse(&deployment.selector)
-            .map_err(|e| format!("deployment {}: {e}", deployment.name))?;
+        let selector =
+            Selector::parse(&deployment.selector).map_err(|source| FileError::Selector {
+                deployment: deployment.name.clone(),
+                source,
+            })?;
         parsed
             .deployments
             .insert((deployment.namespace, deployment.name), selector);
@@ -198,9 +253,8 @@ mod tests {
     fn bad_files_are_errors() {
         assert!(parse("pods: [ { namespace: a } ]").is_err());
         assert!(
-            parse("deployments: [ { namespace: a, name: b, selector: 'a in' } ]")
-                .unwrap_err()
-                .contains("deployment b")
+            matches!(parse("deployments: [ { namespace: a, name: b, selector: 'a in' } ]"),
+                Err(FileError::Selector { deployment, .. }) if deployment == "b")
         );
         let lister = PodsFile::new("/nonexistent/pods.yaml".into());
         assert!(

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `value` | `AGG by (ns, pod) (X)` | the value |
 //! | `ts` | `min by (ns, pod) (timestamp(X))` | when it was measured (for the max age) |
+//! | `window` | `max by (ns, pod) (X * 0 + on (instance) group_left () max by (instance) (W))` | the window the value covers: the exporter's own gauge `W` (the metrics file's `window_series`), joined on `instance`; left out when the file states the window |
 //! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold]) and X offset hold)` | over target throughout the hold: the minimum over the window, only where the series already existed at its start |
 //!
 //! Values are scaled in the adapter. A failed query is retried once; then the request answers 503.
@@ -21,8 +22,8 @@ use std::time::Duration;
 use framescale_core::score::Holds;
 use prometheus_http_query::Client;
 
-use crate::config::{Aggregate, MetricsConfig, SignalMetric};
-use crate::source::{BoxFuture, PodSignals, Reading, SignalSource, SourceError};
+use crate::config::{Aggregate, MetricsConfig, SignalMetric, WindowSource};
+use crate::source::{BoxFuture, PodSignals, Reading, SignalSource, SourceError, with_causes};
 
 /// Reads signals from Prometheus.
 #[derive(Clone)]
@@ -32,11 +33,28 @@ pub struct PrometheusSource {
     timeout: Duration,
 }
 
+/// Why the Prometheus backend cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The HTTP client cannot be built.
+    #[error("cannot make the HTTP client for Prometheus: {0}")]
+    Client(#[source] reqwest::Error),
+    /// The URL is not one a client can use.
+    #[error("--prometheus-url {url:?}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: prometheus_http_query::Error,
+    },
+}
+
 /// The parts of one signal, per pod.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Parts {
     value: Option<f64>,
     timestamp_secs: Option<f64>,
+    window_secs: Option<f64>,
     minimums: BTreeMap<u64, f64>,
 }
 
@@ -48,14 +66,16 @@ impl PrometheusSource {
         config: Arc<MetricsConfig>,
         timeout: Duration,
         tls: rustls::ClientConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .tls_backend_preconfigured(tls)
             .build()
-            .map_err(|e| e.to_string())?;
-        let client =
-            Client::from(http, url).map_err(|e| format!("--prometheus-url {url:?}: {e}"))?;
+            .map_err(Error::Client)?;
+        let client = Client::from(http, url).map_err(|source| Error::Url {
+            url: url.to_owned(),
+            source,
+        })?;
         Ok(PrometheusSource {
             client,
             config,
@@ -70,48 +90,25 @@ impl PrometheusSource {
         holds: &[Duration],
     ) -> Result<BTreeMap<String, Parts>, SourceError> {
         let query = signal_query(metric, namespace, holds);
-        let mut last_error = String::new();
-        for _attempt in 0..2 {
-            match self
-                .client
+        let attempt = || {
+            self.client
                 .query(&query)
                 .timeout(self.timeout.as_millis() as i64)
                 .get()
-                .await
-            {
-                Ok(result) => return Ok(collect_parts(metric, result.data())),
-                Err(error) => last_error = with_causes(&error),
-            }
+        };
+        let result = match attempt().await {
+            Ok(result) => Ok(result),
+            Err(_) => attempt().await,
+        };
+        match result {
+            Ok(result) => Ok(collect_parts(metric, result.data())),
+            Err(error) => Err(SourceError::QueryFailed {
+                metric: metric.name.clone(),
+                detail: with_causes(&error),
+                source: Arc::new(error),
+            }),
         }
-        Err(SourceError(format!(
-            "Prometheus query for {} failed twice: {last_error}",
-            metric.name
-        )))
     }
-}
-
-/// An error and its causes, `outer: inner: …` (reqwest's own message leaves out why a request
-/// failed, such as an untrusted certificate), with request URLs shortened to their path: the
-/// query is long and the caller knows it.
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        if let Some(url) = inner
-            .downcast_ref::<reqwest::Error>()
-            .and_then(reqwest::Error::url)
-        {
-            let short = format!("{}{}", url.origin().ascii_serialization(), url.path());
-            text = text.replace(url.as_str(), &short);
-        }
-        cause = inner.source();
-    }
-    text
 }
 
 impl std::fmt::Debug for PrometheusSource {
@@ -158,8 +155,8 @@ impl SignalSource for PrometheusSource {
                     (
                         pod.clone(),
                         PodSignals {
-                            p95_ms: f.and_then(reading),
-                            duty_pct: g.and_then(reading),
+                            p95_ms: f.and_then(|p| reading(&self.config.frame, p)),
+                            duty_pct: g.and_then(|p| reading(&self.config.gpu, p)),
                             holds,
                         },
                     )
@@ -169,11 +166,19 @@ impl SignalSource for PrometheusSource {
     }
 }
 
-fn reading(parts: &Parts) -> Option<Reading> {
+fn reading(metric: &SignalMetric, parts: &Parts) -> Option<Reading> {
     let at_millis = (parts.timestamp_secs? * 1000.0) as u64;
+    let window = match &metric.window {
+        WindowSource::Fixed(window) => Some(*window),
+        WindowSource::Series(_) => parts
+            .window_secs
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .filter(|w| !w.is_zero()),
+    };
     Some(Reading {
         value: parts.value?,
         at_millis,
+        window,
     })
 }
 
@@ -196,6 +201,12 @@ fn signal_query(metric: &SignalMetric, namespace: &str, holds: &[Duration]) -> S
         " or {}",
         part(format!("min {by} (timestamp({series}))"), "ts")
     );
+    if let WindowSource::Series(window) = &metric.window {
+        let joined = format!(
+            "{agg} {by} ({series} * 0 + on (instance) group_left () max by (instance) ({window}))"
+        );
+        let _ = write!(query, " or {}", part(joined, "window"));
+    }
     let mut seen = Vec::new();
     for hold in holds {
         let ms = hold.as_millis();
@@ -231,6 +242,7 @@ fn collect_parts(
         match part.as_str() {
             "value" => parts.value = Some(value * metric.scale),
             "ts" => parts.timestamp_secs = Some(value),
+            "window" => parts.window_secs = Some(value),
             other => {
                 if let Some(ms) = other.strip_prefix("min").and_then(|ms| ms.parse().ok()) {
                     parts.minimums.insert(ms, value * metric.scale);
@@ -276,6 +288,17 @@ mod tests {
         assert!(
             !query.contains("pod=\""),
             "never a list of pods in the query"
+        );
+        assert!(
+            query.contains(&format!(
+                "max by (namespace, pod) ({series} * 0 + on (instance) group_left () max by (instance) (framescale_exporter_window_seconds))"
+            )),
+            "the window joined from the exporter's gauge: {query}"
+        );
+        let stated = MetricsConfig::parse("metrics: { frame: { window: 1m } }").unwrap();
+        assert!(
+            !signal_query(&stated.frame, "render", &[]).contains("group_left"),
+            "a window the file states is not asked for"
         );
     }
 }

@@ -1,7 +1,10 @@
-//! Turning a request path and query into what is asked (`docs/reference/custom-metrics-api.md` §2).
+//! Turning a request's raw path and query into what is asked (`docs/reference/custom-metrics-api.md` §2).
 //!
-//! Paths below `/apis/custom.metrics.k8s.io/<version>/`, percent-decoded segment by segment
-//! (Go clients send `*` as `%2A`):
+//! The path is taken as it arrived, still percent-encoded, and each segment is decoded exactly
+//! once, as Go's server does (Go clients send `*` as `%2A`): `%252A` is the name `%2A`, not `*`,
+//! and `%2F` stays inside its segment rather than splitting it. A decoded segment that holds `/`
+//! or `%` cannot be a Kubernetes object name or a metric name, so it is refused. Paths below
+//! `/apis/custom.metrics.k8s.io/<version>/`:
 //!
 //! | form | path | [`Target`] |
 //! |---|---|---|
@@ -12,6 +15,7 @@
 //! | 5 | `{resource}/*/{metric}?labelSelector=…` | [`Target::ClusterSelected`] |
 
 use crate::selector::{self, Selector};
+use crate::wire::{GROUP, Version};
 
 /// The object or objects a request describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +99,19 @@ pub enum Error {
     /// The path is none of the five forms, or badly encoded.
     #[error("invalid request path")]
     InvalidPath,
+    /// A segment decodes to something no object or metric can be named.
+    #[error(
+        "invalid request path: segment {raw:?} decodes to {decoded:?}, which holds '/' or '%' and is not a valid name"
+    )]
+    InvalidName {
+        /// The segment as sent.
+        raw: String,
+        /// The segment decoded once.
+        decoded: String,
+    },
+    /// The version is not one the adapter serves (answered 404).
+    #[error("the server could not find version {0} of {GROUP}")]
+    UnknownVersion(String),
     /// A selector does not parse.
     #[error("invalid {param}: {source}")]
     BadSelector {
@@ -108,16 +125,28 @@ pub enum Error {
     BadQuery,
 }
 
-/// Parses the path after `/apis/custom.metrics.k8s.io/<version>` (with or without its leading
-/// `/`) and the raw query string.
-pub fn parse(rest: &str, query: Option<&str>) -> Result<Request, Error> {
-    let rest = rest.trim_start_matches('/');
+/// Parses a request's raw path — `/apis/custom.metrics.k8s.io/<version>[/…]`, still
+/// percent-encoded — and raw query string: the version, and what is asked of it.
+pub fn parse(path: &str, query: Option<&str>) -> Result<(Version, Request), Error> {
+    let rest = path
+        .strip_prefix("/apis/")
+        .and_then(|p| p.strip_prefix(GROUP))
+        .and_then(|p| p.strip_prefix('/'))
+        .ok_or(Error::InvalidPath)?;
+    let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let version = decode_segment(version)?;
+    let version = Version::parse(&version).ok_or(Error::UnknownVersion(version))?;
+    Ok((version, parse_below_version(rest, query)?))
+}
+
+/// Parses the raw path below a version (without its leading `/`) and the raw query string.
+fn parse_below_version(rest: &str, query: Option<&str>) -> Result<Request, Error> {
     if rest.is_empty() {
         return Ok(Request::Discovery);
     }
     let segments: Vec<String> = rest
         .split('/')
-        .map(|s| percent_decode(s, false).ok_or(Error::InvalidPath))
+        .map(decode_segment)
         .collect::<Result<_, _>>()?;
     if segments.iter().any(String::is_empty) {
         return Err(Error::InvalidPath);
@@ -179,6 +208,18 @@ pub fn parse(rest: &str, query: Option<&str>) -> Result<Request, Error> {
     }))
 }
 
+/// Decodes one raw path segment once; refuses bad escapes and names holding `/` or `%`.
+fn decode_segment(raw: &str) -> Result<String, Error> {
+    let decoded = percent_decode(raw, false).ok_or(Error::InvalidPath)?;
+    if decoded.contains(['/', '%']) {
+        return Err(Error::InvalidName {
+            raw: raw.to_owned(),
+            decoded,
+        });
+    }
+    Ok(decoded)
+}
+
 /// Splits a query string into decoded `(key, value)` pairs (`+` is a space, as Go reads it).
 fn query_params(query: &str) -> Result<Vec<(String, String)>, Error> {
     query
@@ -223,6 +264,14 @@ pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses a path below `/apis/custom.metrics.k8s.io/v1beta2`.
+    fn below(path: &str, query: Option<&str>) -> Result<Request, Error> {
+        parse(&format!("/apis/{GROUP}/v1beta2{path}"), query).map(|(version, request)| {
+            assert_eq!(version, Version::V1beta2);
+            request
+        })
+    }
 
     fn metric(target: Target, metric: &str) -> Request {
         Request::Metric(MetricRequest {
@@ -320,13 +369,13 @@ mod tests {
             ),
         ];
         for (path, query, want) in cases {
-            assert_eq!(parse(path, query).unwrap(), want, "{path}");
+            assert_eq!(below(path, query).unwrap(), want, "{path}");
         }
     }
 
     #[test]
     fn metric_selector_is_kept() {
-        let Request::Metric(request) = parse(
+        let Request::Metric(request) = below(
             "/namespaces/shop/metrics/m",
             Some("metricLabelSelector=queue%3Dorders"),
         )
@@ -338,7 +387,7 @@ mod tests {
             Some(Selector::parse("queue=orders").unwrap())
         );
         let Request::Metric(request) =
-            parse("/namespaces/shop/metrics/m", Some("metricLabelSelector=")).unwrap()
+            below("/namespaces/shop/metrics/m", Some("metricLabelSelector=")).unwrap()
         else {
             panic!()
         };
@@ -369,8 +418,79 @@ mod tests {
             ),
         ];
         for (path, query, want) in cases {
-            let err = parse(path, query).unwrap_err().to_string();
+            let err = below(path, query).unwrap_err().to_string();
             assert!(err.contains(want), "{path} {query:?}: {err}");
         }
+    }
+
+    #[test]
+    fn each_segment_is_decoded_exactly_once() {
+        let selected = |name: &str| {
+            below(&format!("/namespaces/shop/pods/{name}/m"), None).map(|r| {
+                matches!(
+                    r,
+                    Request::Metric(MetricRequest {
+                        target: Target::Selected { .. },
+                        ..
+                    })
+                )
+            })
+        };
+        // `%2A` is how Go clients send `*`.
+        assert_eq!(selected("%2A"), Ok(true));
+        assert_eq!(selected("*"), Ok(true));
+        // `%252A` is the name `%2A` (decoded once), never `*`; no object can be named so.
+        let error = selected("%252A").unwrap_err();
+        assert_eq!(
+            error,
+            Error::InvalidName {
+                raw: "%252A".into(),
+                decoded: "%2A".into()
+            }
+        );
+        // An encoded `/` stays in its segment: it neither splits it nor makes a name.
+        assert!(matches!(
+            below("/namespaces/shop/pods/a%2Fb/m", None),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(matches!(
+            below("/namespaces/shop%2Fpods%2Fw-0/m", None),
+            Err(Error::InvalidName { .. })
+        ));
+        // A name with other escapes decodes to itself.
+        assert_eq!(
+            below("/namespaces/shop/pods/w%2D0/m", None),
+            Ok(metric(
+                Target::Object {
+                    namespace: "shop".into(),
+                    resource: "pods".into(),
+                    name: "w-0".into()
+                },
+                "m"
+            ))
+        );
+    }
+
+    #[test]
+    fn versions_and_the_group_prefix() {
+        assert_eq!(
+            parse("/apis/custom.metrics.k8s.io/v1beta1", None),
+            Ok((Version::V1beta1, Request::Discovery))
+        );
+        assert_eq!(
+            parse("/apis/custom.metrics.k8s.io/v1beta2/", None),
+            Ok((Version::V1beta2, Request::Discovery))
+        );
+        assert_eq!(
+            parse(
+                "/apis/custom.metrics.k8s.io/v2/namespaces/a/metrics/m",
+                None
+            ),
+            Err(Error::UnknownVersion("v2".into()))
+        );
+        assert_eq!(
+            parse("/apis/external.metrics.k8s.io/v1beta1", None),
+            Err(Error::InvalidPath)
+        );
     }
 }

@@ -50,7 +50,7 @@ impl SeriesSelector {
             .matchers
             .iter()
             .filter(|(l, _, _)| l != label)
-            .map(|(l, equal, v)| format!("{l}{}\"{}\"", if *equal { "=" } else { "!=" }, escape(v)))
+            .map(format_matcher)
             .collect();
         matchers.push(format!("{label}=\"{}\"", escape(value)));
         format!("{}{{{}}}", self.name, matchers.join(","))
@@ -65,6 +65,26 @@ impl SeriesSelector {
                 (have == value) == *equal
             })
     }
+}
+
+/// The selector as PromQL.
+impl std::fmt::Display for SeriesSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.matchers.is_empty() {
+            let matchers: Vec<String> = self.matchers.iter().map(format_matcher).collect();
+            write!(f, "{{{}}}", matchers.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+fn format_matcher((label, equal, value): &(String, bool, String)) -> String {
+    format!(
+        "{label}{}\"{}\"",
+        if *equal { "=" } else { "!=" },
+        escape(value)
+    )
 }
 
 /// One sample of an exposition.
@@ -100,19 +120,31 @@ pub fn visit_exposition(
     keep: impl Fn(&str) -> bool,
     mut visit: impl FnMut(Sample),
 ) -> Result<(), Error> {
-    for (number, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error(format!("line {}: {e}", number + 1)))?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line
-            .find(|c: char| c == '{' || c.is_whitespace())
-            .unwrap_or(line.len());
-        if !keep(&line[..name_end]) {
-            continue;
-        }
-        visit(parse_sample(line).map_err(|e| Error(format!("line {}: {}", number + 1, e.0)))?);
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|e| Error(format!("line {number}: {e}")))?;
+        visit_line(number, &line, &keep, &mut visit)?;
+    }
+    Ok(())
+}
+
+/// Reads line `number` of an exposition: hands its sample to `visit` if `keep` accepts its
+/// metric name; comments and blank lines are skipped.
+pub fn visit_line(
+    number: usize,
+    line: &str,
+    keep: impl Fn(&str) -> bool,
+    mut visit: impl FnMut(Sample),
+) -> Result<(), Error> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(());
+    }
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    if keep(&line[..name_end]) {
+        visit(parse_sample(line).map_err(|e| Error(format!("line {number}: {}", e.0)))?);
     }
     Ok(())
 }
@@ -300,6 +332,16 @@ mod tests {
         assert_eq!(
             selector.with_matcher("namespace", "a\"b"),
             r#"framescale_frame_duration_seconds{quantile="0.95",container!="sidecar",namespace="a\"b"}"#
+        );
+        assert_eq!(
+            selector.to_string(),
+            r#"framescale_frame_duration_seconds{quantile="0.95",container!="sidecar"}"#
+        );
+        assert_eq!(
+            SeriesSelector::parse("DCGM_FI_DEV_GPU_UTIL")
+                .unwrap()
+                .to_string(),
+            "DCGM_FI_DEV_GPU_UTIL"
         );
         assert_eq!(
             selector.with_matcher("quantile", "0.5"),

@@ -1,4 +1,5 @@
-//! The adapter's own metrics, served on the admin port's `/metrics` (Prometheus text 0.0.4).
+//! The adapter's own metrics, served on the admin port's `/metrics` as OpenMetrics text (the
+//! `prometheus-client` crate: one registry, label sets as derived structs).
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
@@ -9,99 +10,172 @@
 //! | `framescale_adapter_cache_requests_total{cache="signals"\|"responses",result="hit"\|"miss"}` | counter | lookups answered from a cache (or a fetch in flight) vs fetches |
 //! | `framescale_adapter_served_data_age_seconds` | gauge | age of the oldest value in the last answer with values |
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Telemetry::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 11] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
-/// A fixed-bucket latency histogram.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
+/// Which cache a lookup went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// A namespace's signals from the backend.
+    Signals,
+    /// A whole answer.
+    Responses,
 }
 
-impl Histogram {
-    /// Records one duration.
-    pub fn observe(&self, duration: Duration) {
-        let secs = duration.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    code: u16,
+}
 
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+    result: &'static str,
+}
+
+impl CacheLabels {
+    fn new(cache: Cache, fetched: bool) -> Self {
+        CacheLabels {
+            cache: match cache {
+                Cache::Signals => "signals",
+                Cache::Responses => "responses",
+            },
+            result: if fetched { "miss" } else { "hit" },
         }
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
     }
 }
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// Everything the adapter counts about itself.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Telemetry {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    latency: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
-    /// Backend fetch times.
-    pub backend: Histogram,
-    /// Backend fetches that failed.
-    pub backend_errors: AtomicU64,
-    /// Answers from the cache.
-    pub cache_hits: AtomicU64,
-    /// Fetches started.
-    pub cache_misses: AtomicU64,
-    /// Whole answers reused.
-    pub response_hits: AtomicU64,
-    /// Whole answers computed.
-    pub response_misses: AtomicU64,
-    data_age_millis: AtomicU64,
-    last_auth_log: Mutex<Option<(std::time::Instant, u64)>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    backend: Histogram,
+    backend_errors: Counter,
+    lookups: Family<CacheLabels, Counter>,
+    data_age: Gauge<f64, AtomicU64>,
+    last_auth_log: Mutex<Option<(Instant, u64)>>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = LatencyFamily::new_with_constructor(latency_histogram);
+        let backend = latency_histogram();
+        let backend_errors = Counter::default();
+        let lookups = Family::<CacheLabels, Counter>::default();
+        let data_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "framescale_adapter_requests",
+            "API requests by route and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "framescale_adapter_request_duration_seconds",
+            "Time to answer an API request",
+            latency.clone(),
+        );
+        registry.register(
+            "framescale_adapter_backend_duration_seconds",
+            "Time of one backend fetch",
+            backend.clone(),
+        );
+        registry.register(
+            "framescale_adapter_backend_errors",
+            "Backend fetches that failed",
+            backend_errors.clone(),
+        );
+        registry.register(
+            "framescale_adapter_cache_requests",
+            "Lookups in the caches of signals and of whole answers, by result",
+            lookups.clone(),
+        );
+        registry.register(
+            "framescale_adapter_served_data_age_seconds",
+            "Age of the oldest value in the last answer with values",
+            data_age.clone(),
+        );
+        Telemetry {
+            registry,
+            requests,
+            latency,
+            backend,
+            backend_errors,
+            lookups,
+            data_age,
+            last_auth_log: Mutex::new(None),
+        }
+    }
 }
 
 impl Telemetry {
     /// Counts one answered request.
     pub fn request(&self, route: &'static str, code: u16, took: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((route, code))
-            .or_default() += 1;
-        let histogram = self
-            .latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(route)
-            .or_default()
-            .clone();
-        histogram.observe(took);
+        self.requests
+            .get_or_create(&RequestLabels { route, code })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one backend fetch, and whether it failed.
+    pub fn backend_fetch(&self, took: Duration, failed: bool) {
+        self.backend.observe(took.as_secs_f64());
+        if failed {
+            self.backend_errors.inc();
+        }
+    }
+
+    /// Counts one lookup in `cache`: a fetch, or an answer from the cache (or a fetch in flight).
+    pub fn lookup(&self, cache: Cache, fetched: bool) {
+        self.lookups
+            .get_or_create(&CacheLabels::new(cache, fetched))
+            .inc();
+    }
+
+    /// Lookups in `cache` so far that fetched (`true`) or were answered from it (`false`).
+    #[must_use]
+    pub fn lookups(&self, cache: Cache, fetched: bool) -> u64 {
+        self.lookups
+            .get(&CacheLabels::new(cache, fetched))
+            .map_or(0, |c| c.get())
+    }
+
+    /// Backend fetches that failed so far.
+    #[must_use]
+    pub fn backend_errors(&self) -> u64 {
+        self.backend_errors.get()
     }
 
     /// Whether a refused request may be logged now (one every 10 s), and how many were not.
@@ -117,7 +191,7 @@ impl Telemetry {
             }
             _ => {
                 let held = last.map_or(0, |(_, held)| held);
-                *last = Some((std::time::Instant::now(), 0));
+                *last = Some((Instant::now(), 0));
                 Some(held)
             }
         }
@@ -125,59 +199,18 @@ impl Telemetry {
 
     /// Notes the age of the oldest value just served.
     pub fn served_age(&self, age: Duration) {
-        self.data_age_millis
-            .store(age.as_millis() as u64, Ordering::Relaxed);
+        self.data_age.set(age.as_secs_f64());
     }
 
-    /// The text exposition.
+    /// The OpenMetrics text ([`CONTENT_TYPE`]).
+    ///
+    /// # Panics
+    /// Never: writing to a `String` cannot fail.
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP framescale_adapter_requests_total API requests by route and status code.\n# TYPE framescale_adapter_requests_total counter\n");
-        for ((route, code), count) in self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "framescale_adapter_requests_total{{route=\"{route}\",code=\"{code}\"}} {count}"
-            );
-        }
-        out.push_str("# HELP framescale_adapter_request_duration_seconds Time to answer an API request.\n# TYPE framescale_adapter_request_duration_seconds histogram\n");
-        for (route, histogram) in self
-            .latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            histogram.write(
-                &mut out,
-                "framescale_adapter_request_duration_seconds",
-                &format!("route=\"{route}\""),
-            );
-        }
-        out.push_str("# HELP framescale_adapter_backend_duration_seconds Time of one backend fetch.\n# TYPE framescale_adapter_backend_duration_seconds histogram\n");
-        self.backend
-            .write(&mut out, "framescale_adapter_backend_duration_seconds", "");
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# HELP framescale_adapter_backend_errors_total Backend fetches that failed.\n# TYPE framescale_adapter_backend_errors_total counter\n\
-             framescale_adapter_backend_errors_total {}\n\
-             # HELP framescale_adapter_cache_requests_total Lookups in the caches of signals and of whole answers, by result.\n# TYPE framescale_adapter_cache_requests_total counter\n\
-             framescale_adapter_cache_requests_total{{cache=\"signals\",result=\"hit\"}} {}\nframescale_adapter_cache_requests_total{{cache=\"signals\",result=\"miss\"}} {}\n\
-             framescale_adapter_cache_requests_total{{cache=\"responses\",result=\"hit\"}} {}\nframescale_adapter_cache_requests_total{{cache=\"responses\",result=\"miss\"}} {}\n\
-             # HELP framescale_adapter_served_data_age_seconds Age of the oldest value in the last answer with values.\n# TYPE framescale_adapter_served_data_age_seconds gauge\n\
-             framescale_adapter_served_data_age_seconds {}\n",
-            load(&self.backend_errors),
-            load(&self.cache_hits),
-            load(&self.cache_misses),
-            load(&self.response_hits),
-            load(&self.response_misses),
-            load(&self.data_age_millis) as f64 / 1000.0,
-        );
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
         out
     }
 }
@@ -193,18 +226,25 @@ mod tests {
         telemetry.request("pods", 200, Duration::from_millis(3));
         telemetry.request("pod", 404, Duration::from_micros(100));
         telemetry.served_age(Duration::from_millis(2500));
+        telemetry.lookup(Cache::Responses, false);
+        telemetry.backend_fetch(Duration::from_millis(2), true);
         let text = telemetry.render();
         for want in [
             "framescale_adapter_requests_total{route=\"pods\",code=\"200\"} 2\n",
             "framescale_adapter_requests_total{route=\"pod\",code=\"404\"} 1\n",
-            "framescale_adapter_request_duration_seconds_bucket{route=\"pods\",le=\"0.001\"} 1\n",
-            "framescale_adapter_request_duration_seconds_bucket{route=\"pods\",le=\"0.005\"} 2\n",
-            "framescale_adapter_request_duration_seconds_bucket{route=\"pods\",le=\"+Inf\"} 2\n",
+            "framescale_adapter_request_duration_seconds_bucket{le=\"0.001\",route=\"pods\"} 1\n",
+            "framescale_adapter_request_duration_seconds_bucket{le=\"0.005\",route=\"pods\"} 2\n",
+            "framescale_adapter_request_duration_seconds_bucket{le=\"+Inf\",route=\"pods\"} 2\n",
             "framescale_adapter_request_duration_seconds_count{route=\"pods\"} 2\n",
-            "framescale_adapter_backend_duration_seconds_count 0\n",
+            "framescale_adapter_backend_duration_seconds_count 1\n",
+            "framescale_adapter_backend_errors_total 1\n",
+            "framescale_adapter_cache_requests_total{cache=\"responses\",result=\"hit\"} 1\n",
             "framescale_adapter_served_data_age_seconds 2.5\n",
+            "# EOF\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+        assert_eq!(telemetry.lookups(Cache::Responses, false), 1);
+        assert_eq!(telemetry.lookups(Cache::Signals, true), 0);
     }
 }

@@ -1,10 +1,16 @@
 //! The JSON documents of the custom metrics API, exactly as `docs/reference/custom-metrics-api.md`
 //! specifies them: `MetricValueList` in v1beta1 and v1beta2, discovery, and `metav1.Status`.
-
-use std::fmt::Write as _;
+//!
+//! The value lists are serde structs whose fields are declared in the order Go writes them;
+//! discovery and `Status` are k8s-openapi's types, except the groups inside `APIGroupList`,
+//! which Go writes without `kind` and `apiVersion`.
 
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    APIGroup, APIResource, APIResourceList, GroupVersionForDiscovery, ListMeta, Status,
+};
+use serde::Serialize;
+use serde_json::Value;
 
 /// API group served.
 pub const GROUP: &str = "custom.metrics.k8s.io";
@@ -44,17 +50,19 @@ impl Version {
     }
 }
 
-/// The object a value describes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The object a value describes (`v1.ObjectReference`; fields in Go's order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DescribedObject {
     /// `Pod`, `Deployment`, `Namespace`.
     pub kind: &'static str,
-    /// `v1`, `apps/v1`.
-    pub api_version: &'static str,
     /// Its namespace; `None` for cluster-scoped objects (a Namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Its name.
     pub name: String,
+    /// `v1`, `apps/v1`.
+    pub api_version: &'static str,
 }
 
 /// One value of a `MetricValueList`.
@@ -68,135 +76,178 @@ pub struct MetricValue {
     pub selector: Option<Value>,
     /// When the data was measured (ms since the epoch) — not when it was asked for.
     pub timestamp_millis: u64,
-    /// The window the value covers, in seconds.
+    /// The window the value covers, in seconds; `None` when the data does not say (the field is
+    /// then left out, never guessed).
     pub window_seconds: Option<u64>,
     /// The value as a quantity string.
     pub quantity: String,
 }
 
-/// A `MetricValueList` document of `version`, as JSON text. Written field by field, in the
-/// order Go emits them, without building a JSON tree: a list of thousands of pods is one string.
+/// A `MetricValueList` document of `version`, as JSON text.
 #[must_use]
 pub fn metric_value_list(version: Version, values: &[MetricValue]) -> String {
-    let mut out = String::with_capacity(128 + values.len() * 280);
-    out.push_str(r#"{"kind":"MetricValueList","apiVersion":"#);
-    push_str(&mut out, &version.group_version());
-    out.push_str(r#","metadata":{},"items":["#);
-    for (i, value) in values.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_item(&mut out, version, value);
-    }
-    out.push_str("]}");
-    out
-}
-
-fn push_item(out: &mut String, version: Version, value: &MetricValue) {
-    let object = &value.object;
-    out.push_str(r#"{"describedObject":{"kind":"#);
-    push_str(out, object.kind);
-    if let Some(namespace) = &object.namespace {
-        out.push_str(r#","namespace":"#);
-        push_str(out, namespace);
-    }
-    out.push_str(r#","name":"#);
-    push_str(out, &object.name);
-    out.push_str(r#","apiVersion":"#);
-    push_str(out, object.api_version);
-    out.push_str("},");
-    let selector = value
-        .selector
-        .as_ref()
-        .map_or_else(|| "null".to_owned(), Value::to_string);
-    let window_key = match version {
-        Version::V1beta2 => {
-            out.push_str(r#""metric":{"name":"#);
-            push_str(out, &value.metric);
-            out.push_str(r#","selector":"#);
-            out.push_str(&selector);
-            out.push_str("},");
-            "windowSeconds"
-        }
-        Version::V1beta1 => {
-            out.push_str(r#""metricName":"#);
-            push_str(out, &value.metric);
-            out.push(',');
-            "window"
-        }
+    let document = |items| List {
+        kind: "MetricValueList",
+        api_version: version.group_version(),
+        metadata: ListMeta::default(),
+        items,
     };
-    out.push_str(r#""timestamp":"#);
-    push_str(out, &rfc3339_seconds(value.timestamp_millis));
-    if let Some(window) = value.window_seconds {
-        let _ = write!(out, r#","{window_key}":{window}"#);
+    match version {
+        Version::V1beta2 => to_json(&document(Items::V1beta2(
+            values.iter().map(ItemV1beta2::from).collect(),
+        ))),
+        Version::V1beta1 => to_json(&document(Items::V1beta1(
+            values.iter().map(ItemV1beta1::from).collect(),
+        ))),
     }
-    out.push_str(r#","value":"#);
-    push_str(out, &value.quantity);
-    if version == Version::V1beta1 {
-        out.push_str(r#","selector":"#);
-        out.push_str(&selector);
-    }
-    out.push('}');
 }
 
-/// Appends `text` as a JSON string literal.
-fn push_str(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<'a> {
+    kind: &'static str,
+    api_version: String,
+    metadata: ListMeta,
+    items: Items<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Items<'a> {
+    V1beta2(Vec<ItemV1beta2<'a>>),
+    V1beta1(Vec<ItemV1beta1<'a>>),
+}
+
+/// An item of v1beta2 (`custom_metrics/v1beta2.MetricValue`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemV1beta2<'a> {
+    described_object: &'a DescribedObject,
+    metric: MetricIdentifier<'a>,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_seconds: Option<u64>,
+    value: &'a str,
+}
+
+/// `custom_metrics/v1beta2.MetricIdentifier`: the selector is `null` when absent.
+#[derive(Serialize)]
+struct MetricIdentifier<'a> {
+    name: &'a str,
+    selector: &'a Option<Value>,
+}
+
+impl<'a> From<&'a MetricValue> for ItemV1beta2<'a> {
+    fn from(value: &'a MetricValue) -> Self {
+        ItemV1beta2 {
+            described_object: &value.object,
+            metric: MetricIdentifier {
+                name: &value.metric,
+                selector: &value.selector,
+            },
+            timestamp: rfc3339_seconds(value.timestamp_millis),
+            window_seconds: value.window_seconds,
+            value: &value.quantity,
         }
     }
-    out.push('"');
 }
 
-/// `APIResourceList` of `version`: one entry per `<resource>/<metric>` served.
+/// An item of v1beta1 (`custom_metrics/v1beta1.MetricValue`): the window is `window`, the
+/// selector comes last.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemV1beta1<'a> {
+    described_object: &'a DescribedObject,
+    metric_name: &'a str,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<u64>,
+    value: &'a str,
+    selector: &'a Option<Value>,
+}
+
+impl<'a> From<&'a MetricValue> for ItemV1beta1<'a> {
+    fn from(value: &'a MetricValue) -> Self {
+        ItemV1beta1 {
+            described_object: &value.object,
+            metric_name: &value.metric,
+            timestamp: rfc3339_seconds(value.timestamp_millis),
+            window: value.window_seconds,
+            value: &value.quantity,
+            selector: &value.selector,
+        }
+    }
+}
+
+/// `APIResourceList` of `version`: one entry per `(<resource>/<metric>, namespaced)` served.
 #[must_use]
-pub fn api_resource_list(version: Version, resources: &[(String, bool)]) -> Value {
-    let resources: Vec<Value> = resources
-        .iter()
-        .map(|(name, namespaced)| {
-            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": "MetricValueList", "verbs": ["get"]})
-        })
-        .collect();
-    json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": version.group_version(),
-        "resources": resources,
+pub fn api_resource_list(version: Version, resources: &[(String, bool)]) -> String {
+    let list = APIResourceList {
+        group_version: version.group_version(),
+        resources: resources
+            .iter()
+            .map(|(name, namespaced)| APIResource {
+                name: name.clone(),
+                singular_name: String::new(),
+                namespaced: *namespaced,
+                kind: "MetricValueList".into(),
+                verbs: vec!["get".into()],
+                ..APIResource::default()
+            })
+            .collect(),
+    };
+    to_json(&list)
+}
+
+fn group_version(version: Version) -> GroupVersionForDiscovery {
+    GroupVersionForDiscovery {
+        group_version: version.group_version(),
+        version: version.as_str().into(),
+    }
+}
+
+/// The `APIGroup` of the custom metrics group (v1beta2 preferred).
+#[must_use]
+pub fn api_group() -> String {
+    to_json(&APIGroup {
+        name: GROUP.into(),
+        versions: Version::ALL.map(group_version).into(),
+        preferred_version: Some(group_version(Version::V1beta2)),
+        ..APIGroup::default()
     })
 }
 
-/// The `APIGroup` of the custom metrics group, without `kind`/`apiVersion` when `bare`.
+/// The `APIGroupList` of `/apis`: the group without `kind` and `apiVersion`, as Go writes it.
 #[must_use]
-pub fn api_group(bare: bool) -> Value {
-    let version = |v: Version| json!({"groupVersion": v.group_version(), "version": v.as_str()});
-    let mut group = json!({
-        "name": GROUP,
-        "versions": Version::ALL.map(version),
-        "preferredVersion": version(Version::V1beta2),
-    });
-    if !bare {
-        group["kind"] = json!("APIGroup");
-        group["apiVersion"] = json!("v1");
+pub fn api_group_list() -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct GroupList {
+        kind: &'static str,
+        api_version: &'static str,
+        groups: [Group; 1],
     }
-    group
-}
-
-/// The `APIGroupList` of `/apis`.
-#[must_use]
-pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group(true)]})
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Group {
+        name: &'static str,
+        versions: [GroupVersionForDiscovery; 2],
+        preferred_version: GroupVersionForDiscovery,
+    }
+    to_json(&GroupList {
+        kind: "APIGroupList",
+        api_version: "v1",
+        groups: [Group {
+            name: GROUP,
+            versions: Version::ALL.map(group_version),
+            preferred_version: group_version(Version::V1beta2),
+        }],
+    })
 }
 
 /// A `metav1.Status` failure for `code`.
 #[must_use]
-pub fn status(code: StatusCode, message: &str) -> Value {
+pub fn status(code: StatusCode, message: &str) -> String {
     let reason = match code.as_u16() {
         400 => "BadRequest",
         401 => "Unauthorized",
@@ -207,30 +258,35 @@ pub fn status(code: StatusCode, message: &str) -> Value {
         503 => "ServiceUnavailable",
         _ => "InternalError",
     };
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code.as_u16(),
+    to_json(&Status {
+        code: Some(i32::from(code.as_u16())),
+        message: Some(message.to_owned()),
+        reason: Some(reason.to_owned()),
+        status: Some("Failure".to_owned()),
+        ..Status::default()
     })
+}
+
+fn to_json(document: &impl Serialize) -> String {
+    serde_json::to_string(document)
+        .expect("API documents serialize: strings, numbers and lists only")
 }
 
 pub use framescale_core::timefmt::rfc3339_seconds;
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn pod_value() -> MetricValue {
         MetricValue {
             object: DescribedObject {
                 kind: "Pod",
-                api_version: "v1",
                 namespace: Some("shop".into()),
                 name: "web-7d9c-abcde".into(),
+                api_version: "v1",
             },
             metric: "http_requests_per_second".into(),
             selector: None,
@@ -273,9 +329,9 @@ mod tests {
         let value = MetricValue {
             object: DescribedObject {
                 kind: "Namespace",
-                api_version: "v1",
                 namespace: None,
                 name: "shop".into(),
+                api_version: "v1",
             },
             window_seconds: None,
             ..pod_value()
@@ -294,15 +350,15 @@ mod tests {
         let value = MetricValue {
             object: DescribedObject {
                 kind: "Pod",
-                api_version: "v1",
                 namespace: Some("a\"b".into()),
                 name: "c\\d\n".into(),
+                api_version: "v1",
             },
             selector: Some(json!({"matchLabels": {"queue": "orders"}})),
             ..pod_value()
         };
         let text = metric_value_list(Version::V1beta2, &[value]);
-        assert!(text.starts_with(r#"{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},"items":[{"describedObject":{"kind":"Pod","namespace":"a\"b","name":"c\\d\u000a","apiVersion":"v1"},"metric":{"name":"#), "{text}");
+        assert!(text.starts_with(r#"{"kind":"MetricValueList","apiVersion":"custom.metrics.k8s.io/v1beta2","metadata":{},"items":[{"describedObject":{"kind":"Pod","namespace":"a\"b","name":"c\\d\n","apiVersion":"v1"},"metric":{"name":"#), "{text}");
         let parsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["items"][0]["describedObject"]["name"], "c\\d\n");
         assert_eq!(
@@ -317,15 +373,49 @@ mod tests {
 
     #[test]
     fn status_document() {
-        let got = status(
+        let got: Value = serde_json::from_str(&status(
             StatusCode::NOT_FOUND,
             "the server could not find the metric nope for pods",
-        );
+        ))
+        .unwrap();
         let want: Value = serde_json::from_str(
             r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
              "message":"the server could not find the metric nope for pods","reason":"NotFound","code":404}"#,
         )
         .unwrap();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn discovery_documents_match_the_reference() {
+        let list: Value = serde_json::from_str(&api_group_list()).unwrap();
+        let version =
+            |v: &str| json!({"groupVersion": format!("custom.metrics.k8s.io/{v}"), "version": v});
+        let bare = json!({
+            "name": "custom.metrics.k8s.io",
+            "versions": [version("v1beta2"), version("v1beta1")],
+            "preferredVersion": version("v1beta2"),
+        });
+        assert_eq!(
+            list,
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [bare.clone()]}),
+            "the groups inside the list have no kind or apiVersion"
+        );
+        let mut group = bare;
+        group["kind"] = json!("APIGroup");
+        group["apiVersion"] = json!("v1");
+        assert_eq!(serde_json::from_str::<Value>(&api_group()).unwrap(), group);
+        let resources: Value = serde_json::from_str(&api_resource_list(
+            Version::V1beta1,
+            &[("pods/m".into(), true), ("namespaces/m".into(), false)],
+        ))
+        .unwrap();
+        assert_eq!(
+            resources,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "custom.metrics.k8s.io/v1beta1",
+                   "resources": [
+                       {"name": "pods/m", "singularName": "", "namespaced": true, "kind": "MetricValueList", "verbs": ["get"]},
+                       {"name": "namespaces/m", "singularName": "", "namespaced": false, "kind": "MetricValueList", "verbs": ["get"]}]})
+        );
     }
 }

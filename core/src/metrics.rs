@@ -32,3 +32,20 @@ pub const DEVICE_LABEL: &str = "device";
 pub const UUID_LABEL: &str = "uuid";
 /// Label on [`FRAMES_TOTAL`]: `ok` or `failed`.
 pub const OUTCOME_LABEL: &str = "outcome";
+
+/// Gauge of each exporter: the window its frame-time quantiles cover, in seconds (`--window`).
+pub const EXPORTER_WINDOW_SECONDS: &str = "framescale_exporter_window_seconds";
+/// Gauge of each exporter: the window device duty is averaged over, in seconds
+/// (`--device-poll-interval`); served only while a device source is on.
+pub const EXPORTER_DEVICE_POLL_INTERVAL_SECONDS: &str =
+    "framescale_exporter_device_poll_interval_seconds";
+
+/// Names of the custom metrics API (ARCHITECTURE.md, contract 2): what an HPA asks for.
+pub mod custom {
+    /// P95 frame time per pod, in milliseconds.
+    pub const FRAME_DURATION_MS: &str = "render_frame_duration_ms";
+    /// Device duty per pod, in percent (0..100).
+    pub const GPU_DUTY_CYCLE: &str = "nvidia_gpu_duty_cycle";
+    /// The fused score: dimensionless, 1.0 = at target.
+    pub const SCALING_SCORE: &str = "render_scaling_score";
+}

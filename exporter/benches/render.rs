@@ -6,6 +6,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use framescale_core::frame::{FrameRecord, RenderEvent};
 use framescale_core::window::{Scratch, WindowConfig};
+use framescale_exporter::device::DeviceStats;
 use framescale_exporter::exposition::{Format, render};
 use framescale_exporter::stats::ExporterStats;
 use framescale_exporter::store::{SeriesKey, SeriesStore};
@@ -35,7 +36,17 @@ fn bench(c: &mut Criterion) {
         ("openmetrics", Format::OpenMetrics),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| render(&store, &[], &stats, now, format, &mut scratch));
+            b.iter(|| {
+                render(
+                    &store,
+                    &[],
+                    &DeviceStats::default(),
+                    &stats,
+                    now,
+                    format,
+                    &mut scratch,
+                )
+            });
         });
     }
     group.finish();

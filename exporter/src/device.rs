@@ -9,11 +9,10 @@
 //! `/metrics` at the next poll instead of keeping a stale value.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::lock;
-use crate::stats::ExporterStats;
 use crate::store::SeriesKey;
 use crate::throttle::Throttle;
 
@@ -83,6 +82,57 @@ impl FailureReason {
     }
 }
 
+/// What the exporter knows of its device source: its readings (of the last poll, sorted by
+/// key, replaced whole at each poll), its poll interval and how it fared.
+#[derive(Debug, Default)]
+pub struct DeviceState {
+    /// The last poll's readings.
+    pub readings: Mutex<Vec<DeviceReading>>,
+    /// Counters of the source.
+    pub stats: DeviceStats,
+}
+
+/// The device source's own figures, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeviceStats {
+    /// The poll interval: the window duty is averaged over; `None` when no source runs.
+    pub interval: Option<Duration>,
+    failures: [AtomicU64; FailureReason::ALL.len()],
+    last_poll_micros: AtomicU64,
+}
+
+impl DeviceStats {
+    /// Figures of a source polled every `interval` (`None`: no source).
+    #[must_use]
+    pub fn new(interval: Option<Duration>) -> Self {
+        DeviceStats {
+            interval,
+            ..DeviceStats::default()
+        }
+    }
+
+    /// Counts one missing reading.
+    pub fn count(&self, reason: FailureReason) {
+        self.failures[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Missing readings so far, by reason, every reason listed.
+    pub fn failures(&self) -> impl Iterator<Item = (FailureReason, u64)> + '_ {
+        FailureReason::ALL.iter().map(|&reason| {
+            (
+                reason,
+                self.failures[reason as usize].load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// How long the last poll took.
+    #[must_use]
+    pub fn last_poll(&self) -> Duration {
+        Duration::from_micros(self.last_poll_micros.load(Ordering::Relaxed))
+    }
+}
+
 /// A reading that is missing, and why. Each is counted by reason and logged (rate-limited).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceFailure {
@@ -113,20 +163,19 @@ pub trait DeviceSource: Send {
     fn poll(&mut self) -> DevicePoll;
 }
 
-/// Polls `source` every `interval` until `stop` is set, publishing into `readings` and counting
-/// failures and poll time in `stats`. Blocking: run it on its own thread.
+/// Polls `source` every `interval` until `stop` is set, publishing into `state`. Blocking: run
+/// it on its own thread.
 pub fn run(
     mut source: Box<dyn DeviceSource>,
     interval: Duration,
-    readings: &Mutex<Vec<DeviceReading>>,
-    stats: &ExporterStats,
+    state: &DeviceState,
     throttle: &Throttle,
     stop: &AtomicBool,
 ) {
     tracing::info!(source = source.name(), interval = ?interval, "Device source polling");
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        poll_once(source.as_mut(), readings, stats, throttle);
+        poll_once(source.as_mut(), state, throttle);
         next += interval;
         let now = Instant::now();
         if next < now {
@@ -137,25 +186,20 @@ pub fn run(
 }
 
 /// One poll of `source`, published.
-pub fn poll_once(
-    source: &mut dyn DeviceSource,
-    readings: &Mutex<Vec<DeviceReading>>,
-    stats: &ExporterStats,
-    throttle: &Throttle,
-) {
+pub fn poll_once(source: &mut dyn DeviceSource, state: &DeviceState, throttle: &Throttle) {
     let started = Instant::now();
     let mut poll = source.poll();
-    ExporterStats::set(
-        &stats.last_device_poll_micros,
-        started.elapsed().as_micros() as u64,
-    );
+    state
+        .stats
+        .last_poll_micros
+        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     for failure in &poll.failures {
-        stats.count_device_failure(failure.reason);
+        state.stats.count(failure.reason);
         if let Some(suppressed) = throttle.allow(failure.reason.label()) {
             tracing::warn!(source = source.name(), reason = failure.reason.label(), detail = %failure.detail, suppressed, "Device reading missing");
         }
     }
     poll.readings
         .sort_by(|a, b| (&a.key, a.device, &a.uuid).cmp(&(&b.key, b.device, &b.uuid)));
-    *lock(readings) = poll.readings;
+    *lock(&state.readings) = poll.readings;
 }

@@ -8,13 +8,13 @@
 use std::fmt::Write;
 
 use framescale_core::metrics::{
-    CONTAINER_LABEL, DEVICE_LABEL, FRAME_DURATION_SECONDS, FRAMES_TOTAL, GPU_DUTY_CYCLE_RATIO,
-    GPU_MEMORY_USED_BYTES, NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL, RENDER_ERRORS_TOTAL,
-    SUMMARY_QUANTILES, UUID_LABEL,
+    CONTAINER_LABEL, DEVICE_LABEL, EXPORTER_DEVICE_POLL_INTERVAL_SECONDS, EXPORTER_WINDOW_SECONDS,
+    FRAME_DURATION_SECONDS, FRAMES_TOTAL, GPU_DUTY_CYCLE_RATIO, GPU_MEMORY_USED_BYTES,
+    NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL, RENDER_ERRORS_TOTAL, SUMMARY_QUANTILES, UUID_LABEL,
 };
 use framescale_core::window::Scratch;
 
-use crate::device::{DeviceReading, FailureReason};
+use crate::device::{DeviceReading, DeviceStats};
 use crate::stats::ExporterStats;
 use crate::store::{Series, SeriesStore};
 
@@ -57,11 +57,13 @@ enum Kind {
     Summary,
 }
 
-/// Writes every metric of the exporter at `now_millis`.
+/// Writes every metric of the exporter at `now_millis`: the series of `store`, the device
+/// readings and the device source's figures, and the exporter's own counters.
 #[must_use]
 pub fn render(
     store: &SeriesStore,
     devices: &[DeviceReading],
+    device_stats: &DeviceStats,
     stats: &ExporterStats,
     now_millis: u64,
     format: Format,
@@ -91,7 +93,7 @@ pub fn render(
         sample(&mut out, RENDER_ERRORS_TOTAL, labels, s.job_errors);
     }
     write_devices(&mut out, format, devices);
-    write_device_self_metrics(&mut out, format, stats);
+    write_device_self_metrics(&mut out, format, device_stats);
     write_self_metrics(&mut out, format, store, stats);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -189,7 +191,7 @@ fn write_devices(out: &mut String, format: Format, devices: &[DeviceReading]) {
     }
 }
 
-fn write_device_self_metrics(out: &mut String, format: Format, stats: &ExporterStats) {
+fn write_device_self_metrics(out: &mut String, format: Format, stats: &DeviceStats) {
     let errors = "framescale_exporter_device_errors_total";
     header(
         out,
@@ -199,9 +201,9 @@ fn write_device_self_metrics(out: &mut String, format: Format, stats: &ExporterS
         "Device readings that could not be measured or attributed, by reason.",
         None,
     );
-    for (reason, count) in FailureReason::ALL.iter().zip(&stats.device_failures) {
+    for (reason, count) in stats.failures() {
         let labels = format!("reason=\"{}\"", reason.label());
-        sample(out, errors, &labels, ExporterStats::get(count));
+        sample(out, errors, &labels, count);
     }
     let poll = "framescale_exporter_device_poll_duration_seconds";
     header(
@@ -212,8 +214,23 @@ fn write_device_self_metrics(out: &mut String, format: Format, stats: &ExporterS
         "Duration of the last poll of the device source.",
         Some("seconds"),
     );
-    let micros = ExporterStats::get(&stats.last_device_poll_micros);
-    sample(out, poll, "", micros as f64 / 1e6);
+    sample(out, poll, "", stats.last_poll().as_secs_f64());
+    if let Some(window) = stats.interval {
+        header(
+            out,
+            format,
+            EXPORTER_DEVICE_POLL_INTERVAL_SECONDS,
+            Kind::Gauge,
+            "The window device duty is averaged over (--device-poll-interval).",
+            Some("seconds"),
+        );
+        sample(
+            out,
+            EXPORTER_DEVICE_POLL_INTERVAL_SECONDS,
+            "",
+            window.as_secs_f64(),
+        );
+    }
 }
 
 fn write_self_metrics(
@@ -291,8 +308,17 @@ fn write_self_metrics(
         None,
     );
     sample(out, push, "", get(&stats.push_records));
+    write_self_gauges(out, format, store, stats);
+}
 
-    let gauges: [(&str, &str, f64); 4] = [
+fn write_self_gauges(out: &mut String, format: Format, store: &SeriesStore, stats: &ExporterStats) {
+    let get = ExporterStats::get;
+    let gauges: [(&str, &str, f64); 5] = [
+        (
+            EXPORTER_WINDOW_SECONDS,
+            "The window the frame-time quantiles cover (--window).",
+            store.window().as_secs_f64(),
+        ),
         (
             "framescale_exporter_pods_tracked",
             "Pods with at least one tracked series.",
@@ -404,6 +430,7 @@ mod tests {
     use framescale_core::window::WindowConfig;
 
     use super::*;
+    use crate::device::FailureReason;
     use crate::store::SeriesKey;
 
     const NOW: u64 = 1_800_000_000_000;
@@ -435,6 +462,7 @@ mod tests {
         let text = render(
             &store,
             &[],
+            &DeviceStats::default(),
             &stats,
             NOW,
             Format::Prometheus,
@@ -451,14 +479,20 @@ mod tests {
             &format!("framescale_frames_total{{{labels},outcome=\"ok\"}} 4\n"),
             "# TYPE framescale_frames_total counter\n",
             "framescale_exporter_pods_tracked 2\n",
+            "framescale_exporter_window_seconds 60\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("# EOF"));
+        assert!(
+            !text.contains("framescale_exporter_device_poll_interval_seconds"),
+            "no device source, no duty window"
+        );
 
         let open = render(
             &store,
             &[],
+            &DeviceStats::default(),
             &stats,
             NOW,
             Format::OpenMetrics,
@@ -474,6 +508,7 @@ mod tests {
         let text = render(
             &store(),
             &[],
+            &DeviceStats::default(),
             &ExporterStats::default(),
             NOW,
             Format::Prometheus,
@@ -496,10 +531,12 @@ mod tests {
             memory_bytes,
         };
         let stats = ExporterStats::default();
-        stats.count_device_failure(FailureReason::UnknownPod);
+        let device_stats = DeviceStats::new(Some(Duration::from_millis(1500)));
+        device_stats.count(FailureReason::UnknownPod);
         let text = render(
             &SeriesStore::new(WindowConfig::default()),
             &[reading("a", Some(4096)), reading("b", None)],
+            &device_stats,
             &stats,
             NOW,
             Format::OpenMetrics,
@@ -513,6 +550,7 @@ mod tests {
             &format!("framescale_gpu_duty_cycle_ratio{{{b}}} 0.625\n"),
             &format!("framescale_gpu_memory_used_bytes{{{a}}} 4096\n"),
             "framescale_exporter_device_errors_total{reason=\"unknown_pod\"} 1\n",
+            "framescale_exporter_device_poll_interval_seconds 1.5\n",
             "framescale_exporter_device_errors_total{reason=\"process_gone\"} 0\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

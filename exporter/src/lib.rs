@@ -25,13 +25,14 @@ pub mod throttle;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use framescale_core::window::{Scratch, WindowConfig};
 
 pub use config::{DeviceSourceConfig, ExporterConfig};
 
 use crate::cpu::CpuSource;
-use crate::device::{DeviceReading, DeviceSource};
+use crate::device::{DeviceSource, DeviceState, DeviceStats};
 use crate::stats::ExporterStats;
 use crate::store::SeriesStore;
 use crate::tailer::Tailer;
@@ -52,14 +53,18 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Largest push body, in bytes.
     pub push_body_limit: usize,
-    /// Device duty of the last poll, sorted by key: replaced whole at each poll.
-    pub devices: Mutex<Vec<DeviceReading>>,
+    /// The device source's readings and figures.
+    pub devices: DeviceState,
 }
 
 impl Shared {
-    /// Empty state.
+    /// Empty state; `device_poll_interval` is `None` when no device source runs.
     #[must_use]
-    pub fn new(window: WindowConfig, push_body_limit: usize) -> Self {
+    pub fn new(
+        window: WindowConfig,
+        push_body_limit: usize,
+        device_poll_interval: Option<Duration>,
+    ) -> Self {
         Shared {
             store: Mutex::new(SeriesStore::new(window)),
             scratch: Mutex::new(Scratch::default()),
@@ -67,7 +72,10 @@ impl Shared {
             throttle: Throttle::default(),
             ready: AtomicBool::new(false),
             push_body_limit,
-            devices: Mutex::new(Vec::new()),
+            devices: DeviceState {
+                readings: Mutex::new(Vec::new()),
+                stats: DeviceStats::new(device_poll_interval),
+            },
         }
     }
 }
@@ -119,7 +127,15 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    let shared = Arc::new(Shared::new(config.window, config.push_body_limit));
+    let device_poll_interval = match config.device_source {
+        DeviceSourceConfig::None => None,
+        DeviceSourceConfig::Cpu(_) => Some(config.device_poll_interval),
+    };
+    let shared = Arc::new(Shared::new(
+        config.window,
+        config.push_body_limit,
+        device_poll_interval,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let tailer = {
         let (shared, stop) = (shared.clone(), stop.clone());
@@ -138,14 +154,7 @@ pub async fn run(
             let thread = std::thread::Builder::new()
                 .name("devices".into())
                 .spawn(move || {
-                    device::run(
-                        source,
-                        interval,
-                        &shared.devices,
-                        &shared.stats,
-                        &shared.throttle,
-                        &stop,
-                    );
+                    device::run(source, interval, &shared.devices, &shared.throttle, &stop);
                 })
                 .map_err(Error::Serve)?;
             Some(thread)

@@ -42,11 +42,12 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = {
         let store = lock(&shared.store);
-        let devices = lock(&shared.devices);
+        let devices = lock(&shared.devices.readings);
         let mut scratch = lock(&shared.scratch);
         exposition::render(
             &store,
             &devices,
+            &shared.devices.stats,
             &shared.stats,
             now_millis(),
             format,
@@ -134,6 +135,7 @@ mod tests {
         Arc::new(Shared::new(
             framescale_core::window::WindowConfig::default(),
             1024,
+            None,
         ))
     }
 

@@ -1,8 +1,7 @@
-//! The exporter's own counters, shared by the tailer, the push endpoint and `/metrics`.
+//! The exporter's own counters, shared by the tailer, the push endpoint and `/metrics`. The
+//! device source counts itself apart ([`crate::device::DeviceStats`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::device::FailureReason;
 
 /// Self-observation counters and gauges; every field is updated with relaxed atomics.
 #[derive(Debug, Default)]
@@ -37,10 +36,6 @@ pub struct ExporterStats {
     pub files_tracked: AtomicU64,
     /// Gauge: duration of the last poll of the log root, in microseconds.
     pub last_poll_micros: AtomicU64,
-    /// Gauge: duration of the last poll of the device source, in microseconds.
-    pub last_device_poll_micros: AtomicU64,
-    /// Device readings missing, by [`FailureReason`] (in [`FailureReason::ALL`] order).
-    pub device_failures: [AtomicU64; 3],
 }
 
 impl ExporterStats {
@@ -53,11 +48,6 @@ impl ExporterStats {
     #[must_use]
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
-    }
-
-    /// Counts one missing device reading.
-    pub fn count_device_failure(&self, reason: FailureReason) {
-        Self::add(&self.device_failures[reason as usize], 1);
     }
 
     /// Sets a gauge.

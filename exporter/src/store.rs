@@ -110,6 +110,12 @@ impl SeriesStore {
         }
     }
 
+    /// The window every series' quantiles cover.
+    #[must_use]
+    pub fn window(&self) -> std::time::Duration {
+        self.config.window()
+    }
+
     /// Records one event of `key`'s log, which happened at `at_millis`. Returns false when a
     /// frame was too old to join the window (it still counts in the totals).
     pub fn record(&mut self, key: &SeriesKey, event: &RenderEvent, at_millis: u64) -> bool {

@@ -1,0 +1,226 @@
+//! The direct backend: what it takes from an exposition, holds, and scraping real HTTP
+//! exporters on 127.0.0.1 (a good one, hung ones, a refused port).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use framescale_core::score::Holds;
+
+use super::*;
+use crate::series::parse_exposition;
+
+const EXPOSITION: &str = r#"
+framescale_frame_duration_seconds{namespace="render",pod="a",container="blender",quantile="0.95"} 0.064
+framescale_frame_duration_seconds{namespace="render",pod="a",container="sidecar",quantile="0.95"} 0.010
+framescale_frame_duration_seconds{namespace="render",pod="a",container="blender",quantile="0.5"} 0.020
+framescale_frame_duration_seconds{namespace="render",pod="b",container="blender",quantile="0.95"} 0.016
+framescale_gpu_duty_cycle_ratio{namespace="render",pod="a",container="blender",device="gpu",uuid="GPU-1"} 0.91
+framescale_frame_duration_seconds{namespace="other",pod="c",container="x",quantile="0.95"} 0.5
+framescale_exporter_window_seconds 20
+framescale_exporter_device_poll_interval_seconds 0.5
+"#;
+
+#[test]
+fn ingest_picks_aggregates_and_scales() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    source.ingest(&parse_exposition(EXPOSITION).unwrap(), 1_000);
+    let render = source.snapshot("render", 1_000);
+    assert_eq!(render.len(), 2);
+    assert_eq!(
+        render["a"].p95_ms,
+        Some(Reading {
+            value: 64.0,
+            at_millis: 1_000,
+            window: Some(Duration::from_secs(20)),
+        }),
+        "the window is the exporter's"
+    );
+    assert_eq!(
+        render["a"].duty_pct.unwrap().window,
+        Some(Duration::from_millis(500))
+    );
+    assert!((render["a"].duty_pct.unwrap().value - 91.0).abs() < 1e-9);
+    assert_eq!(render["b"].duty_pct, None, "missing stays missing");
+    assert_eq!(source.snapshot("other", 1_000).len(), 1);
+}
+
+#[test]
+fn holds_build_up_over_scrapes() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    let samples = parse_exposition(EXPOSITION).unwrap();
+    for at in (0..=30_000).step_by(5_000) {
+        source.ingest(&samples, at);
+    }
+    let holds = source.snapshot("render", 30_000)["a"].holds;
+    assert_eq!(
+        holds,
+        Holds {
+            frame_over: true,
+            gpu_over: true,
+            both_over: true
+        }
+    );
+    assert_eq!(
+        source.snapshot("render", 30_000)["b"].holds,
+        Holds::default()
+    );
+}
+
+#[test]
+fn pods_without_fresh_values_are_forgotten() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    source.ingest(&parse_exposition(EXPOSITION).unwrap(), 1_000);
+    source.forget_older_than(2_000);
+    assert!(source.snapshot("render", 2_000).is_empty());
+}
+
+#[test]
+fn a_window_the_exporter_does_not_state_is_unknown_unless_the_file_says() {
+    let without = EXPOSITION
+        .lines()
+        .filter(|l| !l.starts_with("framescale_exporter_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    source.ingest(&parse_exposition(&without).unwrap(), 1_000);
+    assert_eq!(
+        source.snapshot("render", 1_000)["a"].p95_ms.unwrap().window,
+        None
+    );
+
+    let config = MetricsConfig::parse("metrics: { frame: { window: 30s } }").unwrap();
+    let source = DirectSource::new(Arc::new(config));
+    source.ingest(&parse_exposition(EXPOSITION).unwrap(), 1_000);
+    assert_eq!(
+        source.snapshot("render", 1_000)["a"].p95_ms.unwrap().window,
+        Some(Duration::from_secs(30)),
+        "the metrics file wins over the exporter"
+    );
+}
+
+/// Serves `body` as an exporter's /metrics on a port of 127.0.0.1.
+async fn exporter(body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let app =
+        axum::Router::new().route("/metrics", axum::routing::get(move || async move { body }));
+    tokio::spawn(axum::serve(listener, app).into_future());
+    url
+}
+
+/// A port that accepts connections and never answers.
+async fn hung() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+fn client() -> reqwest::Client {
+    let tls = crate::tls::client_config(rustls::RootCertStore::empty()).unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn exporters_are_scraped_at_once_and_a_hung_one_delays_no_other() {
+    let good = exporter(EXPOSITION).await;
+    let (first_hung, _a) = hung().await;
+    let (second_hung, _b) = hung().await;
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/metrics", listener.local_addr().unwrap())
+    };
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    let targets = [first_hung.clone(), good, second_hung, refused.clone()];
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    source.scrape_round(&client(), &targets, timeout).await;
+    let took = started.elapsed();
+    // One after another, the two hung exporters alone would take two timeouts.
+    assert!(took < timeout.mul_f64(1.9), "{took:?}");
+    assert_eq!(
+        source.snapshot("render", now_millis()).len(),
+        2,
+        "the good exporter's pods"
+    );
+    let (rounds, failures) = source.health();
+    assert_eq!(rounds, 1);
+    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with(&first_hung) && f.contains("no answer within 1s")),
+        "{failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.starts_with(&refused) && f.contains("refused")),
+        "{failures:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_exporter_that_recovers_leaves_the_failures() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}/metrics");
+    source
+        .scrape_round(
+            &client(),
+            std::slice::from_ref(&url),
+            Duration::from_secs(1),
+        )
+        .await;
+    assert_eq!(source.health().1.len(), 1);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { EXPOSITION }));
+    tokio::spawn(axum::serve(listener, app).into_future());
+    source
+        .scrape_round(&client(), &[url], Duration::from_secs(1))
+        .await;
+    assert_eq!(source.health(), (2, Vec::new()));
+    assert!(!source.snapshot("render", now_millis()).is_empty());
+}
+
+#[tokio::test]
+async fn long_expositions_are_read_in_chunks_and_bad_lines_name_their_number() {
+    // Some 40,000 lines of other series around the selected ones, as a big node serves.
+    let mut text = String::new();
+    for i in 0..20_000 {
+        let _ = writeln!(
+            text,
+            "framescale_exporter_lines_read_total{{x=\"{i}\"}} {i}"
+        );
+    }
+    text.push_str(EXPOSITION);
+    for i in 0..20_000 {
+        let _ = writeln!(text, "# HELP other_{i} a comment");
+    }
+    let big = exporter(Box::leak(text.into_boxed_str())).await;
+    let bad =
+        exporter("# HELP a\nframescale_gpu_duty_cycle_ratio{namespace=\"a\",pod=\"b\"} zero\n")
+            .await;
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    source
+        .scrape_round(&client(), &[big, bad.clone()], Duration::from_secs(5))
+        .await;
+    let render = source.snapshot("render", now_millis());
+    assert!((render["a"].p95_ms.unwrap().value - 64.0).abs() < 1e-9);
+    let (_, failures) = source.health();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].starts_with(&bad) && failures[0].contains("line 2"),
+        "{failures:?}"
+    );
+}
