@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_worker::WorkerConfig;
+use framescale_worker::backend::Backend;
 use framescale_worker::blender::BlenderBackend;
-use framescale_worker::render::Backend;
 
 /// Flags of `framescale worker`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]

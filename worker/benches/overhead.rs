@@ -10,7 +10,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
-use framescale_worker::render::{Backend, FrameRequest};
+use framescale_worker::backend::Backend;
+use framescale_worker::frame::{FrameRequest, Renderer};
 use framescale_worker::server::{Worker, router};
 use tower::ServiceExt;
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use framescale_core::blender::BlenderParser;
 use framescale_core::frame::{Outcome, RenderEvent};
 
-use crate::render::{FrameRequest, RenderError};
+use crate::frame::{FrameRequest, RenderError, Rendered, Renderer};
 
 /// Where Blender and the scenes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +43,9 @@ pub struct BlenderRun {
     pub exit_code: Option<i32>,
 }
 
-impl BlenderBackend {
-    /// Renders `request`; returns the PNG and Blender's time for the frame.
-    pub fn render(&self, request: &FrameRequest) -> Result<(Vec<u8>, Duration), RenderError> {
+impl Renderer for BlenderBackend {
+    /// Renders `request`; the time is the one Blender printed for the frame.
+    fn render(&self, request: &FrameRequest) -> Result<Rendered, RenderError> {
         let scene = self.scenes.join(format!("{}.blend", request.scene));
         let dir = tempfile::Builder::new()
             .prefix("frame-")
@@ -66,9 +66,14 @@ impl BlenderBackend {
                 path.display()
             ))
         })?;
-        Ok((png, time))
+        Ok(Rendered {
+            png,
+            render_time: time,
+        })
     }
+}
 
+impl BlenderBackend {
     fn run(
         &self,
         scene: &Path,

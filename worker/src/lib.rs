@@ -1,21 +1,24 @@
 //! framescale's bundled render service, the Deployment the HPA scales: an HTTP render API in
 //! front of a fixed number of render slots and a bounded queue ([`server`]), rendering on a
-//! backend ([`render`]): the synthetic CPU path tracer ([`tracer`]) for machines without a GPU.
+//! backend ([`backend`], one [`frame::Renderer`] trait): the synthetic CPU path tracer
+//! ([`tracer`]) for machines without a GPU, or Blender ([`blender`]). A frame's request, result
+//! and errors are [`frame`]'s.
 //! Each frame is logged on stdout in the `framescale.frame` format, so the exporter measures the
 //! worker like any other render pod. The load generator ([`loadgen`], [`profile`]) drives it.
 
+pub mod backend;
 pub mod blender;
+pub mod frame;
 pub mod loadgen;
 pub mod profile;
 pub mod random;
-pub mod render;
 pub mod server;
 pub mod tracer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::render::Backend;
+use crate::backend::Backend;
 use crate::server::Worker;
 
 /// Everything the worker needs to run.

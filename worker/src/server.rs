@@ -19,7 +19,8 @@ use framescale_core::frame_line;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::render::{Backend, FrameRequest, RenderError};
+use crate::backend::Backend;
+use crate::frame::{FrameRequest, RenderError, Rendered, Renderer};
 
 /// The worker's shared state.
 pub struct Worker {
@@ -175,11 +176,7 @@ async fn render(
 
 /// One `framescale.frame` line on stdout per frame, so the exporter measures the worker like any
 /// other pod.
-fn log_frame(
-    request: &FrameRequest,
-    queue: Duration,
-    result: &Result<crate::render::Rendered, RenderError>,
-) {
+fn log_frame(request: &FrameRequest, queue: Duration, result: &Result<Rendered, RenderError>) {
     let record = FrameRecord {
         frame: Some(request.frame),
         duration: result.as_ref().ok().map(|r| r.render_time),

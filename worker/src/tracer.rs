@@ -6,11 +6,39 @@
 //! around them by 3° per frame. Paths bounce diffusely up to four times.
 
 use std::f64::consts::PI;
+use std::time::Instant;
 
+use crate::frame::{FrameRequest, RenderError, Rendered, Renderer};
 use crate::random::SplitMix;
 
 /// The scenes the synthetic backend knows.
 pub const SCENES: &[&str] = &["spheres"];
+
+/// The synthetic backend as a [`Renderer`]: the frame rendered and encoded as PNG, timed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracer;
+
+impl Renderer for Tracer {
+    fn render(&self, request: &FrameRequest) -> Result<Rendered, RenderError> {
+        if !SCENES.contains(&request.scene.as_str()) {
+            return Err(RenderError::SceneNotFound(format!(
+                "scene {:?} not found; the synthetic backend has {SCENES:?}",
+                request.scene
+            )));
+        }
+        let started = Instant::now();
+        let image = render(
+            request.frame,
+            request.width,
+            request.height,
+            request.samples,
+        );
+        Ok(Rendered {
+            png: png(&image),
+            render_time: started.elapsed(),
+        })
+    }
+}
 
 /// An 8-bit RGB image, rows top to bottom.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,10 @@
-//! One frame: what a request asks for, checked, and rendering it on a backend.
+//! One frame: what a request asks for and checks, what rendering it gives back, why it can
+//! fail, and the [`Renderer`] trait every backend implements. A leaf: the backends
+//! ([`crate::tracer`], [`crate::blender`], chosen by [`crate::backend`]) and the server build on it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
-
-use crate::blender::BlenderBackend;
-use crate::tracer;
 
 /// Largest width or height accepted.
 pub const MAX_SIDE: u32 = 4096;
@@ -90,6 +89,13 @@ impl FrameRequest {
     }
 }
 
+/// Something that renders frames, blocking the calling thread: the synthetic path tracer and
+/// Blender.
+pub trait Renderer {
+    /// Renders `request`: the PNG and the time it took, or why it could not.
+    fn render(&self, request: &FrameRequest) -> Result<Rendered, RenderError>;
+}
+
 /// A rendered frame.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -97,48 +103,6 @@ pub struct Rendered {
     pub png: Vec<u8>,
     /// Time spent rendering (and encoding); for Blender, the time it printed for the frame.
     pub render_time: Duration,
-}
-
-/// Where frames are rendered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// The built-in CPU path tracer.
-    Synthetic,
-    /// Blender, one process per frame ([`crate::blender`]).
-    Blender(BlenderBackend),
-}
-
-impl Backend {
-    /// Renders `request` on the calling thread (blocking).
-    pub fn render(&self, request: &FrameRequest) -> Result<Rendered, RenderError> {
-        match self {
-            Backend::Synthetic => {
-                if !tracer::SCENES.contains(&request.scene.as_str()) {
-                    return Err(RenderError::SceneNotFound(format!(
-                        "scene {:?} not found; the synthetic backend has {:?}",
-                        request.scene,
-                        tracer::SCENES
-                    )));
-                }
-                let started = Instant::now();
-                let image = tracer::render(
-                    request.frame,
-                    request.width,
-                    request.height,
-                    request.samples,
-                );
-                let png = tracer::png(&image);
-                Ok(Rendered {
-                    png,
-                    render_time: started.elapsed(),
-                })
-            }
-            Backend::Blender(blender) => {
-                let (png, render_time) = blender.render(request)?;
-                Ok(Rendered { png, render_time })
-            }
-        }
-    }
 }
 
 #[cfg(test)]
