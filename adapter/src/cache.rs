@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::source::{BoxFuture, PodSignals, SignalSource, SourceError};
 use crate::telemetry::{Cache, Telemetry};
@@ -160,7 +161,9 @@ mod tests {
         })
     }
 
-    #[tokio::test]
+    // Tokio's clock is paused in these tests: the slow source's 50 ms and the TTLs pass when
+    // the test says, whatever the machine's speed.
+    #[tokio::test(start_paused = true)]
     async fn concurrent_requests_share_one_fetch() {
         let backend = slow();
         let telemetry = Arc::new(Telemetry::default());
@@ -194,16 +197,17 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn answers_expire_and_failures_are_not_kept() {
         let backend = slow();
         let cache = CachedSource::new(backend.clone(), Duration::from_millis(100), Arc::default());
         cache.namespace_signals("render").await.unwrap();
+        tokio::time::advance(Duration::from_millis(40)).await;
         cache.namespace_signals("render").await.unwrap();
-        assert_eq!(backend.calls.load(Ordering::Relaxed), 1);
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(backend.calls.load(Ordering::Relaxed), 1, "within the TTL");
+        tokio::time::advance(Duration::from_millis(100)).await;
         cache.namespace_signals("render").await.unwrap();
-        assert_eq!(backend.calls.load(Ordering::Relaxed), 2);
+        assert_eq!(backend.calls.load(Ordering::Relaxed), 2, "past the TTL");
 
         let failing = MemorySource::default();
         failing.set_down(Some("down"));

@@ -252,7 +252,7 @@ fn plan(args: &DemoArgs, spec: HpaSpec, render_ms: f64) -> anyhow::Result<Plan> 
     let capacity = args.slots as f64 * 1000.0 / render_ms;
     let seconds = args.duration.as_secs_f64();
     let profile = match &args.profile {
-        Some(text) => Profile::parse(text).map_err(|e| anyhow::anyhow!("--profile: {e}"))?,
+        Some(text) => Profile::parse(text).context("--profile")?,
         None => Profile::Step {
             low: round2(0.25 * capacity),
             high: round2(2.0 * capacity),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use framescale_worker::loadgen::{self, LoadConfig};
 use framescale_worker::profile::Profile;
@@ -46,7 +46,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             bail!("--url {url:?} must be a worker's base URL such as http://127.0.0.1:8080");
         }
     }
-    let profile = Profile::parse(&args.profile).map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+    let profile = Profile::parse(&args.profile).context("--profile")?;
     if args.duration.is_zero() {
         bail!("--duration must be positive");
     }

@@ -106,7 +106,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let mut notes = settings(&config, &args);
     let rows = if let Some(text) = &args.profile {
-        let profile = Profile::parse(text).map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+        let profile = Profile::parse(text).context("--profile")?;
         if !(args.render_ms > 0.0 && args.slots > 0.0) {
             bail!("--render-ms and --slots must be above 0");
         }
@@ -129,7 +129,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("--trace {}", path.display()))?;
         let trace = simulation::parse_trace(&text)
-            .map_err(|e| anyhow::anyhow!("--trace {}: {e}", path.display()))?;
+            .with_context(|| format!("--trace {}", path.display()))?;
         notes.push(format!(
             "trace {} ({} samples)",
             path.display(),

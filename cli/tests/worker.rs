@@ -1,7 +1,7 @@
 //! `framescale worker` as a process on 127.0.0.1: frames rendered and logged as
-//! `framescale.frame` lines on stdout, deterministic PNGs, clear errors, 429 beyond the slots
-//! and the queue, SIGTERM finishing every admitted frame, and the Blender backend running
-//! Debian's Blender for real.
+//! `framescale.frame` lines on stdout, deterministic PNGs, clear errors, SIGTERM finishing every
+//! admitted frame, and the Blender backend running Debian's Blender for real. (429 beyond the
+//! slots and the queue is the server's own test, with a renderer it holds.)
 
 mod support;
 
@@ -104,7 +104,7 @@ fn frame_lines(path: &Path) -> Vec<framescale_core::frame::FrameRecord> {
 const SLOW: &str = r#"{"frame": 3, "width": 192, "height": 192, "samples": 64}"#;
 
 #[test]
-fn frames_are_rendered_logged_and_refused_beyond_the_queue() {
+fn frames_are_rendered_logged_and_bad_requests_refused() {
     let worker = Worker::start(1, 1);
     let small = r#"{"frame": 5, "width": 16, "height": 12, "samples": 2}"#;
     let first = worker.render(small, "");
@@ -146,26 +146,11 @@ fn frames_are_rendered_logged_and_refused_beyond_the_queue() {
         assert!(text.contains(message), "{text}");
     }
 
-    // One slot, one queue place: of three concurrent slow frames one is refused with 429.
-    let addr = worker.addr.clone();
-    let requests: Vec<_> = (0..3)
-        .map(|i| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100 * i));
-                post(&addr, SLOW, "")
-            })
-        })
-        .collect();
-    let answers: Vec<_> = requests.into_iter().map(|r| r.join().unwrap()).collect();
-    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [200, 200, 429], "{statuses:?}");
-    assert_eq!(answers[2].headers["retry-after"], "1");
-
     // Every frame rendered or failed is one line on stdout: 3 small + 1 timings + the missing
-    // scene (failed) + 2 slow frames; the refused and malformed requests are not frames.
+    // scene (failed); the malformed requests are not frames. (Slots, queue and 429 are the
+    // server's own test, with a renderer it holds.)
     let lines = worker.frame_lines();
-    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     let failed: Vec<_> = lines
         .iter()
         .filter(|l| l.outcome == Outcome::Failed)
@@ -174,11 +159,6 @@ fn frames_are_rendered_logged_and_refused_beyond_the_queue() {
     assert!(failed[0].error.as_deref().unwrap().contains("city"));
     let first = lines[0].duration.unwrap().as_secs_f64() * 1000.0;
     assert!((first - render_ms).abs() < 0.01, "{first} vs {render_ms}");
-    let slow_queued = lines[5..].iter().map(|l| l.queue.unwrap()).max().unwrap();
-    assert!(
-        slow_queued > Duration::from_millis(100),
-        "the second slow frame waited for the first: {slow_queued:?}"
-    );
 }
 
 #[test]

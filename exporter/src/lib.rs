@@ -1,6 +1,7 @@
 //! framescale's per-node exporter: render logs in, per-pod frame-time quantiles out.
 //!
-//! It follows the kubelet's pods log root ([`discovery`], [`tail`], [`cri`]), parses each
+//! It follows the kubelet's pods log root ([`log_root`]: the polling loop; [`discovery`]: which
+//! logs; [`log_file`]: one file through rotation; [`cri`]: its records), parses each
 //! container's output with the core render-log parser, keeps a sliding window per
 //! (namespace, pod, container) ([`store`]), accepts pushed frames ([`push`]) and serves it all
 //! as OpenMetrics ([`exposition`], [`server`]). Device duty comes from a [`device::DeviceSource`]
@@ -14,13 +15,13 @@ pub mod cri;
 pub mod device;
 pub mod discovery;
 pub mod exposition;
+pub mod log_file;
+pub mod log_root;
 pub mod procfs;
 pub mod push;
 pub mod server;
 pub mod stats;
 pub mod store;
-pub mod tail;
-pub mod tailer;
 pub mod throttle;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,9 +34,9 @@ pub use config::{DeviceSourceConfig, ExporterConfig};
 
 use crate::cpu::CpuSource;
 use crate::device::{DeviceSource, DeviceState, DeviceStats};
+use crate::log_root::Tailer;
 use crate::stats::ExporterStats;
 use crate::store::SeriesStore;
-use crate::tailer::Tailer;
 use crate::throttle::Throttle;
 
 /// State shared by the tailer thread and the HTTP handlers.

@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use framescale_core::frame::RenderEvent;
 
 use crate::exposition::{self, Format};
+use crate::log_file::now_millis;
 use crate::stats::ExporterStats;
-use crate::tail::now_millis;
 use crate::{Shared, lock, push};
 
 /// The router, for a real server or for `oneshot` tests.

@@ -25,11 +25,15 @@ impl Throttle {
     /// Whether a message of `kind` may be logged now; if so, how many were held back since the
     /// last one.
     pub fn allow(&self, kind: &'static str) -> Option<u64> {
+        self.allow_at(kind, Instant::now())
+    }
+
+    /// [`Throttle::allow`] as of `now` (tests pass their own clock).
+    pub fn allow_at(&self, kind: &'static str, now: Instant) -> Option<u64> {
         let mut last = self
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
         match last.get_mut(kind) {
             Some((at, held)) if now.duration_since(*at) < self.interval => {
                 *held += 1;
@@ -62,12 +66,15 @@ mod tests {
 
     #[test]
     fn one_message_per_interval_and_a_count_of_the_rest() {
-        let throttle = Throttle::new(Duration::from_millis(50));
-        assert_eq!(throttle.allow("a"), Some(0));
-        assert_eq!(throttle.allow("a"), None);
-        assert_eq!(throttle.allow("a"), None);
-        assert_eq!(throttle.allow("b"), Some(0));
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(throttle.allow("a"), Some(2));
+        let throttle = Throttle::new(Duration::from_secs(10));
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert_eq!(throttle.allow_at("a", at(0)), Some(0));
+        assert_eq!(throttle.allow_at("a", at(1)), None);
+        assert_eq!(throttle.allow_at("a", at(9)), None);
+        assert_eq!(throttle.allow_at("b", at(9)), Some(0), "kinds apart");
+        assert_eq!(throttle.allow_at("a", at(10)), Some(2));
+        assert_eq!(throttle.allow_at("a", at(11)), None);
+        assert_eq!(throttle.allow_at("b", at(19)), Some(0));
     }
 }

@@ -152,39 +152,98 @@ pub struct TraceSample {
     pub duty_pct: Option<f64>,
 }
 
+/// Why a trace cannot be read; each names the line to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TraceError {
+    /// The first line is not the header.
+    #[error("the first line must be the header t_s,pod,p95_ms,duty_pct")]
+    NoHeader,
+    /// A line has another number of cells.
+    #[error("line {line}: expected 4 cells, got {cells}")]
+    Cells {
+        /// The line number.
+        line: usize,
+        /// How many it has.
+        cells: usize,
+    },
+    /// A cell is not a number ≥ 0.
+    #[error("line {line}: {column} {text:?} is not a number >= 0")]
+    NotANumber {
+        /// The line number.
+        line: usize,
+        /// `t_s`, `p95_ms` or `duty_pct`.
+        column: &'static str,
+        /// The cell.
+        text: String,
+    },
+    /// A line has no time or no pod.
+    #[error("line {line}: {column} is empty")]
+    Empty {
+        /// The line number.
+        line: usize,
+        /// `t_s` or `pod`.
+        column: &'static str,
+    },
+    /// A line is earlier than the one before it.
+    #[error("line {line}: t_s {t} goes back in time")]
+    BackInTime {
+        /// The line number.
+        line: usize,
+        /// Its time.
+        t: f64,
+    },
+    /// Only the header.
+    #[error("the trace has no samples")]
+    NoSamples,
+}
+
 /// Parses a trace CSV: a header `t_s,pod,p95_ms,duty_pct`, then one line per pod and time;
 /// an empty cell is a missing value. Lines must be in time order.
-pub fn parse_trace(text: &str) -> Result<Vec<TraceSample>, String> {
+pub fn parse_trace(text: &str) -> Result<Vec<TraceSample>, TraceError> {
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     match lines.next() {
         Some((_, header)) if header.trim() == "t_s,pod,p95_ms,duty_pct" => {}
-        _ => return Err("the first line must be the header t_s,pod,p95_ms,duty_pct".into()),
+        _ => return Err(TraceError::NoHeader),
     }
     let mut samples: Vec<TraceSample> = Vec::new();
     for (index, line) in lines {
-        let at = || format!("line {}", index + 1);
+        let line_number = index + 1;
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let [t, pod, p95, duty] = cells.as_slice() else {
-            return Err(format!("{}: expected 4 cells, got {}", at(), cells.len()));
+            return Err(TraceError::Cells {
+                line: line_number,
+                cells: cells.len(),
+            });
         };
-        let number = |cell: &str, what: &str| -> Result<Option<f64>, String> {
+        let number = |cell: &str, column: &'static str| -> Result<Option<f64>, TraceError> {
             if cell.is_empty() {
                 return Ok(None);
             }
             match cell.parse::<f64>() {
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
-                _ => Err(format!("{}: {what} {cell:?} is not a number >= 0", at())),
+                _ => Err(TraceError::NotANumber {
+                    line: line_number,
+                    column,
+                    text: cell.to_owned(),
+                }),
             }
         };
-        let t = number(t, "t_s")?.ok_or_else(|| format!("{}: t_s is empty", at()))?;
+        let empty = |column| TraceError::Empty {
+            line: line_number,
+            column,
+        };
+        let t = number(t, "t_s")?.ok_or_else(|| empty("t_s"))?;
         if samples.last().is_some_and(|s| s.t > t) {
-            return Err(format!("{}: t_s {t} goes back in time", at()));
+            return Err(TraceError::BackInTime {
+                line: line_number,
+                t,
+            });
         }
         if pod.is_empty() {
-            return Err(format!("{}: pod is empty", at()));
+            return Err(empty("pod"));
         }
         samples.push(TraceSample {
             t,
@@ -194,7 +253,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceSample>, String> {
         });
     }
     if samples.is_empty() {
-        return Err("the trace has no samples".into());
+        return Err(TraceError::NoSamples);
     }
     Ok(samples)
 }
@@ -403,15 +462,36 @@ mod tests {
             .find(|r| r.desired.is_some_and(|d| d > 2))
             .unwrap();
         assert!(up.t >= 5.0, "after the 5 s hold");
-        for bad in [
-            "",
-            "t,pod\n",
-            "t_s,pod,p95_ms,duty_pct\n1,a,2\n",
-            "t_s,pod,p95_ms,duty_pct\n5,a,1,1\n4,a,1,1\n",
-            "t_s,pod,p95_ms,duty_pct\n1,a,-1,1\n",
-            "t_s,pod,p95_ms,duty_pct\n",
+        let header = "t_s,pod,p95_ms,duty_pct\n";
+        for (bad, want) in [
+            (String::new(), TraceError::NoHeader),
+            ("t,pod\n".to_owned(), TraceError::NoHeader),
+            (
+                format!("{header}1,a,2\n"),
+                TraceError::Cells { line: 2, cells: 3 },
+            ),
+            (
+                format!("{header}5,a,1,1\n4,a,1,1\n"),
+                TraceError::BackInTime { line: 3, t: 4.0 },
+            ),
+            (
+                format!("{header}1,a,-1,1\n"),
+                TraceError::NotANumber {
+                    line: 2,
+                    column: "p95_ms",
+                    text: "-1".into(),
+                },
+            ),
+            (
+                format!("{header}1,,1,1\n"),
+                TraceError::Empty {
+                    line: 2,
+                    column: "pod",
+                },
+            ),
+            (header.to_owned(), TraceError::NoSamples),
         ] {
-            assert!(parse_trace(bad).is_err(), "{bad:?}");
+            assert_eq!(parse_trace(&bad), Err(want), "{bad:?}");
         }
     }
 }

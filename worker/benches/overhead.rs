@@ -23,7 +23,7 @@ fn overhead(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let app = router(Arc::new(Worker::new(Backend::Synthetic, 1, 4)));
+    let app = router(Arc::new(Worker::new(Arc::new(Backend::Synthetic), 1, 4)));
     let request: FrameRequest = serde_json::from_str(BODY).unwrap();
     let mut group = c.benchmark_group("frame");
     group.bench_function("render alone, 1x1, 1 sample", |b| {

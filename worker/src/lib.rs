@@ -64,7 +64,7 @@ pub async fn run(
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let worker = Arc::new(Worker::new(
-        config.backend.clone(),
+        Arc::new(config.backend.clone()),
         config.slots,
         config.queue,
     ));

@@ -7,9 +7,91 @@
 //! held after the last. Rates are requests per second; times take units (`30s`, `2m`) or bare
 //! seconds.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::random::SplitMix;
+
+/// Why a `--profile` value is not usable; each message quotes the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Not one of the forms.
+    #[error(
+        "profile {0:?}: use constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMPLITUDE,PERIOD or csv:FILE"
+    )]
+    UnknownForm(String),
+    /// A form with another number of values than it takes.
+    #[error("profile {profile:?}: {form} takes {} values", counts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or "))]
+    ValueCount {
+        /// The value.
+        profile: String,
+        /// The form.
+        form: String,
+        /// The numbers of values it takes.
+        counts: &'static [usize],
+    },
+    /// A value is not a number ≥ 0.
+    #[error("profile {profile:?}: {source}")]
+    BadValue {
+        /// The value.
+        profile: String,
+        /// Why.
+        source: NumberError,
+    },
+    /// A sine's period is 0.
+    #[error("profile {0:?}: the period must be positive")]
+    Period(String),
+    /// The CSV file cannot be read.
+    #[error("profile {profile:?}: {}: {source}", path.display())]
+    CsvUnreadable {
+        /// The value.
+        profile: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CSV file's lines are not a profile.
+    #[error("profile {profile:?}: {}: {source}", path.display())]
+    Csv {
+        /// The value.
+        profile: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: CsvError,
+    },
+}
+
+/// Why a number of a profile is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    /// Neither a number nor a duration.
+    #[error("{0:?} is not a number or a duration")]
+    NotANumber(String),
+    /// Negative or not finite.
+    #[error("{0:?} must be a finite number ≥ 0")]
+    OutOfRange(String),
+}
+
+/// What is wrong with a profile's CSV file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    /// A time is not after the one before.
+    #[error("line {0}: times must increase")]
+    TimesNotIncreasing(usize),
+    /// A line is not `seconds,rate`.
+    #[error("line {line}: expected `seconds,rate` with both ≥ 0, got {text:?}")]
+    BadLine {
+        /// The line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+    /// No points at all.
+    #[error("no `seconds,rate` lines")]
+    Empty,
+}
 
 /// The offered rate over time.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,23 +131,31 @@ pub enum Profile {
 
 impl Profile {
     /// Parses a `--profile` value; `csv:` files are read here.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (kind, args) = text.split_once(':').unwrap_or((text, ""));
-        let numbers = |count: std::ops::RangeInclusive<usize>| -> Result<Vec<f64>, String> {
+    pub fn parse(text: &str) -> Result<Self, ProfileError> {
+        let (form, args) = text.split_once(':').unwrap_or((text, ""));
+        let profile = text.to_owned();
+        let numbers = |counts: &'static [usize]| -> Result<Vec<f64>, ProfileError> {
             let parts: Vec<&str> = args.split(',').map(str::trim).collect();
-            if !count.contains(&parts.len()) {
-                return Err(format!("profile {text:?}: {kind} takes {count:?} values"));
+            if !counts.contains(&parts.len()) {
+                return Err(ProfileError::ValueCount {
+                    profile: profile.clone(),
+                    form: form.to_owned(),
+                    counts,
+                });
             }
             parts
                 .iter()
                 .map(|p| number(p))
                 .collect::<Result<_, _>>()
-                .map_err(|e| format!("profile {text:?}: {e}"))
+                .map_err(|source| ProfileError::BadValue {
+                    profile: profile.clone(),
+                    source,
+                })
         };
-        let profile = match kind {
-            "constant" => Profile::Constant(numbers(1..=1)?[0]),
+        let parsed = match form {
+            "constant" => Profile::Constant(numbers(&[1])?[0]),
             "step" => {
-                let v = numbers(3..=4)?;
+                let v = numbers(&[3, 4])?;
                 Profile::Step {
                     low: v[0],
                     high: v[1],
@@ -74,16 +164,16 @@ impl Profile {
                 }
             }
             "ramp" => {
-                let v = numbers(2..=2)?;
+                let v = numbers(&[2])?;
                 Profile::Ramp {
                     from: v[0],
                     to: v[1],
                 }
             }
             "sine" => {
-                let v = numbers(3..=3)?;
+                let v = numbers(&[3])?;
                 if v[2] <= 0.0 {
-                    return Err(format!("profile {text:?}: the period must be positive"));
+                    return Err(ProfileError::Period(profile));
                 }
                 Profile::Sine {
                     mean: v[0],
@@ -92,19 +182,31 @@ impl Profile {
                 }
             }
             "csv" => {
-                let contents = std::fs::read_to_string(args)
-                    .map_err(|e| format!("profile {text:?}: {args}: {e}"))?;
-                Profile::Points(
-                    points(&contents).map_err(|e| format!("profile {text:?}: {args}: {e}"))?,
-                )
+                let path = PathBuf::from(args);
+                let contents = match std::fs::read_to_string(&path) {
+                    Ok(contents) => contents,
+                    Err(source) => {
+                        return Err(ProfileError::CsvUnreadable {
+                            profile,
+                            path,
+                            source,
+                        });
+                    }
+                };
+                match points(&contents) {
+                    Ok(points) => Profile::Points(points),
+                    Err(source) => {
+                        return Err(ProfileError::Csv {
+                            profile,
+                            path,
+                            source,
+                        });
+                    }
+                }
             }
-            _ => {
-                return Err(format!(
-                    "profile {text:?}: use constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMPLITUDE,PERIOD or csv:FILE"
-                ));
-            }
+            _ => return Err(ProfileError::UnknownForm(profile)),
         };
-        Ok(profile)
+        Ok(parsed)
     }
 
     /// The rate at `t` seconds into a run of `duration` seconds.
@@ -175,22 +277,22 @@ impl Profile {
 }
 
 /// A number of seconds or a rate: `12`, `0.5`, `30s`, `2m`.
-fn number(text: &str) -> Result<f64, String> {
+fn number(text: &str) -> Result<f64, NumberError> {
     let value = if let Ok(value) = text.parse::<f64>() {
         value
     } else {
         humantime::parse_duration(text)
-            .map_err(|_| format!("{text:?} is not a number or a duration"))?
+            .map_err(|_| NumberError::NotANumber(text.to_owned()))?
             .as_secs_f64()
     };
     if value.is_finite() && value >= 0.0 {
         Ok(value)
     } else {
-        Err(format!("{text:?} must be a finite number ≥ 0"))
+        Err(NumberError::OutOfRange(text.to_owned()))
     }
 }
 
-fn points(contents: &str) -> Result<Vec<(f64, f64)>, String> {
+fn points(contents: &str) -> Result<Vec<(f64, f64)>, CsvError> {
     let mut points = Vec::new();
     for (i, line) in contents.lines().enumerate() {
         let line = line.trim();
@@ -203,21 +305,21 @@ fn points(contents: &str) -> Result<Vec<(f64, f64)>, String> {
         match parsed {
             Some((t, rate)) if t.is_finite() && rate.is_finite() && t >= 0.0 && rate >= 0.0 => {
                 if points.last().is_some_and(|(last, _)| t <= *last) {
-                    return Err(format!("line {}: times must increase", i + 1));
+                    return Err(CsvError::TimesNotIncreasing(i + 1));
                 }
                 points.push((t, rate));
             }
             None if points.is_empty() && i == 0 => {} // a header
             _ => {
-                return Err(format!(
-                    "line {}: expected `seconds,rate` with both ≥ 0, got {line:?}",
-                    i + 1
-                ));
+                return Err(CsvError::BadLine {
+                    line: i + 1,
+                    text: line.to_owned(),
+                });
             }
         }
     }
     if points.is_empty() {
-        return Err("no `seconds,rate` lines".into());
+        return Err(CsvError::Empty);
     }
     Ok(points)
 }
@@ -263,22 +365,24 @@ mod tests {
             [5.0, 7.0, 4.0]
         );
         std::fs::write(&dir, "0,1\n0,2\n").unwrap();
-        assert!(
-            Profile::parse(&format!("csv:{}", dir.display()))
-                .unwrap_err()
-                .contains("increase")
-        );
+        assert!(matches!(
+            Profile::parse(&format!("csv:{}", dir.display())),
+            Err(ProfileError::Csv {
+                source: CsvError::TimesNotIncreasing(2),
+                ..
+            })
+        ));
         std::fs::remove_file(&dir).unwrap();
 
         for (bad, why) in [
             ("burst:1", "use constant"),
-            ("step:1,2", "takes"),
+            ("step:1,2", "step takes 3 or 4 values"),
             ("constant:-1", "≥ 0"),
             ("constant:x", "not a number"),
             ("sine:1,1,0", "period"),
             ("csv:/nonexistent.csv", "/nonexistent.csv"),
         ] {
-            let error = Profile::parse(bad).unwrap_err();
+            let error = Profile::parse(bad).unwrap_err().to_string();
             assert!(error.contains(why), "{bad}: {error}");
         }
     }

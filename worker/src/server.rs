@@ -19,12 +19,11 @@ use framescale_core::frame_line;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::backend::Backend;
 use crate::frame::{FrameRequest, RenderError, Rendered, Renderer};
 
 /// The worker's shared state.
 pub struct Worker {
-    backend: Backend,
+    renderer: Arc<dyn Renderer + Send + Sync>,
     slots: Semaphore,
     admitted: AtomicUsize,
     capacity: usize,
@@ -33,11 +32,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker rendering `slots` frames at once with up to `queue` more waiting.
+    /// A worker rendering `slots` frames at once on `renderer` with up to `queue` more waiting.
     #[must_use]
-    pub fn new(backend: Backend, slots: usize, queue: usize) -> Self {
+    pub fn new(renderer: Arc<dyn Renderer + Send + Sync>, slots: usize, queue: usize) -> Self {
         Worker {
-            backend,
+            renderer,
             slots: Semaphore::new(slots),
             admitted: AtomicUsize::new(0),
             capacity: slots + queue,
@@ -139,7 +138,7 @@ async fn render(
         return problem(StatusCode::SERVICE_UNAVAILABLE, "the worker is stopping");
     };
     let queue_time = queued_at.elapsed();
-    let backend = worker.backend.clone();
+    let backend = worker.renderer.clone();
     let frame_request = request.clone();
     let result = tokio::task::spawn_blocking(move || backend.render(&frame_request))
         .await
@@ -215,4 +214,87 @@ fn failure(error: &RenderError) -> Response {
 /// A JSON error body: `{"error": "..."}`.
 fn problem(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A renderer that holds every frame until the test opens it.
+    #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        opened: Condvar,
+        started: AtomicUsize,
+    }
+
+    impl Gate {
+        fn open(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+    }
+
+    impl Renderer for Gate {
+        fn render(&self, _: &FrameRequest) -> Result<Rendered, RenderError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            Ok(Rendered {
+                png: b"png".to_vec(),
+                render_time: Duration::from_millis(1),
+            })
+        }
+    }
+
+    fn frame() -> Request<Body> {
+        Request::post("/v1/render")
+            .body(Body::from(r#"{"frame": 1}"#))
+            .unwrap()
+    }
+
+    /// Waits (on the worker's state, not on a clock) until `done` holds.
+    async fn until(done: impl Fn() -> bool) {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beyond_the_slots_and_the_queue_frames_are_refused_with_429() {
+        let gate = Arc::new(Gate::default());
+        let worker = Arc::new(Worker::new(gate.clone(), 1, 1));
+        let app = router(worker.clone());
+        // The first frame takes the slot and is held there; the second waits in the queue.
+        let first = tokio::spawn(app.clone().oneshot(frame()));
+        until(|| gate.started.load(Ordering::SeqCst) == 1).await;
+        let second = tokio::spawn(app.clone().oneshot(frame()));
+        until(|| worker.in_flight() == 2).await;
+        let refused = app.clone().oneshot(frame()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        let body = to_bytes(refused.into_body(), usize::MAX).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("queue is full"));
+
+        gate.open();
+        for answer in [first, second] {
+            let answer = answer.await.unwrap().unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            assert!(answer.headers().contains_key("x-queue-ms"));
+        }
+        assert_eq!((worker.frames(), worker.in_flight()), (2, 0));
+        assert_eq!(
+            gate.started.load(Ordering::SeqCst),
+            2,
+            "the refused frame never ran"
+        );
+    }
 }

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use crate::config::ExporterConfig;
 use crate::discovery::{self, Scan};
+use crate::log_file::{LogStream, PollContext, now_millis};
 use crate::stats::ExporterStats;
-use crate::tail::{LogStream, PollContext, now_millis};
 use crate::{Shared, lock};
 
 /// Follows every watched log under the root.
