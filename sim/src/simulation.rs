@@ -344,7 +344,7 @@ fn sync(
     values_milli: BTreeMap<String, i64>,
 ) -> Decision {
     let observation = Observation::PodsAverageValue {
-        name: "render_scaling_score".into(),
+        name: framescale_core::metrics::custom::SCALING_SCORE.into(),
         target_milli: 1000,
         pods,
         values_milli,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use framescale_core::metrics::custom;
 use framescale_sim::report::Row;
 
 use super::fleet::Fleet;
@@ -48,8 +49,8 @@ pub fn control_loop(
             t,
             offered_rate: Some(plan.profile.rate_at(t, seconds)),
             replicas,
-            p95_ms: mean(client.pods_metric("render_frame_duration_ms")),
-            duty_pct: mean(client.pods_metric("nvidia_gpu_duty_cycle")),
+            p95_ms: mean(client.pods_metric(custom::FRAME_DURATION_MS)),
+            duty_pct: mean(client.pods_metric(custom::GPU_DUTY_CYCLE)),
             score: mean(scores.clone()),
             ..Row::default()
         };

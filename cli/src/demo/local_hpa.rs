@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::fleet::{NAMESPACE, SELECTOR};
 
 /// The score metric the demo's HPA scales on, target `averageValue: 1`.
-pub const SCORE_METRIC: &str = "render_scaling_score";
+pub const SCORE_METRIC: &str = framescale_core::metrics::custom::SCALING_SCORE;
 
 /// A client of the adapter's custom metrics API that trusts only the demo's certificate.
 pub struct MetricsClient {
