@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_core::window::WindowConfig;
+use framescale_exporter::attribution::AttributionConfig;
+use framescale_exporter::config::NvmlSourceConfig;
 use framescale_exporter::cpu::CpuSourceConfig;
 use framescale_exporter::discovery::PodFilter;
 use framescale_exporter::{DeviceSourceConfig, ExporterConfig};
@@ -58,8 +60,8 @@ pub struct ExporterArgs {
     /// Largest POST /v1/frames body, in bytes.
     #[arg(long, env = "FRAMESCALE_PUSH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     push_body_limit: usize,
-    /// Where device duty comes from: `none`, or `cpu` (the busy share of each pod's CPUs, for nodes without a GPU).
-    #[arg(long, env = "FRAMESCALE_DEVICE_SOURCE", value_enum, default_value_t = DeviceSourceArg::None)]
+    /// Where device duty comes from: `auto` (NVML when libnvidia-ml.so.1 loads and sees a GPU, else CPU duty when there is a cgroup hierarchy or --cpu-processes, else none; the log says which and why), `nvml`, `cpu` or `none`.
+    #[arg(long, env = "FRAMESCALE_DEVICE_SOURCE", value_enum, default_value_t = DeviceSourceArg::Auto)]
     device_source: DeviceSourceArg,
     /// How often the device source is polled; duty is the busy share of the time between polls.
     #[arg(long, env = "FRAMESCALE_DEVICE_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -70,15 +72,36 @@ pub struct ExporterArgs {
     /// File of local processes the CPU source measures, one per line: `<pid> <namespace>/<pod> <container> [<cpus>]`; re-read every poll.
     #[arg(long, env = "FRAMESCALE_CPU_PROCESSES")]
     cpu_processes: Option<PathBuf>,
+    /// The node's /proc, whose PIDs NVML reports (mount the host's and run with hostPID, or point this at it).
+    #[arg(long, env = "FRAMESCALE_PROC_ROOT", default_value = "/proc")]
+    proc_root: PathBuf,
+    /// The kubelet's pod-resources socket, which says which container holds each GPU; `none` to attribute GPUs through their processes only.
+    #[arg(
+        long,
+        env = "FRAMESCALE_POD_RESOURCES_SOCKET",
+        default_value = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    )]
+    pod_resources_socket: PathBuf,
+    /// The kubelet's container log links (<pod>_<namespace>_<container>-<id>.log), which name a GPU process's container.
+    #[arg(
+        long,
+        env = "FRAMESCALE_CONTAINERS_LOG_DIR",
+        default_value = "/var/log/containers"
+    )]
+    containers_log_dir: PathBuf,
 }
 
 /// Values of `--device-source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum DeviceSourceArg {
-    /// No device duty.
-    None,
+    /// NVML if it loads and sees a GPU, else CPU, else none.
+    Auto,
+    /// GPUs through NVML.
+    Nvml,
     /// CPU time of pod cgroups and registered processes.
     Cpu,
+    /// No device duty.
+    None,
 }
 
 impl ExporterArgs {
@@ -122,14 +145,27 @@ impl ExporterArgs {
                 .filter(|s| !s.is_empty())
                 .collect()
         };
-        let device_source = match self.device_source {
-            DeviceSourceArg::None => DeviceSourceConfig::None,
-            DeviceSourceArg::Cpu => DeviceSourceConfig::Cpu(CpuSourceConfig {
-                proc_root: "/proc".into(),
-                cgroup_root: Some(self.cgroup_root).filter(|root| root.as_os_str() != "none"),
+        let cpu = CpuSourceConfig {
+            proc_root: self.proc_root.clone(),
+            cgroup_root: Some(self.cgroup_root).filter(|root| root.as_os_str() != "none"),
+            log_root: self.log_root.clone(),
+            processes_file: self.cpu_processes,
+        };
+        let nvml = NvmlSourceConfig {
+            pod_resources_socket: Some(self.pod_resources_socket)
+                .filter(|path| path.as_os_str() != "none"),
+            pod_resources_timeout: Duration::from_secs(2),
+            attribution: AttributionConfig {
+                proc_root: self.proc_root,
                 log_root: self.log_root.clone(),
-                processes_file: self.cpu_processes,
-            }),
+                containers_dir: self.containers_log_dir,
+            },
+        };
+        let device_source = match self.device_source {
+            DeviceSourceArg::Auto => DeviceSourceConfig::Auto { cpu, nvml },
+            DeviceSourceArg::Nvml => DeviceSourceConfig::Nvml(nvml),
+            DeviceSourceArg::Cpu => DeviceSourceConfig::Cpu(cpu),
+            DeviceSourceArg::None => DeviceSourceConfig::None,
         };
         Ok(ExporterConfig {
             log_root: self.log_root,

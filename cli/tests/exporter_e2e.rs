@@ -306,7 +306,7 @@ fn exporter_with_data(root: &Path) -> Exporter {
                 "render",
                 "test-0",
                 "test",
-                r#"device="cpu",uuid="cpu""#,
+                r#"device="cpu",uuid="cpu",measure="cpu_time""#,
             )
         },
     );
@@ -348,7 +348,7 @@ fn the_cpu_duty_of_registered_processes_is_served() {
             "render",
             "busy-0",
             "worker",
-            r#"device="cpu",uuid="cpu""#,
+            r#"device="cpu",uuid="cpu",measure="cpu_time""#,
         )
     };
     let duty = wait_for("the burner's duty", Duration::from_secs(10), || {

@@ -30,6 +30,10 @@ pub const CONTAINER_LABEL: &str = "container";
 pub const DEVICE_LABEL: &str = "device";
 /// Label on the device gauges: the device's UUID (`cpu` for the CPU source).
 pub const UUID_LABEL: &str = "uuid";
+/// Label on [`GPU_DUTY_CYCLE_RATIO`]: what the share measures — `sm_active` (GPM SM
+/// utilization), `busy_time` (NVML's `utilization.gpu`), `process_sm` (a pod's processes on a
+/// shared GPU), `cpu_time` (the CPU source).
+pub const MEASURE_LABEL: &str = "measure";
 /// Label on [`FRAMES_TOTAL`]: `ok` or `failed`.
 pub const OUTCOME_LABEL: &str = "outcome";
 

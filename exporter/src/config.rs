@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use framescale_core::window::WindowConfig;
 
+use crate::attribution::AttributionConfig;
 use crate::cpu::CpuSourceConfig;
 use crate::discovery::PodFilter;
 
@@ -45,4 +46,24 @@ pub enum DeviceSourceConfig {
     None,
     /// The CPU source ([`crate::cpu`]).
     Cpu(CpuSourceConfig),
+    /// The NVML source ([`crate::nvml`]), even when NVML does not load (it is retried).
+    Nvml(NvmlSourceConfig),
+    /// NVML when it loads and sees a GPU, else the CPU source, else none ([`crate::select`]).
+    Auto {
+        /// The CPU source's settings.
+        cpu: CpuSourceConfig,
+        /// The NVML source's settings.
+        nvml: NvmlSourceConfig,
+    },
+}
+
+/// Where the NVML source learns who holds each GPU.
+#[derive(Debug, Clone)]
+pub struct NvmlSourceConfig {
+    /// The kubelet's pod-resources socket; `None` to attribute through processes only.
+    pub pod_resources_socket: Option<PathBuf>,
+    /// Timeout of one pod-resources call.
+    pub pod_resources_timeout: Duration,
+    /// Where processes are attributed to pods.
+    pub attribution: AttributionConfig,
 }

@@ -18,14 +18,15 @@
 //! time of a child reaped during the window lands in that window whole.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::cgroup::Layout;
 use crate::device::{
-    DeviceFailure, DeviceKind, DevicePoll, DeviceReading, DeviceSource, FailureReason,
+    DeviceFailure, DeviceKind, DevicePoll, DeviceReading, DeviceSource, Duty, FailureReason,
+    Measure,
 };
-use crate::discovery::parse_pod_dir;
+use crate::discovery::pod_names;
 use crate::procfs::{self, ProcStat, StatFile};
 use crate::store::SeriesKey;
 
@@ -308,24 +309,12 @@ fn cpu_reading(key: SeriesKey, ratio: f64, memory_bytes: Option<u64>) -> DeviceR
         key,
         device: DeviceKind::Cpu,
         uuid: "cpu".into(),
-        duty_ratio: ratio.clamp(0.0, 1.0),
+        duty: Some(Duty {
+            ratio: ratio.clamp(0.0, 1.0),
+            measure: Measure::CpuTime,
+        }),
         memory_bytes,
     }
-}
-
-/// Pod UID → (namespace, pod), from the pods log root's directory names.
-fn pod_names(log_root: &Path) -> HashMap<String, (String, String)> {
-    let Ok(entries) = std::fs::read_dir(log_root) else {
-        return HashMap::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let dir = parse_pod_dir(&name)?;
-            Some((dir.uid.to_owned(), (dir.namespace.into(), dir.pod.into())))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -404,7 +393,10 @@ mod tests {
             (reading.device, reading.uuid.as_str()),
             (DeviceKind::Cpu, "cpu")
         );
-        assert!((reading.duty_ratio - 0.75).abs() < 1e-9, "{reading:?}");
+        assert!(
+            (reading.duty.unwrap().ratio - 0.75).abs() < 1e-9,
+            "{reading:?}"
+        );
         assert_eq!(reading.memory_bytes, Some(4096));
     }
 

@@ -1,5 +1,6 @@
 //! Device duty behind one trait, so the rest of the exporter does not know where the numbers
-//! come from: the CPU source ([`crate::cpu`]) on machines without a GPU, NVML in a later issue.
+//! come from: NVML ([`crate::nvml`]) on GPU nodes, the CPU source ([`crate::cpu`]) on machines
+//! without a GPU. Which one runs is chosen at start ([`crate::select`]).
 //!
 //! A source is polled on an interval; each poll returns, per (pod, container, device), the
 //! share of the time since the previous poll that the device was busy for it, and the memory
@@ -36,6 +37,42 @@ impl DeviceKind {
     }
 }
 
+/// What a duty figure measures: the `measure` label of `framescale_gpu_duty_cycle_ratio`. The
+/// figures mean different things, so they are never served under one name without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Measure {
+    /// GPM's SM utilization: the share of the GPU's SMs that were busy (Hopper and newer).
+    SmActive,
+    /// NVML's `utilization.gpu`: the share of time any kernel ran, however few SMs it used.
+    BusyTime,
+    /// The pod's processes' SM utilization from NVML's per-process samples (a shared GPU).
+    ProcessSm,
+    /// CPU time over the CPUs the pod may use (the CPU source).
+    CpuTime,
+}
+
+impl Measure {
+    /// The `measure` label's value.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Measure::SmActive => "sm_active",
+            Measure::BusyTime => "busy_time",
+            Measure::ProcessSm => "process_sm",
+            Measure::CpuTime => "cpu_time",
+        }
+    }
+}
+
+/// A busy share and what it measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Duty {
+    /// Busy share of the poll window, 0..=1.
+    pub ratio: f64,
+    /// What it is a share of.
+    pub measure: Measure,
+}
+
 /// One measured value of one (pod, container, device).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceReading {
@@ -43,10 +80,11 @@ pub struct DeviceReading {
     pub key: SeriesKey,
     /// The device kind.
     pub device: DeviceKind,
-    /// The device's identity: a GPU UUID, or `cpu` for the CPU source.
+    /// The device's identity: a GPU or MIG UUID, or `cpu` for the CPU source.
     pub uuid: String,
-    /// Busy share of the poll window, 0..=1.
-    pub duty_ratio: f64,
+    /// Busy share of the poll window; `None` when it could not be measured (memory may still
+    /// be).
+    pub duty: Option<Duty>,
     /// Device memory held, in bytes; `None` when the source could not read it.
     pub memory_bytes: Option<u64>,
 }
@@ -61,14 +99,34 @@ pub enum FailureReason {
     UnknownPod,
     /// A counter file or a device could not be read or parsed.
     Unreadable,
+    /// A process using a GPU is in no pod's cgroup (a process of the node).
+    NotAPod,
+    /// The device cannot give this figure (NVML's NOT_SUPPORTED): e.g. utilization of a MIG
+    /// device without GPM. The figure is left out, never taken from the parent GPU.
+    NotSupported,
+    /// A GPU fell off the bus or stopped answering (NVML's GPU_IS_LOST): it is skipped.
+    GpuLost,
+    /// NVML cannot be loaded or initialized (no `libnvidia-ml.so.1`, no driver).
+    NvmlUnavailable,
+    /// NVML loads but sees no GPU.
+    NoGpu,
+    /// The kubelet's pod-resources socket cannot be asked: devices are attributed through
+    /// their processes only.
+    PodResourcesUnavailable,
 }
 
 impl FailureReason {
     /// Every reason, in declaration order (each one's index is `reason as usize`).
-    pub const ALL: [FailureReason; 3] = [
+    pub const ALL: [FailureReason; 9] = [
         FailureReason::ProcessGone,
         FailureReason::UnknownPod,
         FailureReason::Unreadable,
+        FailureReason::NotAPod,
+        FailureReason::NotSupported,
+        FailureReason::GpuLost,
+        FailureReason::NvmlUnavailable,
+        FailureReason::NoGpu,
+        FailureReason::PodResourcesUnavailable,
     ];
 
     /// The label value.
@@ -78,6 +136,12 @@ impl FailureReason {
             FailureReason::ProcessGone => "process_gone",
             FailureReason::UnknownPod => "unknown_pod",
             FailureReason::Unreadable => "unreadable",
+            FailureReason::NotAPod => "not_a_pod",
+            FailureReason::NotSupported => "not_supported",
+            FailureReason::GpuLost => "gpu_lost",
+            FailureReason::NvmlUnavailable => "nvml_unavailable",
+            FailureReason::NoGpu => "no_gpu",
+            FailureReason::PodResourcesUnavailable => "pod_resources_unavailable",
         }
     }
 }
@@ -95,6 +159,8 @@ pub struct DeviceState {
 /// The device source's own figures, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct DeviceStats {
+    /// The source's name (`nvml`, `cpu`, `none`); empty when not said.
+    pub source: &'static str,
     /// The poll interval: the window duty is averaged over; `None` when no source runs.
     pub interval: Option<Duration>,
     failures: [AtomicU64; FailureReason::ALL.len()],
@@ -102,10 +168,11 @@ pub struct DeviceStats {
 }
 
 impl DeviceStats {
-    /// Figures of a source polled every `interval` (`None`: no source).
+    /// Figures of the source `source` polled every `interval` (`None`: no source runs).
     #[must_use]
-    pub fn new(interval: Option<Duration>) -> Self {
+    pub fn new(source: &'static str, interval: Option<Duration>) -> Self {
         DeviceStats {
+            source,
             interval,
             ..DeviceStats::default()
         }
@@ -149,6 +216,16 @@ pub struct DevicePoll {
     pub readings: Vec<DeviceReading>,
     /// What could not be measured or attributed.
     pub failures: Vec<DeviceFailure>,
+}
+
+impl DevicePoll {
+    /// Notes a reading that is missing.
+    pub fn fail(&mut self, reason: FailureReason, detail: impl Into<String>) {
+        self.failures.push(DeviceFailure {
+            reason,
+            detail: detail.into(),
+        });
+    }
 }
 
 /// A place duty readings come from.

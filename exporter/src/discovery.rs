@@ -5,6 +5,7 @@
 //! `.gz`) and are not read. Namespace and pod names cannot contain `_` (they are DNS labels and
 //! subdomains), so the directory name splits unambiguously.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,23 @@ pub fn parse_pod_dir(name: &str) -> Option<PodDir<'_>> {
         pod,
         uid,
     })
+}
+
+/// Pod UID → (namespace, pod), from the pods log root's directory names (no API access needed);
+/// empty when the root cannot be listed.
+#[must_use]
+pub fn pod_names(log_root: &Path) -> HashMap<String, (String, String)> {
+    let Ok(entries) = std::fs::read_dir(log_root) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let dir = parse_pod_dir(&name)?;
+            Some((dir.uid.to_owned(), (dir.namespace.into(), dir.pod.into())))
+        })
+        .collect()
 }
 
 /// One container log file to tail.

@@ -10,7 +10,8 @@ use std::fmt::Write;
 use framescale_core::metrics::{
     CONTAINER_LABEL, DEVICE_LABEL, EXPORTER_DEVICE_POLL_INTERVAL_SECONDS, EXPORTER_WINDOW_SECONDS,
     FRAME_DURATION_SECONDS, FRAMES_TOTAL, GPU_DUTY_CYCLE_RATIO, GPU_MEMORY_USED_BYTES,
-    NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL, RENDER_ERRORS_TOTAL, SUMMARY_QUANTILES, UUID_LABEL,
+    MEASURE_LABEL, NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL, RENDER_ERRORS_TOTAL,
+    SUMMARY_QUANTILES, UUID_LABEL,
 };
 use framescale_core::window::Scratch;
 
@@ -170,11 +171,14 @@ fn write_devices(out: &mut String, format: Format, devices: &[DeviceReading]) {
         format,
         GPU_DUTY_CYCLE_RATIO,
         Kind::Gauge,
-        "Share of the last poll window the device was busy for the pod (device=\"cpu\": its CPUs).",
+        "Share of the last poll window the device was busy for the pod; measure says of what (sm_active, busy_time, process_sm, cpu_time).",
         Some("ratio"),
     );
     for (labels, d) in labels.iter().zip(devices) {
-        sample(out, GPU_DUTY_CYCLE_RATIO, labels, d.duty_ratio);
+        if let Some(duty) = d.duty {
+            let labels = format!("{labels},{MEASURE_LABEL}=\"{}\"", duty.measure.label());
+            sample(out, GPU_DUTY_CYCLE_RATIO, &labels, duty.ratio);
+        }
     }
     header(
         out,
@@ -215,6 +219,18 @@ fn write_device_self_metrics(out: &mut String, format: Format, stats: &DeviceSta
         Some("seconds"),
     );
     sample(out, poll, "", stats.last_poll().as_secs_f64());
+    if !stats.source.is_empty() {
+        let info = "framescale_exporter_device_source_info";
+        header(
+            out,
+            format,
+            info,
+            Kind::Gauge,
+            "The device source that runs (nvml, cpu, none): 1.",
+            None,
+        );
+        sample(out, info, &format!("source=\"{}\"", stats.source), 1);
+    }
     if let Some(window) = stats.interval {
         header(
             out,
@@ -527,11 +543,14 @@ mod tests {
             key: SeriesKey::new("render", pod, "worker"),
             device: crate::device::DeviceKind::Cpu,
             uuid: "cpu".into(),
-            duty_ratio: 0.625,
+            duty: Some(crate::device::Duty {
+                ratio: 0.625,
+                measure: crate::device::Measure::CpuTime,
+            }),
             memory_bytes,
         };
         let stats = ExporterStats::default();
-        let device_stats = DeviceStats::new(Some(Duration::from_millis(1500)));
+        let device_stats = DeviceStats::new("cpu", Some(Duration::from_millis(1500)));
         device_stats.count(FailureReason::UnknownPod);
         let text = render(
             &SeriesStore::new(WindowConfig::default()),
@@ -546,11 +565,12 @@ mod tests {
         let b = r#"namespace="render",pod="b",container="worker",device="cpu",uuid="cpu""#;
         for want in [
             "# TYPE framescale_gpu_duty_cycle_ratio gauge\n# UNIT framescale_gpu_duty_cycle_ratio ratio\n",
-            &format!("framescale_gpu_duty_cycle_ratio{{{a}}} 0.625\n"),
-            &format!("framescale_gpu_duty_cycle_ratio{{{b}}} 0.625\n"),
+            &format!("framescale_gpu_duty_cycle_ratio{{{a},measure=\"cpu_time\"}} 0.625\n"),
+            &format!("framescale_gpu_duty_cycle_ratio{{{b},measure=\"cpu_time\"}} 0.625\n"),
             &format!("framescale_gpu_memory_used_bytes{{{a}}} 4096\n"),
             "framescale_exporter_device_errors_total{reason=\"unknown_pod\"} 1\n",
             "framescale_exporter_device_poll_interval_seconds 1.5\n",
+            "framescale_exporter_device_source_info{source=\"cpu\"} 1\n",
             "framescale_exporter_device_errors_total{reason=\"process_gone\"} 0\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

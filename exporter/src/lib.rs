@@ -5,9 +5,11 @@
 //! container's output with the core render-log parser, keeps a sliding window per
 //! (namespace, pod, container) ([`store`]), accepts pushed frames ([`push`]) and serves it all
 //! as OpenMetrics ([`exposition`], [`server`]). Device duty comes from a [`device::DeviceSource`]
-//! polled on its own thread: the CPU source ([`cpu`]) now, NVML later. The adapter that serves
-//! the custom metrics API is another crate.
+//! polled on its own thread, chosen at start ([`select`]): NVML ([`nvml`], with pods from the
+//! kubelet's [`pod_resources`] and processes named by [`attribution`]) or the CPU source
+//! ([`cpu`]). The adapter that serves the custom metrics API is another crate.
 
+pub mod attribution;
 pub mod cgroup;
 pub mod config;
 pub mod cpu;
@@ -17,8 +19,11 @@ pub mod discovery;
 pub mod exposition;
 pub mod log_file;
 pub mod log_root;
+pub mod nvml;
+pub mod pod_resources;
 pub mod procfs;
 pub mod push;
+pub mod select;
 pub mod server;
 pub mod stats;
 pub mod store;
@@ -26,14 +31,12 @@ pub mod throttle;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use framescale_core::window::{Scratch, WindowConfig};
 
 pub use config::{DeviceSourceConfig, ExporterConfig};
 
-use crate::cpu::CpuSource;
-use crate::device::{DeviceSource, DeviceState, DeviceStats};
+use crate::device::{DeviceState, DeviceStats};
 use crate::log_root::Tailer;
 use crate::stats::ExporterStats;
 use crate::store::SeriesStore;
@@ -59,13 +62,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Empty state; `device_poll_interval` is `None` when no device source runs.
+    /// Empty state, counting the device source in `device_stats`.
     #[must_use]
-    pub fn new(
-        window: WindowConfig,
-        push_body_limit: usize,
-        device_poll_interval: Option<Duration>,
-    ) -> Self {
+    pub fn new(window: WindowConfig, push_body_limit: usize, device_stats: DeviceStats) -> Self {
         Shared {
             store: Mutex::new(SeriesStore::new(window)),
             scratch: Mutex::new(Scratch::default()),
@@ -75,7 +74,7 @@ impl Shared {
             push_body_limit,
             devices: DeviceState {
                 readings: Mutex::new(Vec::new()),
-                stats: DeviceStats::new(device_poll_interval),
+                stats: device_stats,
             },
         }
     }
@@ -128,14 +127,22 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    let device_poll_interval = match config.device_source {
-        DeviceSourceConfig::None => None,
-        DeviceSourceConfig::Cpu(_) => Some(config.device_poll_interval),
-    };
+    let selected = select::select(&config.device_source);
+    tracing::info!(source = selected.name, why = %selected.why, "Device source chosen");
+    let device_stats = DeviceStats::new(
+        selected.name,
+        selected
+            .source
+            .is_some()
+            .then_some(config.device_poll_interval),
+    );
+    if let Some(reason) = selected.passed_over {
+        device_stats.count(reason);
+    }
     let shared = Arc::new(Shared::new(
         config.window,
         config.push_body_limit,
-        device_poll_interval,
+        device_stats,
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let tailer = {
@@ -146,10 +153,9 @@ pub async fn run(
             .spawn(move || tailer.run(&shared, &stop))
             .map_err(Error::Serve)?
     };
-    let devices = match &config.device_source {
-        DeviceSourceConfig::None => None,
-        DeviceSourceConfig::Cpu(cpu) => {
-            let source: Box<dyn DeviceSource> = Box::new(CpuSource::new(cpu.clone()));
+    let devices = match selected.source {
+        None => None,
+        Some(source) => {
             let (shared, stop, interval) =
                 (shared.clone(), stop.clone(), config.device_poll_interval);
             let thread = std::thread::Builder::new()

@@ -135,7 +135,7 @@ mod tests {
         Arc::new(Shared::new(
             framescale_core::window::WindowConfig::default(),
             1024,
-            None,
+            crate::device::DeviceStats::default(),
         ))
     }
 
