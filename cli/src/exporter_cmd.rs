@@ -60,7 +60,7 @@ pub struct ExporterArgs {
     /// Largest POST /v1/frames body, in bytes.
     #[arg(long, env = "FRAMESCALE_PUSH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     push_body_limit: usize,
-    /// Where device duty comes from: `auto` (NVML when libnvidia-ml.so.1 loads and sees a GPU, else CPU duty when there is a cgroup hierarchy or --cpu-processes, else none; the log says which and why), `nvml`, `cpu` or `none`.
+    /// Where device duty comes from: `auto` (NVML when libnvidia-ml.so.1 loads and sees a GPU, else CPU duty when there is a cgroup hierarchy or --local-processes, else none; the log says which and why), `nvml`, `cpu` or `none`.
     #[arg(long, env = "FRAMESCALE_DEVICE_SOURCE", value_enum, default_value_t = DeviceSourceArg::Auto)]
     device_source: DeviceSourceArg,
     /// How often the device source is polled; duty is the busy share of the time between polls.
@@ -69,9 +69,9 @@ pub struct ExporterArgs {
     /// Cgroup root whose pod cgroups the CPU source measures (v1 or v2); `none` to measure none.
     #[arg(long, env = "FRAMESCALE_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     cgroup_root: PathBuf,
-    /// File of local processes the CPU source measures, one per line: `<pid> <namespace>/<pod> <container> [<cpus>]`; re-read every poll.
-    #[arg(long, env = "FRAMESCALE_CPU_PROCESSES")]
-    cpu_processes: Option<PathBuf>,
+    /// File of local processes registered as pods, one per line: `<pid> <namespace>/<pod> <container> [<cpus>]`; re-read every poll. The CPU source measures them; the NVML source attributes their GPU use to those pods.
+    #[arg(long, alias = "cpu-processes", env = "FRAMESCALE_LOCAL_PROCESSES")]
+    local_processes: Option<PathBuf>,
     /// The node's /proc, whose PIDs NVML reports (mount the host's and run with hostPID, or point this at it).
     #[arg(long, env = "FRAMESCALE_PROC_ROOT", default_value = "/proc")]
     proc_root: PathBuf,
@@ -149,7 +149,7 @@ impl ExporterArgs {
             proc_root: self.proc_root.clone(),
             cgroup_root: Some(self.cgroup_root).filter(|root| root.as_os_str() != "none"),
             log_root: self.log_root.clone(),
-            processes_file: self.cpu_processes,
+            processes_file: self.local_processes.clone(),
         };
         let nvml = NvmlSourceConfig {
             pod_resources_socket: Some(self.pod_resources_socket)
@@ -159,6 +159,7 @@ impl ExporterArgs {
                 proc_root: self.proc_root,
                 log_root: self.log_root.clone(),
                 containers_dir: self.containers_log_dir,
+                processes_file: self.local_processes,
             },
         };
         let device_source = match self.device_source {

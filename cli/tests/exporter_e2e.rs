@@ -279,6 +279,7 @@ fn exporter_with_data(root: &Path) -> Exporter {
         &[
             "--device-source=cpu",
             "--device-poll-interval=100ms",
+            // The old name of --local-processes still works.
             &format!("--cpu-processes={}", processes.display()),
         ],
     );
@@ -339,7 +340,7 @@ fn the_cpu_duty_of_registered_processes_is_served() {
         &[
             "--device-source=cpu",
             "--device-poll-interval=500ms",
-            &format!("--cpu-processes={}", processes.display()),
+            &format!("--local-processes={}", processes.display()),
         ],
     );
     let busy = |m: &Metrics| {
@@ -441,4 +442,61 @@ fn prometheus_scrapes_the_p95_the_exporter_computed() {
     );
     let up = prometheus.query(r#"up{job="framescale-exporter"}"#);
     assert_eq!(up[0]["value"][1], "1");
+}
+
+/// On this machine, which has no GPU: `auto` (the default) starts, logs why GPU metrics are off
+/// and which source runs instead, counts the missing NVML once, and serves frames; an explicit
+/// `--device-source nvml` starts too, serves frames, and keeps saying NVML is unavailable.
+#[test]
+fn without_a_gpu_the_exporter_says_why_and_serves_frames() {
+    if Path::new("/dev/nvidiactl").exists() {
+        eprintln!("skipped: this machine has an NVIDIA driver");
+        return;
+    }
+    let push = r#"{"namespace":"render","pod":"cpu-only-0","container":"worker","duration_ms":25}"#;
+    for (flags, source) in [
+        (&[][..], "cpu"),
+        (
+            &["--device-source", "auto", "--cgroup-root", "none"][..],
+            "none",
+        ),
+        (&["--device-source", "nvml"][..], "nvml"),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let exporter = Exporter::start(root.path(), flags);
+        assert_eq!(exporter.post("/v1/frames", push.as_bytes()).0, 200);
+        let metrics = wait_for("a device poll or two", WAIT, || {
+            let metrics = exporter.metrics();
+            let unavailable = metrics
+                .value(r#"framescale_exporter_device_errors_total{reason="nvml_unavailable"}"#)
+                .filter(|n| *n >= 1.0);
+            unavailable.map(|_| metrics)
+        });
+        assert_eq!(
+            metrics.value(&format!(
+                r#"framescale_exporter_device_source_info{{source="{source}"}}"#
+            )),
+            Some(1.0),
+            "{flags:?}"
+        );
+        assert_eq!(
+            frames_ok(&metrics, "cpu-only-0", "worker"),
+            1.0,
+            "{flags:?}"
+        );
+        assert!(
+            !metrics.0.contains(r#"device="gpu""#),
+            "no GPU series without a GPU: {flags:?}"
+        );
+        let log = exporter.log();
+        assert!(
+            log.contains("libnvidia-ml.so.1"),
+            "{flags:?}: the log names what is missing:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("source=\"{source}\"")),
+            "{flags:?}: the log says which source runs:\n{log}"
+        );
+        assert!(exporter.terminate().success());
+    }
 }

@@ -15,12 +15,17 @@
 //! hierarchy, any of which carries the pod. The pod UID is named through the pods log root
 //! (`<namespace>_<pod>_<uid>`), the container ID through the kubelet's
 //! `/var/log/containers/<pod>_<namespace>_<container>-<id>.log` links. Both maps are re-read when
-//! an unknown UID or ID shows up. What cannot be named is an [`Unattributed`], never a guess.
+//! an unknown UID or ID shows up. Processes outside Kubernetes (a workstation, the local demo, a
+//! GPU check) can be registered as pods in a local processes file (`--local-processes`, the
+//! CPU source's format: `<pid> <namespace>/<pod> <container> [<cpus>]`), which is asked first and
+//! re-read at every [`Attribution::refresh`]. What cannot be named is an [`Unattributed`], never
+//! a guess.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::pod_uid;
+use crate::cpu::parse_processes;
 use crate::discovery::pod_names;
 use crate::store::SeriesKey;
 
@@ -33,6 +38,8 @@ pub struct AttributionConfig {
     pub log_root: PathBuf,
     /// The kubelet's container log links (`/var/log/containers`).
     pub containers_dir: PathBuf,
+    /// Local processes registered as pods; `None` for none.
+    pub processes_file: Option<PathBuf>,
 }
 
 /// Where a process sits, from its cgroup.
@@ -69,6 +76,7 @@ pub struct Attribution {
     config: AttributionConfig,
     pods: HashMap<String, (String, String)>,
     containers: HashMap<String, String>,
+    registered: HashMap<u32, SeriesKey>,
 }
 
 impl Attribution {
@@ -79,12 +87,39 @@ impl Attribution {
             config,
             pods: HashMap::new(),
             containers: HashMap::new(),
+            registered: HashMap::new(),
         }
+    }
+
+    /// Re-reads the local processes file; returns a message per line it cannot read.
+    pub fn refresh(&mut self) -> Vec<String> {
+        let Some(file) = &self.config.processes_file else {
+            return Vec::new();
+        };
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => {
+                return vec![format!(
+                    "cannot read the local processes file {}: {error}",
+                    file.display()
+                )];
+            }
+        };
+        let (registrations, errors) = parse_processes(&text);
+        self.registered = registrations.into_iter().map(|r| (r.pid, r.key)).collect();
+        errors
+            .into_iter()
+            .map(|e| format!("{}: {e}", file.display()))
+            .collect()
     }
 
     /// The (namespace, pod, container) of process `pid`; the container is empty when its cgroup
     /// or the container links do not name it (the pod is still known).
     pub fn owner(&mut self, pid: u32) -> Result<SeriesKey, Unattributed> {
+        if let Some(key) = self.registered.get(&pid) {
+            return Ok(key.clone());
+        }
         let path = self.config.proc_root.join(pid.to_string()).join("cgroup");
         let text = std::fs::read_to_string(path).map_err(|_| Unattributed::Gone(pid))?;
         let cgroup = parse_proc_cgroup(&text).ok_or(Unattributed::NotAPod(pid))?;
@@ -245,10 +280,13 @@ mod tests {
         process(12, "0::/system.slice/Xorg.service\n".into());
         let other = "0a1b2c3d-0000-4000-8000-00000000000b";
         process(13, format!("0::/kubepods/pod{other}/{}\n", id('e')));
+        let registered = dir.path().join("processes");
+        std::fs::write(&registered, "12 lab/gpu-check-0 load\nnot a line\n").unwrap();
         let mut attribution = Attribution::new(AttributionConfig {
             proc_root,
             log_root: logs,
             containers_dir: links,
+            processes_file: None,
         });
         assert_eq!(
             attribution.owner(10),
@@ -268,5 +306,14 @@ mod tests {
             })
         );
         assert_eq!(attribution.owner(14), Err(Unattributed::Gone(14)));
+
+        // A registered local process is the pod it is registered as.
+        attribution.config.processes_file = Some(registered);
+        let errors = attribution.refresh();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            attribution.owner(12),
+            Ok(SeriesKey::new("lab", "gpu-check-0", "load"))
+        );
     }
 }

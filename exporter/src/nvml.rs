@@ -143,6 +143,9 @@ impl<D: GpuDriver> NvmlSource<D> {
         let Some(mut driver) = self.take_driver(now, &mut poll) else {
             return poll;
         };
+        for error in self.attribution.refresh() {
+            poll.fail(FailureReason::Unreadable, error);
+        }
         match driver.gpus() {
             Ok(gpus) => {
                 let held = self.held_devices(&mut poll);

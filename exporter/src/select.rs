@@ -1,6 +1,6 @@
 //! Which device source runs: the one `--device-source` names, or for `auto` the best this node
 //! has — NVML when `libnvidia-ml.so.1` loads and sees a GPU, else the CPU source when there is a
-//! cgroup hierarchy or a processes file to measure, else none — said once in the start-up log
+//! cgroup hierarchy or local processes to measure, else none — said once in the start-up log
 //! with why.
 
 use crate::attribution::{Attribution, AttributionConfig};
@@ -90,7 +90,7 @@ pub fn select(config: &DeviceSourceConfig) -> Selected {
                     source: None,
                     name: "none",
                     why: format!(
-                        "auto: {missing}, and no cgroup hierarchy or --cpu-processes to measure CPUs: no duty series"
+                        "auto: {missing}, and no cgroup hierarchy or --local-processes to measure CPUs: no duty series"
                     ),
                     passed_over: Some(reason),
                 }

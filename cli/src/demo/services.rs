@@ -51,7 +51,7 @@ pub fn start_services(
             "cpu",
             "--cgroup-root",
             "none",
-            "--cpu-processes",
+            "--local-processes",
             &dir.join("processes").display().to_string(),
         ]),
         &dir.join("exporter.log"),

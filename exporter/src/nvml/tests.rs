@@ -74,6 +74,7 @@ impl Node {
             proc_root: self.path("proc"),
             log_root: self.path("pods"),
             containers_dir: self.path("containers"),
+            processes_file: None,
         })
     }
 }
