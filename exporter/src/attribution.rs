@@ -77,6 +77,8 @@ pub struct Attribution {
     pods: HashMap<String, (String, String)>,
     containers: HashMap<String, String>,
     registered: HashMap<u32, SeriesKey>,
+    /// Owners found for PIDs seen at the last poll, kept while the PID is still seen.
+    known: HashMap<u32, SeriesKey>,
 }
 
 impl Attribution {
@@ -88,7 +90,15 @@ impl Attribution {
             pods: HashMap::new(),
             containers: HashMap::new(),
             registered: HashMap::new(),
+            known: HashMap::new(),
         }
+    }
+
+    /// Forgets the owners of PIDs `seen` no longer returns true for. A PID seen poll after poll
+    /// keeps its owner without its cgroup being read again: a PID is reused only after the
+    /// kernel has gone round the whole PID space, never between two polls.
+    pub fn keep_only(&mut self, seen: impl Fn(u32) -> bool) {
+        self.known.retain(|pid, _| seen(*pid));
     }
 
     /// Re-reads the local processes file; returns a message per line it cannot read.
@@ -117,7 +127,7 @@ impl Attribution {
     /// The (namespace, pod, container) of process `pid`; the container is empty when its cgroup
     /// or the container links do not name it (the pod is still known).
     pub fn owner(&mut self, pid: u32) -> Result<SeriesKey, Unattributed> {
-        if let Some(key) = self.registered.get(&pid) {
+        if let Some(key) = self.registered.get(&pid).or_else(|| self.known.get(&pid)) {
             return Ok(key.clone());
         }
         let path = self.config.proc_root.join(pid.to_string()).join("cgroup");
@@ -142,7 +152,9 @@ impl Attribution {
                 }
                 self.containers.get(id).cloned().unwrap_or_default()
             });
-        Ok(SeriesKey::new(namespace, pod, &container))
+        let key = SeriesKey::new(namespace, pod, &container);
+        self.known.insert(pid, key.clone());
+        Ok(key)
     }
 }
 

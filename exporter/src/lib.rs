@@ -116,6 +116,16 @@ pub async fn run(
     config: ExporterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let selected = select::select(&config.device_source);
+    run_with(config, selected, shutdown).await
+}
+
+/// [`run`] with a device source chosen already (benchmarks bring a scripted one).
+pub async fn run_with(
+    config: ExporterConfig,
+    selected: select::Selected,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     std::fs::read_dir(&config.log_root).map_err(|source| Error::LogRootUnreadable {
         path: config.log_root.display().to_string(),
         source,
@@ -127,7 +137,6 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    let selected = select::select(&config.device_source);
     tracing::info!(source = selected.name, why = %selected.why, "Device source chosen");
     let device_stats = DeviceStats::new(
         selected.name,

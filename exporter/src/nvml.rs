@@ -26,6 +26,8 @@
 //! minute. Frame metrics are served all along.
 
 pub mod driver;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_node;
 pub mod scripted;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -80,6 +82,8 @@ pub struct NvmlSource<D: GpuDriver> {
     kubelet: Option<Kubelet>,
     attribution: Attribution,
     devices: HashMap<String, DeviceState<D::Sample>>,
+    /// PIDs on any device this poll.
+    pids_seen: HashSet<u32>,
 }
 
 /// What the source remembers of one device between polls.
@@ -134,6 +138,7 @@ impl<D: GpuDriver> NvmlSource<D> {
             kubelet,
             attribution,
             devices: HashMap::new(),
+            pids_seen: HashSet::new(),
         }
     }
 
@@ -150,6 +155,7 @@ impl<D: GpuDriver> NvmlSource<D> {
             Ok(gpus) => {
                 let held = self.held_devices(&mut poll);
                 let mut seen = HashSet::new();
+                self.pids_seen.clear();
                 for gpu in gpus {
                     match gpu {
                         Ok(gpu) => {
@@ -162,6 +168,8 @@ impl<D: GpuDriver> NvmlSource<D> {
                     }
                 }
                 self.devices.retain(|uuid, _| seen.contains(uuid));
+                let pids = &self.pids_seen;
+                self.attribution.keep_only(|pid| pids.contains(&pid));
             }
             Err(error) => poll.fail(reason(&error), format!("cannot list the GPUs: {error}")),
         }
@@ -338,6 +346,7 @@ impl<D: GpuDriver> NvmlSource<D> {
     ) -> Vec<(GpuProcess, SeriesKey)> {
         let mut owned = Vec::with_capacity(processes.len());
         for process in processes {
+            self.pids_seen.insert(process.pid);
             match self.attribution.owner(process.pid) {
                 Ok(key) => owned.push((*process, key)),
                 Err(why) => {

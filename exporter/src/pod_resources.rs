@@ -8,6 +8,7 @@
 //! is handed out as replicas `<uuid>::<n>`, so several containers hold the same UUID.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -55,11 +56,13 @@ pub enum Error {
     Call(#[from] tonic::Status),
 }
 
-/// A client of one kubelet's pod-resources socket.
-#[derive(Debug, Clone)]
+/// A client of one kubelet's pod-resources socket. The connection is kept between calls and
+/// made again after a call fails.
+#[derive(Debug)]
 pub struct PodResources {
     path: PathBuf,
     timeout: Duration,
+    channel: Mutex<Option<Channel>>,
 }
 
 impl PodResources {
@@ -69,6 +72,7 @@ impl PodResources {
         PodResources {
             path: path.to_owned(),
             timeout,
+            channel: Mutex::new(None),
         }
     }
 
@@ -80,12 +84,29 @@ impl PodResources {
 
     /// Every device of `resource_prefix` (`nvidia.com/`) that a container of this node holds.
     pub async fn held_devices(&self, resource_prefix: &str) -> Result<Vec<HeldDevice>, Error> {
-        let channel = self.connect().await?;
+        let kept = self.lock().clone();
+        let channel = match kept {
+            Some(channel) => channel,
+            None => {
+                let channel = self.connect().await?;
+                *self.lock() = Some(channel.clone());
+                channel
+            }
+        };
         let mut client = v1::pod_resources_lister_client::PodResourcesListerClient::new(channel);
         let mut request = tonic::Request::new(v1::ListPodResourcesRequest {});
         request.set_timeout(self.timeout);
-        let response = client.list(request).await?.into_inner();
-        Ok(held(&response, resource_prefix))
+        match client.list(request).await {
+            Ok(response) => Ok(held(&response.into_inner(), resource_prefix)),
+            Err(status) => {
+                self.lock().take();
+                Err(Error::Call(status))
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Channel>> {
+        self.channel.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn connect(&self) -> Result<Channel, Error> {
@@ -138,7 +159,7 @@ pub fn held(response: &v1::ListPodResourcesResponse, resource_prefix: &str) -> V
     found
 }
 
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 #[cfg(test)]
 mod tests;

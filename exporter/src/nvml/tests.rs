@@ -2,82 +2,12 @@
 //! unix socket and processes under a fake `/proc`: GPM and `utilization.gpu`, shared GPUs, MIG,
 //! a GPU lost mid-run, NVML absent.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use super::scripted::{ScriptedDevice, ScriptedGpu, ScriptedGpus};
 use super::*;
-use crate::attribution::AttributionConfig;
+use super::fake_node::FakeNode as Node;
 use crate::pod_resources::fake::{FakeKubelet, pod};
-
-/// A node's `/proc`, pods log root and container links in a temporary directory.
-struct Node {
-    dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn new() -> Self {
-        let node = Node {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for sub in ["proc", "pods", "containers"] {
-            std::fs::create_dir_all(node.path(sub)).unwrap();
-        }
-        node
-    }
-
-    fn path(&self, sub: &str) -> std::path::PathBuf {
-        self.dir.path().join(sub)
-    }
-
-    /// Process `pid` in container `container` of pod `namespace/pod` (pod UID from `n`).
-    fn process(&self, pid: u32, namespace: &str, pod: &str, container: &str, n: u8) {
-        let uid = format!("00000000-0000-4000-8000-0000000000{n:02x}");
-        let id = format!("{n:02x}").repeat(32);
-        let write = |path: &Path, text: &str| {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        std::fs::create_dir_all(
-            self.path("pods")
-                .join(format!("{namespace}_{pod}_{uid}/{container}")),
-        )
-        .unwrap();
-        write(
-            &self
-                .path("containers")
-                .join(format!("{pod}_{namespace}_{container}-{id}.log")),
-            "",
-        );
-        write(
-            &self.path("proc").join(format!("{pid}/cgroup")),
-            &format!(
-                "0::/kubepods.slice/kubepods-pod{}.slice/cri-containerd-{id}.scope\n",
-                uid.replace('-', "_")
-            ),
-        );
-    }
-
-    /// A process of the node itself (a display server).
-    fn host_process(&self, pid: u32) {
-        let path = self.path("proc").join(pid.to_string());
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::write(
-            path.join("cgroup"),
-            "0::/system.slice/display-manager.service\n",
-        )
-        .unwrap();
-    }
-
-    fn attribution(&self) -> Attribution {
-        Attribution::new(AttributionConfig {
-            proc_root: self.path("proc"),
-            log_root: self.path("pods"),
-            containers_dir: self.path("containers"),
-            processes_file: None,
-        })
-    }
-}
 
 fn device(uuid: &str) -> ScriptedDevice {
     ScriptedDevice {

@@ -224,3 +224,28 @@ async fn long_expositions_are_read_in_chunks_and_bad_lines_name_their_number() {
         "{failures:?}"
     );
 }
+
+/// The DCGM metrics files of docs/examples, as an operator would use them, over an exposition
+/// in dcgm-exporter's shape: SM activity tells the one-block load from the busy GPU, where
+/// utilization.gpu says both are at 100 %.
+#[test]
+fn the_dcgm_examples_read_dcgm_exporter_series() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let exposition =
+        std::fs::read_to_string(root.join("fixtures/dcgm-exporter/metrics.txt")).unwrap();
+    let samples = parse_exposition(&exposition).unwrap();
+    let duty = |file: &str| {
+        let config = MetricsConfig::load(&root.join("docs/examples").join(file)).unwrap();
+        let source = DirectSource::new(Arc::new(config));
+        source.ingest(&samples, 1_000);
+        let render = source.snapshot("render", 1_000);
+        assert_eq!(render.len(), 2, "the unassigned GPU has no pod: {render:?}");
+        let reading = |pod: &str| render[pod].duty_pct.unwrap();
+        assert_eq!(reading("blender-0").window, Some(Duration::from_secs(1)));
+        (reading("blender-0").value, reading("blender-1").value)
+    };
+    let (one_block, third) = duty("metrics-dcgm-sm-active.yaml");
+    assert!((one_block - 0.7576).abs() < 1e-9, "{one_block}");
+    assert!((third - 33.1).abs() < 1e-9, "{third}");
+    assert_eq!(duty("metrics-dcgm-gpu-util.yaml"), (100.0, 35.0));
+}
