@@ -35,7 +35,11 @@ fn bench_one(c: &mut Criterion, with_kubelet: bool) {
         let mut samples = Vec::new();
         for h in 0..holders {
             let name = format!("render-{g}-{h:02}");
-            let id = if shared { format!("{uuid}::{h}") } else { uuid.clone() };
+            let id = if shared {
+                format!("{uuid}::{h}")
+            } else {
+                uuid.clone()
+            };
             pods.push(pod("render", &name, "blender", "nvidia.com/gpu", &[&id]));
             node.process(pid, "render", &name, "blender", pid);
             processes.push(GpuProcess {
@@ -93,7 +97,10 @@ fn bench_one(c: &mut Criterion, with_kubelet: bool) {
     };
     let first = poll();
     let second = poll();
-    assert!(first.failures.is_empty() && second.failures.is_empty(), "{second:?}");
+    assert!(
+        first.failures.is_empty() && second.failures.is_empty(),
+        "{second:?}"
+    );
     assert_eq!(second.readings.len(), 100, "one reading per pod");
     assert!(second.readings.iter().all(|r| r.duty.is_some()));
     let name = if with_kubelet {
@@ -103,15 +110,18 @@ fn bench_one(c: &mut Criterion, with_kubelet: bool) {
     };
     c.bench_function(name, |b| b.iter(&mut poll));
     if with_kubelet {
-        c.bench_function("nvml_poll_8_gpus_100_processes_with_kubelet_thread_cpu", |b| {
-            b.iter_custom(|polls| {
-                let start = thread_cpu();
-                for _ in 0..polls {
-                    std::hint::black_box(poll());
-                }
-                thread_cpu() - start
-            });
-        });
+        c.bench_function(
+            "nvml_poll_8_gpus_100_processes_with_kubelet_thread_cpu",
+            |b| {
+                b.iter_custom(|polls| {
+                    let start = thread_cpu();
+                    for _ in 0..polls {
+                        std::hint::black_box(poll());
+                    }
+                    thread_cpu().saturating_sub(start)
+                });
+            },
+        );
     }
 }
 

@@ -8,6 +8,7 @@
 //!     FRAMESCALE_BENCH_SECONDS=60 cargo bench …   # a shorter run
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -62,7 +63,10 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let status = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
     (status, body)
 }
 
@@ -82,66 +86,16 @@ fn gauge(metrics: &str, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn main() {
-    let seconds: u64 = std::env::var("FRAMESCALE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
-    let node = FakeNode::new();
-    let mut live: VecDeque<Pod> = (0..PODS).map(Pod::new).collect();
-    let mut next = PODS;
-    for p in &live {
-        node.process(p.pid, "render", &p.name, "blender", p.n);
-    }
-    let kubelet_pods = |live: &VecDeque<Pod>| {
-        live.iter()
-            .map(|p| {
-                let id = format!("{}::{}", p.uuid(), p.n / GPUS);
-                pod("render", &p.name, "blender", "nvidia.com/gpu", &[&id])
-            })
-            .collect::<Vec<_>>()
-    };
-    let kubelet = FakeKubelet::start(kubelet_pods(&live));
-    let gpus = ScriptedGpus::new(
-        (0..GPUS)
-            .map(|g| ScriptedGpu {
-                device: ScriptedDevice {
-                    uuid: Pod::new(g).uuid(),
-                    memory_used: 60 << 30,
-                    utilization_gpu: Some(90),
-                    sm_percent: 55.0,
-                    samples_supported: true,
-                    ..ScriptedDevice::default()
-                },
-                gpm: true,
-                ..ScriptedGpu::default()
-            })
-            .collect(),
-    );
-    let processes = |live: &VecDeque<Pod>, gpus: &ScriptedGpus, stamp: u64| {
-        gpus.update(|all| {
-            for (g, gpu) in all.iter_mut().enumerate() {
-                let mine = live.iter().filter(|p| p.gpu() as usize == g);
-                gpu.device.processes = mine
-                    .clone()
-                    .map(|p| GpuProcess {
-                        pid: p.pid,
-                        memory_bytes: Some(256 << 20),
-                        gpu_instance: None,
-                    })
-                    .collect();
-                gpu.device.samples = mine
-                    .map(|p| ProcessSample {
-                        pid: p.pid,
-                        timestamp_micros: stamp,
-                        sm_percent: p.n % 7,
-                    })
-                    .collect();
-            }
-        });
-    };
-    processes(&live, &gpus, 1);
-
+/// The exporter with the NVML source over `gpus`, on its own thread and runtime.
+fn start_exporter(
+    node: &FakeNode,
+    gpus: &ScriptedGpus,
+    kubelet: &FakeKubelet,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let addr = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -173,9 +127,6 @@ fn main() {
         why: "benchmark: scripted GPUs".into(),
         passed_over: None,
     };
-    // What this process holds before the exporter starts: the fake kubelet (its own runtime
-    // and gRPC server) and the bench's fixtures.
-    let before = rss_kib();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let exporter = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -189,6 +140,93 @@ fn main() {
             }))
             .unwrap();
     });
+    (addr, stop, exporter)
+}
+
+/// One push body: a frame for every live pod.
+fn frames(live: &VecDeque<Pod>) -> String {
+    live.iter().fold(String::new(), |mut body, p| {
+        let _ = writeln!(
+            body,
+            "{{\"namespace\":\"render\",\"pod\":\"{}\",\"container\":\"blender\",\"duration_ms\":{}}}",
+            p.name,
+            20 + p.n % 30
+        );
+        body
+    })
+}
+
+/// 8 GPUs with GPM, time-sliced.
+fn scripted_gpus() -> ScriptedGpus {
+    ScriptedGpus::new(
+        (0..GPUS)
+            .map(|g| ScriptedGpu {
+                device: ScriptedDevice {
+                    uuid: Pod::new(g).uuid(),
+                    memory_used: 60 << 30,
+                    utilization_gpu: Some(90),
+                    sm_percent: 55.0,
+                    samples_supported: true,
+                    ..ScriptedDevice::default()
+                },
+                gpm: true,
+                ..ScriptedGpu::default()
+            })
+            .collect(),
+    )
+}
+
+/// Each live pod's process on its GPU, with a new NVML sample at `stamp`.
+fn set_processes(live: &VecDeque<Pod>, gpus: &ScriptedGpus, stamp: u64) {
+    gpus.update(|all| {
+        for (g, gpu) in all.iter_mut().enumerate() {
+            let mine = live.iter().filter(|p| p.gpu() as usize == g);
+            gpu.device.processes = mine
+                .clone()
+                .map(|p| GpuProcess {
+                    pid: p.pid,
+                    memory_bytes: Some(256 << 20),
+                    gpu_instance: None,
+                })
+                .collect();
+            gpu.device.samples = mine
+                .map(|p| ProcessSample {
+                    pid: p.pid,
+                    timestamp_micros: stamp,
+                    sm_percent: p.n % 7,
+                })
+                .collect();
+        }
+    });
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("FRAMESCALE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let node = FakeNode::new();
+    let mut live: VecDeque<Pod> = (0..PODS).map(Pod::new).collect();
+    let mut next = PODS;
+    for p in &live {
+        node.process(p.pid, "render", &p.name, "blender", p.n);
+    }
+    let kubelet_pods = |live: &VecDeque<Pod>| {
+        live.iter()
+            .map(|p| {
+                let id = format!("{}::{}", p.uuid(), p.n / GPUS);
+                pod("render", &p.name, "blender", "nvidia.com/gpu", &[&id])
+            })
+            .collect::<Vec<_>>()
+    };
+    let kubelet = FakeKubelet::start(kubelet_pods(&live));
+    let gpus = scripted_gpus();
+    set_processes(&live, &gpus, 1);
+
+    // What this process holds before the exporter starts: the fake kubelet (its own runtime
+    // and gRPC server) and the bench's fixtures.
+    let before = rss_kib();
+    let (addr, stop, exporter) = start_exporter(&node, &gpus, &kubelet);
     while TcpStream::connect(addr).is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -208,17 +246,8 @@ fn main() {
             }
             kubelet.set(kubelet_pods(&live));
         }
-        processes(&live, &gpus, second * 1_000_000 + 1);
-        let body: String = live
-            .iter()
-            .map(|p| {
-                format!(
-                    "{{\"namespace\":\"render\",\"pod\":\"{}\",\"container\":\"blender\",\"duration_ms\":{}}}\n",
-                    p.name,
-                    20 + p.n % 30
-                )
-            })
-            .collect();
+        set_processes(&live, &gpus, second * 1_000_000 + 1);
+        let body = frames(&live);
         assert_eq!(http(addr, "POST", "/v1/frames", body.as_bytes()).0, 200);
         let (status, metrics) = http(addr, "GET", "/metrics", b"");
         assert_eq!(status, 200);

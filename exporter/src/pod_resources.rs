@@ -85,13 +85,12 @@ impl PodResources {
     /// Every device of `resource_prefix` (`nvidia.com/`) that a container of this node holds.
     pub async fn held_devices(&self, resource_prefix: &str) -> Result<Vec<HeldDevice>, Error> {
         let kept = self.lock().clone();
-        let channel = match kept {
-            Some(channel) => channel,
-            None => {
-                let channel = self.connect().await?;
-                *self.lock() = Some(channel.clone());
-                channel
-            }
+        let channel = if let Some(channel) = kept {
+            channel
+        } else {
+            let channel = self.connect().await?;
+            *self.lock() = Some(channel.clone());
+            channel
         };
         let mut client = v1::pod_resources_lister_client::PodResourcesListerClient::new(channel);
         let mut request = tonic::Request::new(v1::ListPodResourcesRequest {});

@@ -10,7 +10,10 @@ use framescale_exporter::nvml::driver::{DeviceId, GpuDriver, NvmlDriver};
 /// `nvidia-smi --query-gpu=<fields>` as rows of trimmed cells.
 fn smi(fields: &str) -> Vec<Vec<String>> {
     let output = Command::new("nvidia-smi")
-        .args([&format!("--query-gpu={fields}"), "--format=csv,noheader,nounits"])
+        .args([
+            &format!("--query-gpu={fields}"),
+            "--format=csv,noheader,nounits",
+        ])
         .output()
         .expect("nvidia-smi runs");
     assert!(output.status.success(), "{output:?}");
@@ -42,8 +45,14 @@ fn nvml_sees_the_gpus_nvidia_smi_lists_with_their_memory() {
             .unwrap() as f64
             / f64::from(1 << 20);
         let theirs: f64 = row[1].parse().unwrap();
-        println!("{}: memory used {ours:.0} MiB (nvidia-smi {theirs} MiB), GPM {}", gpu.uuid, gpu.gpm);
-        assert!((ours - theirs).abs() <= 64.0 + theirs * 0.02, "{ours} vs {theirs}");
+        println!(
+            "{}: memory used {ours:.0} MiB (nvidia-smi {theirs} MiB), GPM {}",
+            gpu.uuid, gpu.gpm
+        );
+        assert!(
+            (ours - theirs).abs() <= 64.0 + theirs * 0.02,
+            "{ours} vs {theirs}"
+        );
     }
 }
 
@@ -74,6 +83,9 @@ fn every_figure_the_source_asks_for_can_be_read() {
         println!("{}: GPM SM utilization over 200 ms {sm:.2} %", gpu.uuid);
         assert!((0.0..=100.0).contains(&sm), "{sm}");
     } else {
-        println!("{}: no GPM (older than Hopper): utilization.gpu is the device figure", gpu.uuid);
+        println!(
+            "{}: no GPM (older than Hopper): utilization.gpu is the device figure",
+            gpu.uuid
+        );
     }
 }

@@ -2,6 +2,12 @@
 //! a kubelet and containerd (systemd driver, cgroup v2) lay them out, for tests and benchmarks
 //! of the NVML source.
 
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::must_use_candidate,
+    reason = "test helpers: they panic when the test machine cannot make a temporary directory or socket"
+)]
+
 use std::path::Path;
 
 use crate::attribution::{Attribution, AttributionConfig};
@@ -92,7 +98,6 @@ impl FakeNode {
         })
     }
 }
-
 
 impl Default for FakeNode {
     fn default() -> Self {

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use super::fake_node::FakeNode as Node;
 use super::scripted::{ScriptedDevice, ScriptedGpu, ScriptedGpus};
 use super::*;
-use super::fake_node::FakeNode as Node;
 use crate::pod_resources::fake::{FakeKubelet, pod};
 
 fn device(uuid: &str) -> ScriptedDevice {

@@ -2,6 +2,12 @@
 //! temporary directory, on its own thread and runtime, answering `List` and `Get` from pods the
 //! test sets (and changes) as a kubelet would.
 
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::must_use_candidate,
+    reason = "test helpers: they panic when the test machine cannot make a temporary directory or socket"
+)]
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

@@ -56,7 +56,10 @@ fn whole_gpus_mig_devices_and_replicas_as_a_kubelet_lists_them() {
         pod("other", "nic-0", "app", "example.com/nic", &["nic-1"]),
     ]);
     let client = PodResources::new(&kubelet.socket, Duration::from_secs(2));
-    let devices = runtime()
+    // One runtime for the client's life, as the NVML source keeps one: the kept connection
+    // runs on it.
+    let runtime = runtime();
+    let devices = runtime
         .block_on(client.held_devices("nvidia.com/"))
         .unwrap();
     assert_eq!(
@@ -113,7 +116,7 @@ fn whole_gpus_mig_devices_and_replicas_as_a_kubelet_lists_them() {
         "nvidia.com/mig-1g.18gb",
         &["MIG-cccc"],
     )]);
-    let devices = runtime()
+    let devices = runtime
         .block_on(client.held_devices("nvidia.com/"))
         .unwrap();
     assert_eq!(devices.len(), 1);
