@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cache;
 pub mod cluster;
 pub mod config;
+pub mod exporters;
 pub mod pods;
 pub mod prometheus;
 pub mod request;
@@ -42,6 +43,7 @@ use crate::auth::Authenticator;
 use crate::cache::CachedSource;
 use crate::cluster::ClusterPods;
 use crate::config::MetricsConfig;
+use crate::exporters::{ExporterTargets, Exporters};
 use crate::pods::{PodLister, PodsFile};
 use crate::prometheus::PrometheusSource;
 use crate::source::{DirectSource, SignalSource};
@@ -98,8 +100,8 @@ pub enum PodSource {
 pub enum Backend {
     /// Scrape exporters' `/metrics` directly.
     Direct {
-        /// Exporter `/metrics` URLs.
-        exporters: Vec<String>,
+        /// Where the exporters are.
+        exporters: ExporterTargets,
         /// How often they are scraped.
         scrape_interval: Duration,
     },
@@ -141,6 +143,9 @@ pub enum Error {
     /// The HTTP client that scrapes the exporters cannot be built.
     #[error("cannot make the HTTP client that scrapes the exporters: {0}")]
     ScrapeClient(#[source] reqwest::Error),
+    /// The watch of the exporters' EndpointSlices cannot start.
+    #[error(transparent)]
+    Discovery(#[from] exporters::DiscoveryError),
     /// Delegated authentication cannot start.
     #[error(transparent)]
     Auth(#[from] auth::DelegationError),
@@ -165,24 +170,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let metrics = Arc::new(config.metrics.clone());
-    let BackendParts {
-        source,
-        direct: health,
-        scraper,
-    } = backend(&config.backend, &metrics)?;
     let telemetry = Arc::new(Telemetry::default());
-    let source = Arc::new(CachedSource::new(
-        source,
-        config.cache_ttl,
-        telemetry.clone(),
-    ));
+    let discovers = matches!(
+        config.backend,
+        Backend::Direct {
+            exporters: ExporterTargets::Service { .. },
+            ..
+        }
+    );
     let needs_kubernetes =
-        config.auth == AuthMode::Delegated || config.pods == PodSource::Kubernetes;
+        config.auth == AuthMode::Delegated || config.pods == PodSource::Kubernetes || discovers;
     let client = if needs_kubernetes {
         Some(kube_client(config.kubeconfig.as_deref()).await?)
     } else {
         None
     };
+    let BackendParts {
+        source,
+        direct: health,
+        scraper,
+    } = backend(&config.backend, &metrics, &telemetry, client.as_ref()).await?;
+    let source = Arc::new(CachedSource::new(
+        source,
+        config.cache_ttl,
+        telemetry.clone(),
+    ));
     let (pods, cluster): (Option<Arc<dyn PodLister>>, _) = match (&config.pods, &client) {
         (PodSource::Kubernetes, Some(client)) => {
             let cluster = Arc::new(ClusterPods::watch(client));
@@ -281,21 +293,27 @@ struct BackendParts {
 }
 
 /// Starts the configured backend.
-fn backend(backend: &Backend, metrics: &Arc<MetricsConfig>) -> Result<BackendParts, Error> {
+async fn backend(
+    backend: &Backend,
+    metrics: &Arc<MetricsConfig>,
+    telemetry: &Arc<Telemetry>,
+    client: Option<&kube::Client>,
+) -> Result<BackendParts, Error> {
     match backend {
         Backend::Direct {
             exporters,
             scrape_interval,
         } => {
-            let direct = DirectSource::new(metrics.clone());
+            let exporters = Exporters::start(exporters, client).await?;
+            let direct = DirectSource::new(metrics.clone()).with_telemetry(telemetry.clone());
             // Exporters are plain HTTP; the TLS settings are there because the client needs some.
-            let client = reqwest::Client::builder()
+            let http = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls::client_config(rustls::RootCertStore::empty())?)
                 .build()
                 .map_err(Error::ScrapeClient)?;
             let scraper = tokio::spawn(direct.clone().scrape_loop(
-                client,
-                exporters.clone(),
+                http,
+                exporters,
                 *scrape_interval,
             ));
             Ok(BackendParts {
@@ -341,21 +359,33 @@ impl Readiness {
                     .to_owned(),
             );
         }
-        let (rounds, failures) = self
-            .direct
-            .as_ref()
-            .map_or((1, Vec::new()), DirectSource::health);
-        if rounds == 0 {
+        let Some(direct) = &self.direct else {
+            return (StatusCode::OK, "ok\n".to_owned());
+        };
+        let health = direct.health();
+        if health.rounds == 0 {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the first scrape of the exporters has not finished\n".to_owned(),
+                "the first scrape of the exporters has not finished (or their EndpointSlices have not listed)\n".to_owned(),
             )
-        } else if failures.is_empty() {
-            (StatusCode::OK, "ok\n".to_owned())
+        } else if health.targets == 0 {
+            (
+                StatusCode::OK,
+                "ok; no exporter to scrape: every pod's value is missing\n".to_owned(),
+            )
+        } else if health.failures.is_empty() {
+            (
+                StatusCode::OK,
+                format!("ok; {} exporters\n", health.targets),
+            )
         } else {
             (
                 StatusCode::OK,
-                format!("ok; failing exporters: {}\n", failures.join("; ")),
+                format!(
+                    "ok; {} exporters, failing: {}\n",
+                    health.targets,
+                    health.failures.join("; ")
+                ),
             )
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use framescale_core::score::Holds;
 
-pub use direct::DirectSource;
+pub use direct::{DirectSource, Health};
 
 /// A boxed future, so sources can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

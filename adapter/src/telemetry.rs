@@ -9,6 +9,8 @@
 //! | `framescale_adapter_backend_errors_total` | counter | backend fetches that failed |
 //! | `framescale_adapter_cache_requests_total{cache="signals"\|"responses",result="hit"\|"miss"}` | counter | lookups answered from a cache (or a fetch in flight) vs fetches |
 //! | `framescale_adapter_served_data_age_seconds` | gauge | age of the oldest value in the last answer with values |
+//! | `framescale_adapter_exporters{state="scraped"\|"failing"}` | gauge | direct backend: exporters scraped in the last round, and of those the failing |
+//! | `framescale_adapter_scrape_round_duration_seconds` | gauge | direct backend: time of the last round (every exporter at once) |
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
@@ -50,6 +52,11 @@ struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     cache: &'static str,
     result: &'static str,
@@ -79,6 +86,8 @@ pub struct Telemetry {
     backend_errors: Counter,
     lookups: Family<CacheLabels, Counter>,
     data_age: Gauge<f64, AtomicU64>,
+    exporters: Family<StateLabels, Gauge>,
+    scrape_round: Gauge<f64, AtomicU64>,
     last_auth_log: Mutex<Option<(Instant, u64)>>,
 }
 
@@ -95,6 +104,8 @@ impl Default for Telemetry {
         let backend_errors = Counter::default();
         let lookups = Family::<CacheLabels, Counter>::default();
         let data_age = Gauge::<f64, AtomicU64>::default();
+        let exporters = Family::<StateLabels, Gauge>::default();
+        let scrape_round = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "framescale_adapter_requests",
             "API requests by route and status code",
@@ -125,8 +136,20 @@ impl Default for Telemetry {
             "Age of the oldest value in the last answer with values",
             data_age.clone(),
         );
+        registry.register(
+            "framescale_adapter_exporters",
+            "Exporters the direct backend scraped in its last round, and of those the failing",
+            exporters.clone(),
+        );
+        registry.register(
+            "framescale_adapter_scrape_round_duration_seconds",
+            "Time of the direct backend's last scrape round",
+            scrape_round.clone(),
+        );
         Telemetry {
             registry,
+            exporters,
+            scrape_round,
             requests,
             latency,
             backend,
@@ -194,6 +217,16 @@ impl Telemetry {
                 *last = Some((Instant::now(), 0));
                 Some(held)
             }
+        }
+    }
+
+    /// Notes a finished scrape round of the direct backend.
+    pub fn scrape_round(&self, took: Duration, scraped: usize, failing: usize) {
+        self.scrape_round.set(took.as_secs_f64());
+        for (state, count) in [("scraped", scraped), ("failing", failing)] {
+            self.exporters
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

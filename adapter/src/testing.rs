@@ -92,6 +92,9 @@ pub enum Kind {
     Pod,
     /// `apps/v1` Deployment, served at `/apis/apps/v1/deployments`.
     Deployment,
+    /// `discovery.k8s.io/v1` EndpointSlice, served at
+    /// `/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices`.
+    EndpointSlice,
 }
 
 impl Kind {
@@ -99,6 +102,7 @@ impl Kind {
         match self {
             Kind::Pod => "v1",
             Kind::Deployment => "apps/v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
         }
     }
 
@@ -106,6 +110,7 @@ impl Kind {
         match self {
             Kind::Pod => "PodList",
             Kind::Deployment => "DeploymentList",
+            Kind::EndpointSlice => "EndpointSliceList",
         }
     }
 }
@@ -179,13 +184,56 @@ impl FakeCluster {
         self.apply(Kind::Deployment, namespace, name, object);
     }
 
+    /// Creates or replaces EndpointSlice `namespace/name` of Service `service`: one endpoint
+    /// per `(address, ready)`, all on port `port` named `metrics`, as the EndpointSlice
+    /// controller writes them for a headless Service of a DaemonSet.
+    pub fn apply_endpoint_slice(
+        &self,
+        namespace: &str,
+        name: &str,
+        service: &str,
+        endpoints: &[(&str, bool)],
+        port: u16,
+    ) {
+        let endpoints: Vec<Value> = endpoints
+            .iter()
+            .map(|(address, ready)| {
+                json!({
+                    "addresses": [address],
+                    "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                    "nodeName": format!("node-{address}"),
+                    "targetRef": {"kind": "Pod", "namespace": namespace, "name": format!("exporter-{address}")},
+                })
+            })
+            .collect();
+        let object = json!({
+            "metadata": {
+                "name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
+                "labels": {"kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"},
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "metrics", "port": port, "protocol": "TCP"}],
+        });
+        self.apply(Kind::EndpointSlice, namespace, name, object);
+    }
+
+    /// Deletes an EndpointSlice; a no-op if there is none.
+    pub fn delete_endpoint_slice(&self, namespace: &str, name: &str) {
+        self.delete(Kind::EndpointSlice, namespace, name);
+    }
+
     /// Deletes a pod; a no-op if there is none.
     pub fn delete_pod(&self, namespace: &str, name: &str) {
+        self.delete(Kind::Pod, namespace, name);
+    }
+
+    fn delete(&self, kind: Kind, namespace: &str, name: &str) {
         let mut objects = self.lock();
         let Some(mut object) =
             objects
                 .current
-                .remove(&(Kind::Pod, namespace.to_owned(), name.to_owned()))
+                .remove(&(kind, namespace.to_owned(), name.to_owned()))
         else {
             return;
         };
@@ -194,7 +242,7 @@ impl FakeCluster {
         object["metadata"]["resourceVersion"] = json!(version.to_string());
         objects.history.push(Change {
             resource_version: version,
-            kind: Kind::Pod,
+            kind,
             event: "DELETED",
             object,
         });
@@ -212,11 +260,28 @@ impl FakeCluster {
         )
     }
 
-    /// The routes of the cluster-wide list and watch of pods and Deployments, to serve alone or
+    /// The routes of the cluster-wide list and watch of pods and Deployments, of the namespaced
+    /// EndpointSlices and of the `discovery.k8s.io/v1` discovery document, to serve alone or
     /// merged with other fake API routes.
     pub fn router(&self) -> axum::Router {
-        let (pods, deployments) = (self.clone(), self.clone());
+        let (pods, deployments, slices) = (self.clone(), self.clone(), self.clone());
         axum::Router::new()
+            .route(
+                "/apis/discovery.k8s.io/v1",
+                get(|| async {
+                    axum::Json(json!({
+                        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "discovery.k8s.io/v1",
+                        "resources": [{"name": "endpointslices", "singularName": "endpointslice", "namespaced": true,
+                                       "kind": "EndpointSlice", "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}],
+                    }))
+                }),
+            )
+            .route(
+                "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+                get(move |uri: Uri, headers: HeaderMap| {
+                    std::future::ready(serve(slices.clone(), Kind::EndpointSlice, &uri, &headers))
+                }),
+            )
             .route(
                 "/api/v1/pods",
                 get(move |uri: Uri, headers: HeaderMap| {
@@ -257,18 +322,71 @@ impl FakeCluster {
         self.objects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The first change of `kind` after `after`, as a watch event line.
-    fn next_event(&self, kind: Kind, after: u64, metadata_only: bool) -> Option<(u64, Bytes)> {
+    /// The first change of `kind` after `after` that `wanted` keeps, as a watch event line;
+    /// the version of the last change looked at, so changes not kept are passed over.
+    fn next_event(
+        &self,
+        kind: Kind,
+        after: u64,
+        metadata_only: bool,
+        wanted: &Wanted,
+    ) -> Option<(u64, Option<Bytes>)> {
         let objects = self.lock();
         let change = objects
             .history
             .iter()
             .find(|c| c.kind == kind && c.resource_version > after)?;
+        if !wanted.keeps(&change.object) {
+            return Some((change.resource_version, None));
+        }
         let object = shape(kind, &change.object, metadata_only);
         let mut line = json!({"type": change.event, "object": object}).to_string();
         line.push('\n');
-        Some((change.resource_version, Bytes::from(line)))
+        Some((change.resource_version, Some(Bytes::from(line))))
     }
+}
+
+/// What a list or watch asked for: a namespace (from the path) and `key=value` label
+/// requirements (the `labelSelector` the watchers send).
+#[derive(Clone, Default)]
+struct Wanted {
+    namespace: Option<String>,
+    labels: Vec<(String, String)>,
+}
+
+impl Wanted {
+    fn of(uri: &Uri, query: &BTreeMap<&str, &str>) -> Self {
+        let namespace = uri
+            .path()
+            .split_once("/namespaces/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .map(str::to_owned);
+        let selector = query
+            .get("labelSelector")
+            .map(|s| percent_decode(s))
+            .unwrap_or_default();
+        let labels = selector
+            .split(',')
+            .filter_map(|r| r.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Wanted { namespace, labels }
+    }
+
+    fn keeps(&self, object: &Value) -> bool {
+        let metadata = &object["metadata"];
+        self.namespace
+            .as_ref()
+            .is_none_or(|ns| metadata["namespace"].as_str() == Some(ns))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| metadata["labels"][k].as_str() == Some(v.as_str()))
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    crate::request::percent_decode(text, true).unwrap_or_else(|| text.to_owned())
 }
 
 /// An object as the client asked for it: whole, or only its metadata.
@@ -294,6 +412,7 @@ fn serve(cluster: FakeCluster, kind: Kind, uri: &Uri, headers: &HeaderMap) -> Re
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("as=PartialObjectMetadata"));
+    let wanted = Wanted::of(uri, &query);
     if query
         .get("watch")
         .is_some_and(|w| *w == "true" || *w == "1")
@@ -305,14 +424,20 @@ fn serve(cluster: FakeCluster, kind: Kind, uri: &Uri, headers: &HeaderMap) -> Re
             .unwrap_or(0);
         let changes = cluster.changed.subscribe();
         let events = futures_util::stream::unfold(
-            (cluster, after, changes),
-            move |(cluster, after, mut changes)| async move {
+            (cluster, after, changes, wanted),
+            move |(cluster, mut after, mut changes, wanted)| async move {
                 loop {
                     changes.borrow_and_update();
-                    if let Some((version, line)) = cluster.next_event(kind, after, metadata_only) {
-                        return Some((Ok::<_, Infallible>(line), (cluster, version, changes)));
+                    match cluster.next_event(kind, after, metadata_only, &wanted) {
+                        Some((version, Some(line))) => {
+                            return Some((
+                                Ok::<_, Infallible>(line),
+                                (cluster, version, changes, wanted),
+                            ));
+                        }
+                        Some((version, None)) => after = version,
+                        None => changes.changed().await.ok()?,
                     }
-                    changes.changed().await.ok()?;
                 }
             },
         );
@@ -327,7 +452,7 @@ fn serve(cluster: FakeCluster, kind: Kind, uri: &Uri, headers: &HeaderMap) -> Re
     let items: Vec<Value> = objects
         .current
         .iter()
-        .filter(|((k, _, _), _)| *k == kind)
+        .filter(|((k, _, _), object)| *k == kind && wanted.keeps(object))
         .map(|(_, object)| {
             let mut item = shape(kind, object, metadata_only);
             // Items of a list carry no type fields, as kube-apiserver writes them.

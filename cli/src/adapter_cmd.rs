@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_adapter::config::MetricsConfig;
+use framescale_adapter::exporters::ExporterTargets;
 use framescale_adapter::tls::CertSource;
 use framescale_adapter::{AdapterConfig, AuthMode, Backend, PodSource};
 
@@ -39,15 +40,25 @@ pub struct AdapterArgs {
     /// Metrics file (YAML): series, units and score settings; the defaults of ARCHITECTURE.md when absent.
     #[arg(long, env = "FRAMESCALE_METRICS_CONFIG")]
     metrics_config: Option<PathBuf>,
-    /// Exporter /metrics URL for the direct backend; repeat for each exporter (comma-separated in the environment).
+    /// Exporter /metrics URL for the direct backend (local use); repeat for each exporter (comma-separated in the environment).
     #[arg(
         long = "exporter",
         env = "FRAMESCALE_EXPORTERS",
         value_delimiter = ',',
-        required_unless_present = "prometheus_url",
-        conflicts_with = "prometheus_url"
+        required_unless_present_any = ["prometheus_url", "exporter_service"],
+        conflicts_with_all = ["prometheus_url", "exporter_service"]
     )]
     exporters: Vec<String>,
+    /// The exporters' headless Service, `NAMESPACE/NAME`, for the direct backend in a cluster: its ready EndpointSlice endpoints are scraped, followed by a watch.
+    #[arg(
+        long,
+        env = "FRAMESCALE_EXPORTER_SERVICE",
+        conflicts_with = "prometheus_url"
+    )]
+    exporter_service: Option<String>,
+    /// The name of the exporter Service's metrics port.
+    #[arg(long, env = "FRAMESCALE_EXPORTER_PORT_NAME", default_value = "metrics")]
+    exporter_port_name: String,
     /// Prometheus base URL for the Prometheus backend (http://prometheus:9090 or https://…), instead of --exporter.
     #[arg(long, env = "FRAMESCALE_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -120,7 +131,22 @@ impl AdapterArgs {
             }
             Some(url) => bail!("--prometheus-url {url:?} must be an http:// or https:// URL"),
             None => Backend::Direct {
-                exporters: self.exporters,
+                exporters: match self.exporter_service {
+                    Some(service) => {
+                        let Some((namespace, name)) = service
+                            .split_once('/')
+                            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                        else {
+                            bail!("--exporter-service {service:?} must be NAMESPACE/NAME");
+                        };
+                        ExporterTargets::Service {
+                            namespace: namespace.to_owned(),
+                            name: name.to_owned(),
+                            port_name: Some(self.exporter_port_name),
+                        }
+                    }
+                    None => ExporterTargets::Fixed(self.exporters),
+                },
                 scrape_interval: self.scrape_interval,
             },
         };

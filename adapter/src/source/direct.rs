@@ -17,7 +17,9 @@ use framescale_core::score::{HoldTracker, Signals};
 
 use super::{BoxFuture, PodSignals, Reading, SignalSource, SourceError, now_millis};
 use crate::config::{MetricsConfig, SignalMetric, WindowSource};
+use crate::exporters::Exporters;
 use crate::series::{self, Sample};
+use crate::telemetry::Telemetry;
 
 /// Largest exposition read from one exporter.
 const BODY_LIMIT: usize = 256 << 20;
@@ -27,6 +29,7 @@ const BODY_LIMIT: usize = 256 << 20;
 pub struct DirectSource {
     config: Arc<MetricsConfig>,
     state: Arc<Mutex<DirectState>>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +38,18 @@ struct DirectState {
     /// Why each failing target failed at its last scrape.
     failing: BTreeMap<String, String>,
     rounds: u64,
+    targets: usize,
+}
+
+/// How the scraping goes, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Rounds finished.
+    pub rounds: u64,
+    /// Exporters scraped in the last round.
+    pub targets: usize,
+    /// `target: error` for each exporter failing now.
+    pub failures: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -72,7 +87,15 @@ impl DirectSource {
         DirectSource {
             config,
             state: Arc::new(Mutex::new(DirectState::default())),
+            telemetry: None,
         }
+    }
+
+    /// The same source, counting its rounds and exporters in `telemetry`.
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Takes the samples of one exporter scraped at `at_millis`.
@@ -107,19 +130,36 @@ impl DirectSource {
         }
     }
 
-    /// Scrapes every target every `interval` with `client`, for as long as the task runs.
+    /// Scrapes the exporters every `interval` with `client`, for as long as the task runs; a
+    /// watched list is read again at every round, once it has listed.
     pub async fn scrape_loop(
         self,
         client: reqwest::Client,
-        targets: Vec<String>,
+        exporters: Exporters,
         interval: Duration,
     ) {
         let timeout = scrape_timeout(interval);
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut empty_logged = false;
         loop {
             ticks.tick().await;
+            if !exporters.is_synced() {
+                continue;
+            }
+            let targets = exporters.urls();
+            if targets.is_empty() != empty_logged {
+                empty_logged = targets.is_empty();
+                if empty_logged {
+                    tracing::warn!(exporters = %exporters.describe(), "No exporter to scrape: every pod is missing");
+                }
+            }
+            let started = std::time::Instant::now();
             self.scrape_round(&client, &targets, timeout).await;
+            if let Some(telemetry) = &self.telemetry {
+                let failing = self.lock().failing.len();
+                telemetry.scrape_round(started.elapsed(), targets.len(), failing);
+            }
         }
     }
 
@@ -140,7 +180,14 @@ impl DirectSource {
                 };
             (target, at, result)
         });
-        for (target, at, result) in futures_util::future::join_all(scrapes).await {
+        let results = futures_util::future::join_all(scrapes).await;
+        {
+            // Exporters no longer listed (a node drained) are no longer failing either.
+            let mut state = self.lock();
+            state.failing.retain(|target, _| targets.contains(target));
+            state.targets = targets.len();
+        }
+        for (target, at, result) in results {
             match result {
                 Ok(samples) => {
                     self.ingest(&samples, at);
@@ -163,16 +210,19 @@ impl DirectSource {
         self.lock().rounds += 1;
     }
 
-    /// How many scrape rounds finished, and `target: error` for each exporter failing now.
+    /// How the scraping goes.
     #[must_use]
-    pub fn health(&self) -> (u64, Vec<String>) {
+    pub fn health(&self) -> Health {
         let state = self.lock();
-        let failures = state
-            .failing
-            .iter()
-            .map(|(target, error)| format!("{target}: {error}"))
-            .collect();
-        (state.rounds, failures)
+        Health {
+            rounds: state.rounds,
+            targets: state.targets,
+            failures: state
+                .failing
+                .iter()
+                .map(|(target, error)| format!("{target}: {error}"))
+                .collect(),
+        }
     }
 
     /// The signals of `namespace` as of `now_millis`, with holds derived from the trackers.

@@ -151,8 +151,12 @@ async fn exporters_are_scraped_at_once_and_a_hung_one_delays_no_other() {
         2,
         "the good exporter's pods"
     );
-    let (rounds, failures) = source.health();
-    assert_eq!(rounds, 1);
+    let Health {
+        rounds,
+        targets,
+        failures,
+    } = source.health();
+    assert_eq!((rounds, targets), (1, 4));
     assert_eq!(failures.len(), 3, "{failures:?}");
     assert!(
         failures
@@ -182,14 +186,15 @@ async fn an_exporter_that_recovers_leaves_the_failures() {
             Duration::from_secs(1),
         )
         .await;
-    assert_eq!(source.health().1.len(), 1);
+    assert_eq!(source.health().failures.len(), 1);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { EXPOSITION }));
     tokio::spawn(axum::serve(listener, app).into_future());
     source
         .scrape_round(&client(), &[url], Duration::from_secs(1))
         .await;
-    assert_eq!(source.health(), (2, Vec::new()));
+    assert_eq!(source.health().failures, Vec::<String>::new());
+    assert_eq!(source.health().rounds, 2);
     assert!(!source.snapshot("render", now_millis()).is_empty());
 }
 
@@ -217,7 +222,7 @@ async fn long_expositions_are_read_in_chunks_and_bad_lines_name_their_number() {
         .await;
     let render = source.snapshot("render", now_millis());
     assert!((render["a"].p95_ms.unwrap().value - 64.0).abs() < 1e-9);
-    let (_, failures) = source.health();
+    let failures = source.health().failures;
     assert_eq!(failures.len(), 1);
     assert!(
         failures[0].starts_with(&bad) && failures[0].contains("line 2"),
