@@ -45,7 +45,7 @@ use crate::cluster::ClusterPods;
 use crate::config::MetricsConfig;
 use crate::exporters::{ExporterTargets, Exporters};
 use crate::pods::{PodLister, PodsFile};
-use crate::prometheus::PrometheusSource;
+use crate::prometheus::{PrometheusSource, TokenFile};
 use crate::source::{DirectSource, SignalSource};
 use crate::telemetry::Telemetry;
 use crate::tls::CertSource;
@@ -114,6 +114,10 @@ pub enum Backend {
         /// CA certificates (PEM) that an HTTPS Prometheus is verified against; the system's
         /// when `None`.
         ca_file: Option<PathBuf>,
+        /// A file holding the bearer token sent with every query.
+        bearer_token_file: Option<PathBuf>,
+        /// A client certificate and key (PEM) presented to an HTTPS Prometheus.
+        client_cert: Option<(PathBuf, PathBuf)>,
     },
 }
 
@@ -326,14 +330,20 @@ async fn backend(
             url,
             timeout,
             ca_file,
+            bearer_token_file,
+            client_cert,
         } => {
             let roots = if url.starts_with("https://") {
                 tls::trusted_roots(ca_file.as_deref())?
             } else {
                 rustls::RootCertStore::empty()
             };
-            let source =
-                PrometheusSource::new(url, metrics.clone(), *timeout, tls::client_config(roots)?)?;
+            let identity = client_cert
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path()));
+            let tls = tls::client_config_with_identity(roots, identity)?;
+            let token = bearer_token_file.clone().map(TokenFile::new);
+            let source = PrometheusSource::new(url, metrics.clone(), *timeout, tls, token)?;
             Ok(BackendParts {
                 source: Arc::new(source),
                 direct: None,

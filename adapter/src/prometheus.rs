@@ -13,6 +13,10 @@
 //! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold]) and X offset hold)` | over target throughout the hold: the minimum over the window, only where the series already existed at its start |
 //!
 //! Values are scaled in the adapter. A failed query is retried once; then the request answers 503.
+//!
+//! A Prometheus behind authentication (kube-rbac-proxy, an OAuth proxy, Thanos Querier with
+//! mutual TLS) is asked with a bearer token read from a file — re-read when the file changes, so
+//! a projected service-account token rotates with no restart — and/or a client certificate.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +35,54 @@ pub struct PrometheusSource {
     client: Client,
     config: Arc<MetricsConfig>,
     timeout: Duration,
+    token: Option<Arc<TokenFile>>,
+}
+
+/// A bearer token in a file, read again when the file's modification time changes.
+#[derive(Debug)]
+pub struct TokenFile {
+    path: std::path::PathBuf,
+    cached: std::sync::Mutex<Option<(std::time::SystemTime, String)>>,
+}
+
+impl TokenFile {
+    /// The token of `path`, read at first use.
+    #[must_use]
+    pub fn new(path: std::path::PathBuf) -> Self {
+        TokenFile {
+            path,
+            cached: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The token now.
+    pub fn token(&self) -> Result<String, SourceError> {
+        let unreadable = |detail: String| SourceError::Credentials {
+            path: self.path.display().to_string(),
+            detail,
+        };
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(|e| unreadable(e.to_string()))?;
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, token)) = cached.as_ref()
+            && *at == modified
+        {
+            return Ok(token.clone());
+        }
+        let token = std::fs::read_to_string(&self.path)
+            .map_err(|e| unreadable(e.to_string()))?
+            .trim()
+            .to_owned();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err(unreadable("not one token".into()));
+        }
+        *cached = Some((modified, token.clone()));
+        Ok(token)
+    }
 }
 
 /// Why the Prometheus backend cannot be set up.
@@ -66,6 +118,7 @@ impl PrometheusSource {
         config: Arc<MetricsConfig>,
         timeout: Duration,
         tls: rustls::ClientConfig,
+        token: Option<TokenFile>,
     ) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -80,6 +133,7 @@ impl PrometheusSource {
             client,
             config,
             timeout,
+            token: token.map(Arc::new),
         })
     }
 
@@ -90,11 +144,27 @@ impl PrometheusSource {
         holds: &[Duration],
     ) -> Result<BTreeMap<String, Parts>, SourceError> {
         let query = signal_query(metric, namespace, holds);
+        let authorization = match &self.token {
+            Some(token) => {
+                let value = format!("Bearer {}", token.token()?);
+                Some(reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    SourceError::Credentials {
+                        path: token.path.display().to_string(),
+                        detail: "the token is not a valid header value".into(),
+                    }
+                })?)
+            }
+            None => None,
+        };
         let attempt = || {
-            self.client
+            let mut builder = self
+                .client
                 .query(&query)
-                .timeout(self.timeout.as_millis() as i64)
-                .get()
+                .timeout(self.timeout.as_millis() as i64);
+            if let Some(value) = &authorization {
+                builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
+            }
+            builder.get()
         };
         let result = match attempt().await {
             Ok(result) => Ok(result),

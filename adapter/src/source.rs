@@ -57,6 +57,14 @@ pub enum SourceError {
         #[source]
         source: Arc<prometheus_http_query::Error>,
     },
+    /// The credentials for the backend cannot be read.
+    #[error("metrics backend unavailable: cannot read the bearer token {path}: {detail}")]
+    Credentials {
+        /// The token file.
+        path: String,
+        /// Why.
+        detail: String,
+    },
     /// The source was made to fail ([`MemorySource::set_down`]).
     #[error("metrics backend unavailable: {0}")]
     Down(String),

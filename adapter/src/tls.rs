@@ -121,22 +121,51 @@ pub fn trusted_roots(ca_file: Option<&Path>) -> Result<RootCertStore, Error> {
 /// A rustls client configuration (ring, TLS 1.2 and 1.3) trusting `roots`, with no client
 /// certificate.
 pub fn client_config(roots: RootCertStore) -> Result<ClientConfig, Error> {
-    Ok(
+    client_config_with_identity(roots, None)
+}
+
+/// As [`client_config`], presenting the client certificate and key in these PEM files when
+/// `identity` is given (a Prometheus that requires client certificates).
+pub fn client_config_with_identity(
+    roots: RootCertStore,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, Error> {
+    let builder =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Invalid(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+            .with_root_certificates(roots);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let (certs, key) = read_pem_pair(cert, key)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| Error::Invalid(e.to_string()))
+        }
+    }
+}
+
+/// A certificate chain and key from PEM files.
+fn read_pem_pair(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+    parse_pem_pair(
+        &read_file(cert, "certificate")?,
+        &read_file(key, "private key")?,
+        &cert.display().to_string(),
+        &key.display().to_string(),
     )
 }
 
-/// A rustls server configuration from PEM text.
-pub fn server_config(
+/// A certificate chain and key from PEM text; the paths name them in errors.
+fn parse_pem_pair(
     cert_pem: &[u8],
     key_pem: &[u8],
     cert_path: &str,
     key_path: &str,
-) -> Result<ServerConfig, Error> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Unreadable {
@@ -156,6 +185,17 @@ pub fn server_config(
         path: key_path.into(),
         message: e.to_string(),
     })?;
+    Ok((certs, key))
+}
+
+/// A rustls server configuration from PEM text.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &str,
+    key_path: &str,
+) -> Result<ServerConfig, Error> {
+    let (certs, key) = parse_pem_pair(cert_pem, key_pem, cert_path, key_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let client_certs = Arc::new(AnyClientCert {
         algorithms: provider.signature_verification_algorithms,
@@ -322,19 +362,20 @@ pub fn load(source: &CertSource, check_every: Duration) -> Result<RustlsConfig, 
 }
 
 fn read_pair(cert: &Path, key: &Path) -> Result<ServerConfig, Error> {
-    let read = |path: &Path, what| {
-        std::fs::read(path).map_err(|e| Error::Unreadable {
-            what,
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
-    };
     server_config(
-        &read(cert, "certificate")?,
-        &read(key, "private key")?,
+        &read_file(cert, "certificate")?,
+        &read_file(key, "private key")?,
         &cert.display().to_string(),
         &key.display().to_string(),
     )
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Unreadable {
+        what,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 async fn reload_loop(config: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {

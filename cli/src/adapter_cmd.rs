@@ -69,6 +69,27 @@ pub struct AdapterArgs {
         requires = "prometheus_url"
     )]
     prometheus_ca_file: Option<PathBuf>,
+    /// File holding a bearer token sent with every Prometheus query (a Prometheus behind kube-rbac-proxy or an OAuth proxy); re-read when it changes.
+    #[arg(
+        long,
+        env = "FRAMESCALE_PROMETHEUS_BEARER_TOKEN_FILE",
+        requires = "prometheus_url"
+    )]
+    prometheus_bearer_token_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to an https:// --prometheus-url that requires one.
+    #[arg(
+        long,
+        env = "FRAMESCALE_PROMETHEUS_CLIENT_CERT_FILE",
+        requires_all = ["prometheus_url", "prometheus_client_key_file"]
+    )]
+    prometheus_client_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        long,
+        env = "FRAMESCALE_PROMETHEUS_CLIENT_KEY_FILE",
+        requires = "prometheus_client_cert_file"
+    )]
+    prometheus_client_key_file: Option<PathBuf>,
     /// Timeout of one Prometheus query.
     #[arg(long, env = "FRAMESCALE_PROMETHEUS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     prometheus_timeout: Duration,
@@ -113,20 +134,32 @@ impl AdapterArgs {
         {
             bail!("--scrape-interval must be between 100ms and 5m");
         }
+        let client_cert = self
+            .prometheus_client_cert_file
+            .zip(self.prometheus_client_key_file);
         let backend = match self.prometheus_url {
             Some(url) if url.starts_with("https://") => Backend::Prometheus {
                 url,
                 timeout: self.prometheus_timeout,
                 ca_file: self.prometheus_ca_file,
+                bearer_token_file: self.prometheus_bearer_token_file,
+                client_cert,
             },
             Some(url) if url.starts_with("http://") => {
-                if self.prometheus_ca_file.is_some() {
-                    bail!("--prometheus-ca-file needs an https:// --prometheus-url, not {url:?}");
+                if self.prometheus_ca_file.is_some() || client_cert.is_some() {
+                    bail!(
+                        "--prometheus-ca-file and --prometheus-client-cert-file need an https:// --prometheus-url, not {url:?}"
+                    );
+                }
+                if self.prometheus_bearer_token_file.is_some() {
+                    tracing::warn!(%url, "The Prometheus bearer token is sent over plain HTTP");
                 }
                 Backend::Prometheus {
                     url,
                     timeout: self.prometheus_timeout,
                     ca_file: None,
+                    bearer_token_file: self.prometheus_bearer_token_file,
+                    client_cert: None,
                 }
             }
             Some(url) => bail!("--prometheus-url {url:?} must be an http:// or https:// URL"),

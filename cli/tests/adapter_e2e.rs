@@ -404,6 +404,7 @@ fn the_prometheus_backend_verifies_an_https_prometheus() {
         cert: &paths[0],
         key: &paths[1],
         ca: &paths[2],
+        client_ca: None,
     };
     let prometheus = Prometheus::start_with(&[exporter.addr], Some(&tls));
     let (cert, key) = serving_certificate(dir.path());
@@ -442,4 +443,188 @@ fn the_prometheus_backend_verifies_an_https_prometheus() {
         "{err}"
     );
     assert!(err.contains("invalid peer certificate"), "{err}");
+}
+
+/// An exporter over a temporary log root with one frame of pod `render/w-0`.
+fn exporter_with_one_pod(dir: &Path) -> Exporter {
+    let root = dir.join("pods");
+    std::fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &[]);
+    append(
+        &root.join("render_w-0_uid-0/worker/0.log"),
+        cri("framescale.frame duration_ms=25 outcome=ok"),
+    );
+    exporter
+}
+
+const FRAME_PATH: &str =
+    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
+
+fn path_text(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+/// A Prometheus that requires client certificates (its own `--web.config.file`): the adapter
+/// answers with `--prometheus-client-cert-file`, 503 without it.
+#[test]
+fn the_prometheus_backend_presents_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = exporter_with_one_pod(dir.path());
+    let (server_ca, client_ca) = (Ca::new("prometheus-ca"), Ca::new("clients-ca"));
+    let (prometheus_cert, prometheus_key) = server_ca.server(&["127.0.0.1", "localhost"]);
+    let (_, client_cert, client_key) = client_ca.client("framescale-adapter", &[]);
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let files = [
+        write("prometheus.crt", &prometheus_cert),
+        write("prometheus.key", &prometheus_key),
+        write("prometheus-ca.crt", &server_ca.pem),
+        write("clients-ca.crt", &client_ca.pem),
+        write("adapter-client.crt", &client_cert),
+        write("adapter-client.key", &client_key),
+    ];
+    let tls = PrometheusTls {
+        cert: &files[0],
+        key: &files[1],
+        ca: &files[2],
+        client_ca: Some(&files[3]),
+    };
+    let mutual = Prometheus::start_with(&[exporter.addr], Some(&tls));
+    let (cert, key) = serving_certificate(dir.path());
+    let url = format!("https://{}", mutual.addr);
+    let ca = path_text(&files[2]);
+    let with_cert = open_adapter(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &url,
+            "--prometheus-ca-file",
+            &ca,
+            "--prometheus-client-cert-file",
+            &path_text(&files[4]),
+            "--prometheus-client-key-file",
+            &path_text(&files[5]),
+        ],
+    );
+    let served = wait_for(
+        "a value through mutual TLS",
+        Duration::from_secs(30),
+        || {
+            let got = items(&kubectl_raw(dir.path(), &with_cert, &cert, FRAME_PATH).ok()?);
+            (!got.is_empty()).then_some(got)
+        },
+    );
+    assert_eq!(served[0].0, "w-0");
+    let without = open_adapter(
+        &cert,
+        &key,
+        &["--prometheus-url", &url, "--prometheus-ca-file", &ca],
+    );
+    let err = kubectl_raw(dir.path(), &without, &cert, FRAME_PATH).unwrap_err();
+    assert!(err.contains("ServiceUnavailable"), "{err}");
+}
+
+/// A Prometheus behind a proxy that requires a bearer token, as kube-rbac-proxy does: the adapter
+/// answers with `--prometheus-bearer-token-file`, 503 without it, and follows a rotated token
+/// with no restart.
+#[test]
+fn the_prometheus_backend_sends_a_bearer_token_and_follows_its_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = exporter_with_one_pod(dir.path());
+    let plain = Prometheus::start(&[exporter.addr]);
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new("first-token".to_owned()));
+    let proxy = bearer_proxy(plain.addr, accepted.clone());
+    let token = dir.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let (cert, key) = serving_certificate(dir.path());
+    let proxied = format!("http://{proxy}");
+    let with_token = open_adapter(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &proxied,
+            "--prometheus-bearer-token-file",
+            &path_text(&token),
+            "--cache-ttl",
+            "0s",
+        ],
+    );
+    let served = |adapter: &Adapter| {
+        kubectl_raw(dir.path(), adapter, &cert, FRAME_PATH)
+            .ok()
+            .filter(|body| !items(body).is_empty())
+            .map(|_| ())
+    };
+    wait_for(
+        "a value through the bearer proxy",
+        Duration::from_secs(30),
+        || served(&with_token),
+    );
+    // Without the token the proxy answers 401 (plain text, as kube-rbac-proxy does): a 503,
+    // never a value.
+    let no_token = open_adapter(&cert, &key, &["--prometheus-url", &proxied]);
+    let err = kubectl_raw(dir.path(), &no_token, &cert, FRAME_PATH).unwrap_err();
+    assert!(err.contains("ServiceUnavailable"), "{err}");
+    // The token rotates: the proxy takes only the new one, and so does the adapter.
+    *accepted.lock().unwrap() = "second-token".to_owned();
+    std::fs::write(&token, "second-token\n").unwrap();
+    let file = std::fs::File::options().append(true).open(&token).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(1))
+        .unwrap();
+    wait_for(
+        "a value with the rotated token",
+        Duration::from_secs(30),
+        || served(&with_token),
+    );
+}
+
+/// An HTTP proxy to `prometheus` that answers 401 unless `Authorization: Bearer <accepted>`.
+fn bearer_proxy(
+    prometheus: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::Mutex<String>>,
+) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().fallback(
+                move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                    let accepted = accepted.lock().unwrap().clone();
+                    async move {
+                        let given = headers
+                            .get(axum::http::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+                        if given != format!("Bearer {accepted}") {
+                            return (
+                                axum::http::StatusCode::UNAUTHORIZED,
+                                json,
+                                "Unauthorized".to_owned(),
+                            );
+                        }
+                        let url = format!("http://{prometheus}{uri}");
+                        let body = tokio::task::spawn_blocking(move || support::get(&url).1)
+                            .await
+                            .unwrap();
+                        (axum::http::StatusCode::OK, json, body)
+                    }
+                },
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr
 }

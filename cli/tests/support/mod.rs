@@ -327,6 +327,8 @@ pub struct PrometheusTls<'a> {
     pub key: &'a Path,
     /// The CA that signed it.
     pub ca: &'a Path,
+    /// When given, clients must present a certificate this CA signed.
+    pub client_ca: Option<&'a Path>,
 }
 
 impl Prometheus {
@@ -352,11 +354,18 @@ impl Prometheus {
         let mut command = Command::new(binary);
         if let Some(tls) = tls {
             let web = dir.path().join("web.yml");
-            let config = format!(
+            let mut config = format!(
                 "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
                 tls.cert.display(),
                 tls.key.display()
             );
+            if let Some(client_ca) = tls.client_ca {
+                let _ = write!(
+                    config,
+                    "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                    client_ca.display()
+                );
+            }
             fs::write(&web, config).unwrap();
             command.arg(format!("--web.config.file={}", web.display()));
         }
@@ -390,13 +399,17 @@ impl Prometheus {
                     (response.status().as_u16() == 200).then_some(())
                 }
                 Some(tls) => {
+                    // With client certificates required, a TLS error is an answer too: the
+                    // server is up.
                     let output = Command::new("curl")
                         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
                         .arg(tls.ca)
                         .arg(format!("https://{addr}/-/ready"))
                         .output()
                         .expect("curl is not installed: run ./scripts/test");
-                    (output.stdout == b"200").then_some(())
+                    let up = output.stdout == b"200"
+                        || (tls.client_ca.is_some() && output.status.code() == Some(56));
+                    up.then_some(())
                 }
             },
         );
