@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Checks charts/framescale offline with real tools, for the default values and the
+combinations that matter: renders it with Helm's own library (PyPI helm-python-sdk), validates
+every manifest with kubernetes-validate --strict for the oldest and newest Kubernetes it
+ships schemas for (and 1.25 for the autoscaling/v2beta2 flavour of 1.20-1.22 clusters), parses
+every quantity with the Kubernetes Python client, and asserts what matters: the APIServices'
+caBundle verifies the serving certificate, whose names are the adapter Service's; no
+insecureSkipTLSVerify; the HPA names metrics the adapter serves (asked of a running adapter);
+every flag the chart passes exists in `framescale <role> --help`; a typo in values is refused.
+
+    python3 tests/chart/check.py --framescale target/debug/framescale
+
+Run by cli/tests/chart.rs (the test command) with the test virtual environment's python.
+"""
+import argparse
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+from kubernetes.utils.quantity import parse_quantity
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHART = os.path.join(ROOT, "charts", "framescale")
+NAMESPACE = "framescale"
+# Kinds Kubernetes does not define: checked by hand below, not against its schemas.
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "Issuer", "Certificate"}
+
+DCGM = {"metrics": {"gpu": {"series": "DCGM_FI_PROF_SM_ACTIVE", "scale": 100, "window": "1s"}}}
+
+COMBINATIONS = {
+    "defaults": {},
+    "prometheus backend with CA, bearer token and client certificate": {
+        "adapter": {"backend": "prometheus"},
+        "prometheus": {"url": "https://prometheus.monitoring.svc:9090", "caSecret": {"name": "prometheus-ca"},
+                       "bearerTokenSecret": {"name": "prometheus-token"}, "clientCertSecret": "prometheus-client"},
+    },
+    "cert-manager": {"adapter": {"tls": {"source": "cert-manager"}}},
+    "cert-manager with an existing issuer": {"adapter": {"tls": {"source": "cert-manager", "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}}},
+    "worker off": {"worker": {"enabled": False}},
+    "DCGM as the GPU source, through Prometheus": {
+        "adapter": {"backend": "prometheus", "metricsConfig": DCGM},
+        "prometheus": {"url": "http://prometheus.monitoring.svc:9090"},
+        "exporter": {"deviceSource": "cpu"},
+    },
+    "the two raw metrics": {"worker": {"hpa": {"metrics": "raw"}}},
+    "Prometheus Operator monitors, JSON logs": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}, "logFormat": "json"},
+    "Kubernetes 1.20 (autoscaling/v2beta2)": {"worker": {"hpa": {"apiVersion": "autoscaling/v2beta2"}}},
+}
+
+failures = []
+
+
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+        print(f"  FAIL {what}")
+
+
+def documents(rendered):
+    for path, text in sorted(rendered.items()):
+        if not path.endswith(".yaml"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                yield path, doc
+
+
+def quantities(node, where=""):
+    """Every (where, value) that Kubernetes reads as a quantity."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}"
+            if key in ("requests", "limits") and isinstance(value, dict):
+                for name, q in value.items():
+                    yield f"{here}.{name}", q
+            elif key in ("averageValue", "value") and isinstance(value, str):
+                yield here, value
+            else:
+                yield from quantities(value, here)
+    elif isinstance(node, list):
+        for n, item in enumerate(node):
+            yield from quantities(item, f"{where}[{n}]")
+
+
+def openssl(*args, stdin=None):
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, text=True)
+
+
+def served_metrics(framescale, metrics_config):
+    """The metric names a running adapter serves with `metrics_config`."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "metrics.yaml")
+        with open(config, "w") as f:
+            yaml.safe_dump(metrics_config or {}, f)
+        adapter = subprocess.Popen(
+            [framescale, "adapter", "--self-signed", "--insecure-disable-auth", "--listen", f"127.0.0.1:{ports[0]}",
+             "--admin-listen", f"127.0.0.1:{ports[1]}", "--exporter", "http://127.0.0.1:9/metrics", "--metrics-config", config],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"https://127.0.0.1:{ports[0]}/apis/custom.metrics.k8s.io/v1beta2"
+            for _ in range(100):
+                try:
+                    body = urllib.request.urlopen(url, context=ssl._create_unverified_context()).read()
+                    return {r["name"].split("/", 1)[1] for r in json.loads(body)["resources"] if r["name"].startswith("pods/")}
+                except OSError:
+                    time.sleep(0.1)
+            raise RuntimeError("the adapter did not answer")
+        finally:
+            adapter.terminate()
+            adapter.wait()
+
+
+def flags_of(framescale, role):
+    text = subprocess.run([framescale, role, "--help"], capture_output=True, text=True, check=True).stdout
+    return {word.split("=")[0].rstrip(",") for word in text.split() if word.startswith("--")}
+
+
+def check_combination(chart, name, values, framescale):
+    print(f"== {name}")
+    chart.validate_schema(values)
+    rendered = chart.render(values, name="fs", namespace=NAMESPACE, is_install=True)
+    docs = list(documents(rendered))
+    kinds = [d["kind"] for _, d in docs]
+    versions = ["1.25.0"] if "autoscaling/v2beta2" in json.dumps(values) else ["1.28.0", kubernetes_validate.latest_version()]
+    for path, doc in docs:
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        for version in versions:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                check(False, f"{name}: {doc['kind']} {doc['metadata']['name']} ({path}) is not a valid {version} object: {error.message}")
+        for where, q in quantities(doc):
+            try:
+                parse_quantity(q)
+            except ValueError as error:
+                check(False, f"{name}: {doc['kind']} {where} = {q!r} is not a quantity: {error}")
+    by_kind = {}
+    for _, doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    apiservices = by_kind.get("APIService", [])
+    check(sorted(a["metadata"]["name"] for a in apiservices) == ["v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"],
+          f"{name}: both APIServices")
+    adapter_service = next(s for s in by_kind["Service"] if s["metadata"]["name"].endswith("-adapter"))
+    for api in apiservices:
+        spec = api["spec"]
+        check(not spec.get("insecureSkipTLSVerify"), f"{name}: {api['metadata']['name']} never skips TLS verification")
+        check(spec["service"] == {"name": adapter_service["metadata"]["name"], "namespace": NAMESPACE, "port": 443},
+              f"{name}: {api['metadata']['name']} points at the adapter Service's port 443")
+    cert_manager = values.get("adapter", {}).get("tls", {}).get("source") == "cert-manager"
+    names = {adapter_service["metadata"]["name"], f"{adapter_service['metadata']['name']}.{NAMESPACE}.svc"}
+    if cert_manager:
+        for api in apiservices:
+            check(api["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from") == f"{NAMESPACE}/fs-framescale-adapter",
+                  f"{name}: cainjector fills {api['metadata']['name']}'s caBundle")
+        serving = next(c for c in by_kind["Certificate"] if not c["spec"].get("isCA"))
+        check(names <= set(serving["spec"]["dnsNames"]), f"{name}: the Certificate names the Service")
+    else:
+        secret = next(s for s in by_kind["Secret"] if s["metadata"]["name"].endswith("-adapter-tls"))
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {}
+            for key in ("tls.crt", "ca.crt"):
+                files[key] = os.path.join(tmp, key)
+                with open(files[key], "wb") as f:
+                    f.write(base64.b64decode(secret["data"][key]))
+            for api in apiservices:
+                check(base64.b64decode(api["spec"]["caBundle"]) == base64.b64decode(secret["data"]["ca.crt"]),
+                      f"{name}: {api['metadata']['name']}'s caBundle is the CA of the serving certificate")
+            verified = openssl("verify", "-CAfile", files["ca.crt"], files["tls.crt"])
+            check(verified.returncode == 0, f"{name}: the CA signs the serving certificate: {verified.stdout}{verified.stderr}")
+            san = openssl("x509", "-in", files["tls.crt"], "-noout", "-ext", "subjectAltName").stdout
+            for dns in names:
+                check(f"DNS:{dns}" in san, f"{name}: the serving certificate names {dns}: {san}")
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        config = values.get("adapter", {}).get("metricsConfig", {})
+        served = served_metrics(framescale, config)
+        for metric in hpa["spec"]["metrics"]:
+            check(metric["type"] == "Pods" and metric["pods"]["metric"]["name"] in served,
+                  f"{name}: the HPA's metric {metric['pods']['metric']['name']} is one the adapter serves ({sorted(served)})")
+        check(hpa["apiVersion"] == ("autoscaling/v2beta2" if "v2beta2" in json.dumps(values) else "autoscaling/v2"),
+              f"{name}: HPA apiVersion {hpa['apiVersion']}")
+    roles = {"adapter": flags_of(framescale, "adapter"), "exporter": flags_of(framescale, "exporter"), "worker": flags_of(framescale, "worker")}
+    for kind in ("Deployment", "DaemonSet"):
+        for workload in by_kind.get(kind, []):
+            for container in workload["spec"]["template"]["spec"]["containers"]:
+                args = container["args"]
+                role = args[0]
+                for arg in args[1:]:
+                    flag = arg.split("=")[0]
+                    check(flag in roles[role], f"{name}: {workload['metadata']['name']} passes {flag}, which `framescale {role}` does not have")
+    if "DaemonSet" in by_kind:
+        ds = by_kind["DaemonSet"][0]["spec"]["template"]["spec"]
+        mounts = ds["containers"][0]["volumeMounts"]
+        check(all(m.get("readOnly") for m in mounts), f"{name}: every exporter mount is read-only")
+        check(ds["containers"][0]["securityContext"]["capabilities"]["drop"] == ["ALL"], f"{name}: the exporter drops every capability")
+    print(f"  {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--framescale", required=True)
+    args = parser.parse_args()
+    chart = helm.Chart.load(CHART)
+    for name, values in COMBINATIONS.items():
+        check_combination(chart, name, values, args.framescale)
+    print("== values that are refused")
+    for bad, why in [
+        ({"adaptor": {"replicas": 3}}, "additional properties 'adaptor'"),
+        ({"adapter": {"backend": "promethus"}}, "must be one of"),
+        ({"exporter": {"window": "a minute"}}, "does not match pattern"),
+        ({"worker": {"hpa": {"frameTargetMs": "32ms"}}}, "does not match pattern"),
+    ]:
+        try:
+            chart.validate_schema(bad)
+            check(False, f"{bad} was accepted")
+        except helm.HelmValuesError as error:
+            check(why in str(error), f"{bad}: the message says {why!r}: {error}")
+    for bad, why in [
+        ({"adapter": {"backend": "prometheus"}}, "needs prometheus.url"),
+        ({"exporter": {"enabled": False}}, "keep exporter.enabled"),
+    ]:
+        try:
+            chart.render(bad, name="fs", namespace=NAMESPACE)
+            check(False, f"{bad} rendered")
+        except helm.HelmRenderError as error:
+            check(why in str(error), f"{bad}: the message says {why!r}: {error}")
+    lint = helm.lint(CHART)
+    print(f"== helm lint: {lint}")
+    if failures:
+        print(f"{len(failures)} checks failed")
+        sys.exit(1)
+    print(f"the chart passes in {len(COMBINATIONS)} combinations")
+
+
+if __name__ == "__main__":
+    main()
