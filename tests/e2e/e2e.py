@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""framescale on a real cluster, end to end: installs charts/framescale from this working tree
+with Helm's own library (PyPI helm-python-sdk), waits for the APIServices to be Available and
+the exporters, adapter and worker to be ready, reads the custom metrics through the aggregator,
+drives load at the worker with `framescale loadgen` (a Job using the same image), asserts that
+the HPA scales the worker up and, once the load stops, back down, and that no
+FailedGetPodsMetric event persists; then uninstalls. Any cluster a kubeconfig reaches (kind,
+k3d, a real one); it needs the images where the nodes find them (`--image`, `--pull-policy`).
+
+    python3 tests/e2e/e2e.py --kubeconfig ~/.kube/config --image registry.example/framescale:0.1.0
+
+For the repository's one-node 1.20 harness, tests/e2e/k8s-local.sh builds and loads the images
+and runs this. Not part of the offline test command. Prints a timeline; exits non-zero when a
+check fails.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import helm_python as helm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHART = os.path.join(ROOT, "charts", "framescale")
+START = time.time()
+
+
+def say(text):
+    print(f"[{time.time() - START:6.1f}s] {text}", flush=True)
+
+
+class Cluster:
+    def __init__(self, kubeconfig, kubectl):
+        self.kubeconfig, self.kubectl_bin = kubeconfig, kubectl
+
+    def kubectl(self, *args, check=True, input=None):
+        result = subprocess.run([self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+                                capture_output=True, text=True, input=input)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def json(self, *args):
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+
+def wait(what, seconds, probe, every=2.0):
+    deadline = time.time() + seconds
+    last = None
+    while time.time() < deadline:
+        try:
+            got = probe()
+            if got:
+                say(f"{what}: yes")
+                return got
+        except (RuntimeError, KeyError, ValueError, IndexError) as error:
+            last = error
+        time.sleep(every)
+    raise SystemExit(f"FAIL: timed out after {seconds:.0f}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def available(cluster, name):
+    conditions = cluster.json("get", "apiservice", name)["status"].get("conditions", [])
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")))
+    parser.add_argument("--kubectl", default="kubectl")
+    parser.add_argument("--namespace", default="framescale-e2e")
+    parser.add_argument("--release", default="e2e")
+    parser.add_argument("--image", default="localhost/framescale:0.1.0", help="the framescale image, repository:tag")
+    parser.add_argument("--pull-policy", default="IfNotPresent")
+    parser.add_argument("--load-seconds", type=int, default=150)
+    parser.add_argument("--keep", action="store_true", help="leave the release installed")
+    args = parser.parse_args()
+    cluster = Cluster(args.kubeconfig, args.kubectl)
+    repository, tag = args.image.rsplit(":", 1)
+    values = {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": args.pull_policy},
+        "adapter": {"scrapeInterval": "2s"},
+        "exporter": {"window": "30s"},
+        "worker": {
+            "slots": 1,
+            "queue": 8,
+            "hpa": {
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]},
+                    "scaleDown": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                },
+            },
+        },
+    }
+    config = helm.Config(kubeconfig_path=args.kubeconfig, namespace=args.namespace)
+    chart = helm.Chart.load(CHART)
+    failures = []
+    say(f"installing {CHART} as {args.release} in {args.namespace} (image {args.image})")
+    release = config.install(chart, args.release, values, namespace=args.namespace, create_namespace=True)
+    say(f"installed: release {release.get('name', args.release)} revision {release.get('version', '?')}")
+    prefix = f"{args.release}-framescale"
+    try:
+        for version in ("v1beta2", "v1beta1"):
+            wait(f"APIService {version}.custom.metrics.k8s.io Available", 240,
+                 lambda v=version: available(cluster, f"{v}.custom.metrics.k8s.io"))
+        wait("the exporters ready", 180, lambda: (lambda ds: ds["status"].get("numberReady", 0) >= max(1, ds["status"].get("desiredNumberScheduled", 1)))(
+            cluster.json("-n", args.namespace, "get", "daemonset", f"{prefix}-exporter")))
+        wait("the adapter ready", 180, lambda: cluster.json("-n", args.namespace, "get", "deployment", f"{prefix}-adapter")["status"].get("readyReplicas", 0) >= 1)
+        wait("the worker ready", 180, lambda: cluster.json("-n", args.namespace, "get", "deployment", f"{prefix}-worker")["status"].get("readyReplicas", 0) >= 1)
+        path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{args.namespace}/pods/%2A/render_scaling_score"
+        service = cluster.json("-n", args.namespace, "get", "service", f"{prefix}-worker")["spec"]["clusterIP"]
+        port = 8080
+        say(f"load: a loadgen Job against http://{service}:{port} for {args.load_seconds}s")
+        job = {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "framescale-e2e-load", "namespace": args.namespace},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "loadgen", "image": args.image, "imagePullPolicy": args.pull_policy,
+                    "args": ["loadgen", "--url", f"http://{service}:{port}", "--profile", "constant:30",
+                             "--duration", f"{args.load_seconds}s", "--width", "96", "--height", "96", "--samples", "16"],
+                }],
+            }}},
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+        loaded = time.time()
+
+        def values_served():
+            body = json.loads(cluster.kubectl("get", "--raw", path))
+            return [(i["describedObject"]["name"], i["value"]) for i in body["items"]] or None
+
+        say(f"custom metrics through the aggregator: {wait('render_scaling_score served for the worker', 120, values_served)}")
+
+        def replicas():
+            hpa = cluster.json("-n", args.namespace, "get", "hpa", f"{prefix}-worker")
+            return hpa["status"].get("currentReplicas", 0), hpa["status"].get("desiredReplicas", 0)
+
+        up = wait("the HPA to scale the worker up", args.load_seconds, lambda: replicas()[1] > 1 and replicas(), every=3)
+        say(f"scaled up to {up} (current, desired), {time.time() - loaded:.0f}s after the load started")
+        remaining = args.load_seconds - (time.time() - loaded)
+        if remaining > 0:
+            time.sleep(remaining)
+        say("load over")
+        down = wait("the HPA to scale the worker back down to 1", 300, lambda: replicas() == (1, 1) and replicas(), every=5)
+        say(f"scaled down to {down}")
+        events = cluster.json("-n", args.namespace, "get", "events", "--field-selector",
+                              f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={prefix}-worker")["items"]
+        reasons = [(e["reason"], e.get("count", 1), e.get("lastTimestamp") or e.get("eventTime"), e["message"][:160]) for e in events]
+        for reason in reasons:
+            say(f"HPA event: {reason}")
+        hpa = cluster.json("-n", args.namespace, "get", "hpa", f"{prefix}-worker")
+        conditions = {c["type"]: (c["status"], c.get("reason")) for c in hpa["status"].get("conditions", [])}
+        say(f"HPA conditions: {conditions}")
+        if conditions.get("ScalingActive", ("", ""))[0] != "True":
+            failures.append(f"ScalingActive is {conditions.get('ScalingActive')}")
+        # FailedGetPodsMetric while a new pod has no value yet is normal; one that persists is not.
+        if conditions.get("ScalingActive", ("", ""))[1] == "FailedGetPodsMetric":
+            failures.append("FailedGetPodsMetric persists")
+        rescaled = [r for r in reasons if r[0] == "SuccessfulRescale"]
+        if len(rescaled) < 2:
+            failures.append(f"expected a rescale up and one down, saw {rescaled}")
+    finally:
+        if not args.keep:
+            cluster.kubectl("-n", args.namespace, "delete", "job", "framescale-e2e-load", "--ignore-not-found", check=False)
+            config.uninstall(args.release)
+            say("uninstalled")
+            for version in ("v1beta2", "v1beta1"):
+                gone = cluster.kubectl("get", "apiservice", f"{version}.custom.metrics.k8s.io", check=False)
+                if gone:
+                    failures.append(f"APIService {version} left behind")
+            cluster.kubectl("delete", "namespace", args.namespace, "--ignore-not-found", "--wait=false", check=False)
+    if failures:
+        for failure in failures:
+            print(f"FAIL: {failure}")
+        sys.exit(1)
+    say("PASS: installed, Available, scaled up under load and back down, uninstalled")
+
+
+if __name__ == "__main__":
+    main()
