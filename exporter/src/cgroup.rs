@@ -10,9 +10,10 @@
 //!
 //! Under cgroup v2 the tree is at the root (`/sys/fs/cgroup`) and CPU time is `usage_usec` in
 //! `cpu.stat`, the limit is `cpu.max` and memory is `memory.current`. Under v1 each controller
-//! has its own tree: CPU time is `cpuacct.usage` (ns) under `cpu,cpuacct` (or `cpuacct`), the
-//! limit `cpu.cfs_quota_us` / `cpu.cfs_period_us`, memory `memory.usage_in_bytes` under
-//! `memory`. Guaranteed pods have no QoS level in between.
+//! has its own tree: CPU time is `cpuacct.usage` (ns) under `cpuacct`, the limit
+//! `cpu.cfs_quota_us` / `cpu.cfs_period_us` under `cpu` — one hierarchy `cpu,cpuacct` on most
+//! distributions, two separate mounts on others (the kubelet's cgroupfs nodes of some images) —
+//! and memory `memory.usage_in_bytes` under `memory`. Guaranteed pods have no QoS level in between.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,9 @@ pub enum Layout {
     },
     /// One hierarchy per controller.
     V1 {
-        /// The CPU accounting hierarchy (`/sys/fs/cgroup/cpu,cpuacct`).
+        /// The CPU accounting hierarchy (`/sys/fs/cgroup/cpu,cpuacct` or `…/cpuacct`).
+        cpuacct: PathBuf,
+        /// The CPU controller's hierarchy, with the quotas (the same directory, or `…/cpu`).
         cpu: PathBuf,
         /// The memory hierarchy, when mounted.
         memory: Option<PathBuf>,
@@ -44,18 +47,28 @@ impl Layout {
         if root.join("cgroup.controllers").is_file() {
             return Some(Layout::V2 { root: root.into() });
         }
-        let cpu = ["cpu,cpuacct", "cpuacct,cpu", "cpuacct"]
-            .iter()
-            .map(|name| root.join(name))
-            .find(|path| path.join("cpuacct.usage").is_file())?;
+        let find = |names: [&str; 3], file: &str| {
+            names
+                .iter()
+                .map(|name| root.join(name))
+                .find(|path| path.join(file).is_file())
+        };
+        let cpuacct = find(["cpu,cpuacct", "cpuacct,cpu", "cpuacct"], "cpuacct.usage")?;
+        // Without a CPU controller mount, no quota can be read: the node's CPUs divide.
+        let cpu = find(["cpu,cpuacct", "cpuacct,cpu", "cpu"], "cpu.cfs_period_us")
+            .unwrap_or_else(|| cpuacct.clone());
         let memory = Some(root.join("memory")).filter(|p| p.is_dir());
-        Some(Layout::V1 { cpu, memory })
+        Some(Layout::V1 {
+            cpuacct,
+            cpu,
+            memory,
+        })
     }
 
     fn cpu_root(&self) -> &Path {
         match self {
             Layout::V2 { root } => root,
-            Layout::V1 { cpu, .. } => cpu,
+            Layout::V1 { cpuacct, .. } => cpuacct,
         }
     }
 
@@ -83,7 +96,9 @@ impl Layout {
                     .ok()?;
                 Some(micros * 1000)
             }
-            Layout::V1 { cpu, .. } => read_number(&cpu.join(relative).join("cpuacct.usage")),
+            Layout::V1 { cpuacct, .. } => {
+                read_number(&cpuacct.join(relative).join("cpuacct.usage"))
+            }
         }
     }
 
@@ -316,6 +331,26 @@ mod tests {
         assert_eq!(layout.cpu_limit(pod), None, "no quota: the node's CPUs");
         assert_eq!(layout.memory_bytes(pod), Some(1_048_576));
         assert_eq!(layout.cpu_limit(Path::new(&limited)), Some(0.5));
+    }
+
+    /// Nodes that mount `cpu` and `cpuacct` apart (as the local 1.20 node does): CPU time from
+    /// one, the quota from the other. Reading the quota where the time is gave no limit, so
+    /// a 1-CPU pod on a 2-CPU node read half its real duty.
+    #[test]
+    fn cgroup_v1_with_cpu_and_cpuacct_mounted_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "cpuacct/cpuacct.usage", "99999999999\n");
+        write(root, "cpu/cpu.cfs_period_us", "100000\n");
+        let pod = format!("kubepods/burstable/pod{UID}");
+        write(root, &format!("cpuacct/{pod}/cpuacct.usage"), "7000000000\n");
+        write(root, &format!("cpu/{pod}/cpu.cfs_quota_us"), "100000\n");
+        write(root, &format!("cpu/{pod}/cpu.cfs_period_us"), "100000\n");
+        let layout = Layout::detect(root).unwrap();
+        assert_eq!(layout.pod_cgroups(), [(UID.to_owned(), PathBuf::from(&pod))]);
+        let pod = Path::new(&pod);
+        assert_eq!(layout.cpu_usage_nanos(pod), Some(7_000_000_000));
+        assert_eq!(layout.cpu_limit(pod), Some(1.0), "the quota of the cpu hierarchy");
     }
 
     #[test]

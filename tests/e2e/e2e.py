@@ -61,6 +61,19 @@ def wait(what, seconds, probe, every=2.0):
     raise SystemExit(f"FAIL: timed out after {seconds:.0f}s waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
+def install(config, chart, name, values, namespace, server_side):
+    """Helm's install, with server-side apply only when asked: Kubernetes 1.20's aggregator
+    panics on a server-side apply of an APIService ("FieldManager must be installed to run
+    apply"), so client-side apply, which every version takes, is the default. helm-python-sdk's
+    wrapper has no argument for it yet; its C ABI has (`server_side_apply`)."""
+    from helm_python import _native
+    options = {"namespace": namespace, "create_namespace": True, "server_side_apply": server_side}
+    payload = _native.call_string(
+        "helm_install", config._raw(), config._context_arg(None), chart._raw(), None, name,
+        json.dumps(values), json.dumps(options))
+    return json.loads(payload)
+
+
 def available(cluster, name):
     conditions = cluster.json("get", "apiservice", name)["status"].get("conditions", [])
     return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
@@ -76,6 +89,7 @@ def main():
     parser.add_argument("--pull-policy", default="IfNotPresent")
     parser.add_argument("--load-seconds", type=int, default=150)
     parser.add_argument("--keep", action="store_true", help="leave the release installed")
+    parser.add_argument("--server-side", action="store_true", help="install with server-side apply (Kubernetes 1.22 and newer)")
     args = parser.parse_args()
     cluster = Cluster(args.kubeconfig, args.kubectl)
     repository, tag = args.image.rsplit(":", 1)
@@ -96,12 +110,15 @@ def main():
             },
         },
     }
+    if cluster.kubectl("get", "namespace", args.namespace, "--ignore-not-found", "-o", "name"):
+        say(f"waiting for namespace {args.namespace}, left by an earlier run, to go")
+        cluster.kubectl("wait", "--for=delete", f"namespace/{args.namespace}", "--timeout=180s", check=False)
     config = helm.Config(kubeconfig_path=args.kubeconfig, namespace=args.namespace)
     chart = helm.Chart.load(CHART)
     failures = []
     say(f"installing {CHART} as {args.release} in {args.namespace} (image {args.image})")
-    release = config.install(chart, args.release, values, namespace=args.namespace, create_namespace=True)
-    say(f"installed: release {release.get('name', args.release)} revision {release.get('version', '?')}")
+    release = install(config, chart, args.release, values, args.namespace, args.server_side)
+    say(f"installed: release {release.get('name', args.release)} revision {release.get('revision', '?')}")
     prefix = f"{args.release}-framescale"
     try:
         for version in ("v1beta2", "v1beta1"):
@@ -122,8 +139,8 @@ def main():
                 "restartPolicy": "Never",
                 "containers": [{
                     "name": "loadgen", "image": args.image, "imagePullPolicy": args.pull_policy,
-                    "args": ["loadgen", "--url", f"http://{service}:{port}", "--profile", "constant:30",
-                             "--duration", f"{args.load_seconds}s", "--width", "96", "--height", "96", "--samples", "16"],
+                    "args": ["loadgen", "--url", f"http://{service}:{port}", "--profile", "constant:60",
+                             "--duration", f"{args.load_seconds}s", "--width", "128", "--height", "128", "--samples", "16"],
                 }],
             }}},
         }
@@ -136,9 +153,19 @@ def main():
 
         say(f"custom metrics through the aggregator: {wait('render_scaling_score served for the worker', 120, values_served)}")
 
+        selector = "labelSelector=app.kubernetes.io%2Fcomponent%3Dworker"
+        metrics_base = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{args.namespace}/pods/%2A"
+
         def replicas():
             hpa = cluster.json("-n", args.namespace, "get", "hpa", f"{prefix}-worker")
-            return hpa["status"].get("currentReplicas", 0), hpa["status"].get("desiredReplicas", 0)
+            shown = {}
+            for metric in ("render_frame_duration_ms", "nvidia_gpu_duty_cycle", "render_scaling_score"):
+                body = json.loads(cluster.kubectl("get", "--raw", f"{metrics_base}/{metric}?{selector}", check=False) or "{}")
+                shown[metric] = [i["value"] for i in body.get("items", [])]
+            status = hpa["status"]
+            say(f"replicas {status.get('currentReplicas')} -> {status.get('desiredReplicas')}; worker P95 ms {shown['render_frame_duration_ms']}, "
+                f"duty % {shown['nvidia_gpu_duty_cycle']}, score {shown['render_scaling_score']}")
+            return status.get("currentReplicas", 0), status.get("desiredReplicas", 0)
 
         up = wait("the HPA to scale the worker up", args.load_seconds, lambda: replicas()[1] > 1 and replicas(), every=3)
         say(f"scaled up to {up} (current, desired), {time.time() - loaded:.0f}s after the load started")
@@ -173,7 +200,7 @@ def main():
                 gone = cluster.kubectl("get", "apiservice", f"{version}.custom.metrics.k8s.io", check=False)
                 if gone:
                     failures.append(f"APIService {version} left behind")
-            cluster.kubectl("delete", "namespace", args.namespace, "--ignore-not-found", "--wait=false", check=False)
+            cluster.kubectl("delete", "namespace", args.namespace, "--ignore-not-found", "--timeout=180s", check=False)
     if failures:
         for failure in failures:
             print(f"FAIL: {failure}")
