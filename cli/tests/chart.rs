@@ -21,5 +21,8 @@ fn the_chart_renders_valid_objects_that_this_build_understands() {
         output.status.success(),
         "the chart check failed (./scripts/test installs helm-python-sdk and kubernetes-validate):\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("the chart passes in 9 combinations"), "{stdout}");
+    assert!(
+        stdout.contains("the chart passes in 9 combinations"),
+        "{stdout}"
+    );
 }

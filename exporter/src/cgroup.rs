@@ -343,14 +343,25 @@ mod tests {
         write(root, "cpuacct/cpuacct.usage", "99999999999\n");
         write(root, "cpu/cpu.cfs_period_us", "100000\n");
         let pod = format!("kubepods/burstable/pod{UID}");
-        write(root, &format!("cpuacct/{pod}/cpuacct.usage"), "7000000000\n");
+        write(
+            root,
+            &format!("cpuacct/{pod}/cpuacct.usage"),
+            "7000000000\n",
+        );
         write(root, &format!("cpu/{pod}/cpu.cfs_quota_us"), "100000\n");
         write(root, &format!("cpu/{pod}/cpu.cfs_period_us"), "100000\n");
         let layout = Layout::detect(root).unwrap();
-        assert_eq!(layout.pod_cgroups(), [(UID.to_owned(), PathBuf::from(&pod))]);
+        assert_eq!(
+            layout.pod_cgroups(),
+            [(UID.to_owned(), PathBuf::from(&pod))]
+        );
         let pod = Path::new(&pod);
         assert_eq!(layout.cpu_usage_nanos(pod), Some(7_000_000_000));
-        assert_eq!(layout.cpu_limit(pod), Some(1.0), "the quota of the cpu hierarchy");
+        assert_eq!(
+            layout.cpu_limit(pod),
+            Some(1.0),
+            "the quota of the cpu hierarchy"
+        );
     }
 
     #[test]
