@@ -5,8 +5,10 @@
 //! Every exporter of a round is scraped at once (one task each on the adapter's runtime), each
 //! with a timeout shorter than the interval, so one slow or hung exporter delays no other. An
 //! exposition is read as it arrives, line by line, keeping only the series the metrics file
-//! selects; it is never held whole. An exporter that fails keeps its pods' last values, which go
-//! stale after `max_age` and are then missing, never 0. A failing exporter is logged when it
+//! selects; it is never held whole. An exporter's answer is the whole truth about its pods: a
+//! series it stops serving (a window emptied of frames, a pod gone) is missing at once, not kept
+//! until it ages out. An exporter that fails keeps its pods' last values, which go stale after
+//! `max_age` and are then missing, never 0. A failing exporter is logged when it
 //! starts failing and when it recovers, not at every scrape, and shows in `/readyz`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +37,8 @@ pub struct DirectSource {
 #[derive(Debug, Default)]
 struct DirectState {
     pods: BTreeMap<(String, String), PodState>,
+    /// The pods each exporter served at its last answer.
+    served_by: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Why each failing target failed at its last scrape.
     failing: BTreeMap<String, String>,
     rounds: u64,
@@ -98,8 +102,9 @@ impl DirectSource {
         self
     }
 
-    /// Takes the samples of one exporter scraped at `at_millis`.
-    pub fn ingest(&self, samples: &[Sample], at_millis: u64) {
+    /// Takes the samples `target` answered when scraped at `at_millis`. What it no longer serves
+    /// of a pod is missing from now on; a pod it no longer serves at all is forgotten.
+    pub fn ingest(&self, target: &str, samples: &[Sample], at_millis: u64) {
         let config = &self.config;
         let (frame, gpu) = (
             per_pod(&config.frame, samples),
@@ -107,21 +112,24 @@ impl DirectSource {
         );
         let (frame_window, gpu_window) =
             (window(&config.frame, samples), window(&config.gpu, samples));
+        let pods: BTreeSet<(String, String)> = frame.keys().chain(gpu.keys()).cloned().collect();
         let mut state = self.lock();
-        let pods: BTreeSet<&(String, String)> = frame.keys().chain(gpu.keys()).collect();
-        for pod in pods {
+        let before = state
+            .served_by
+            .insert(target.to_owned(), pods.clone())
+            .unwrap_or_default();
+        for gone in before.difference(&pods) {
+            state.pods.remove(gone);
+        }
+        for pod in &pods {
             let entry = state.pods.entry(pod.clone()).or_default();
             let reading = |value: f64, window| Reading {
                 value,
                 at_millis,
                 window,
             };
-            if let Some(&value) = frame.get(pod) {
-                entry.p95_ms = Some(reading(value, frame_window));
-            }
-            if let Some(&value) = gpu.get(pod) {
-                entry.duty_pct = Some(reading(value, gpu_window));
-            }
+            entry.p95_ms = frame.get(pod).map(|&v| reading(v, frame_window));
+            entry.duty_pct = gpu.get(pod).map(|&v| reading(v, gpu_window));
             let signals = Signals {
                 p95_ms: frame.get(pod).copied(),
                 duty_pct: gpu.get(pod).copied(),
@@ -185,12 +193,13 @@ impl DirectSource {
             // Exporters no longer listed (a node drained) are no longer failing either.
             let mut state = self.lock();
             state.failing.retain(|target, _| targets.contains(target));
+            state.served_by.retain(|target, _| targets.contains(target));
             state.targets = targets.len();
         }
         for (target, at, result) in results {
             match result {
                 Ok(samples) => {
-                    self.ingest(&samples, at);
+                    self.ingest(target, &samples, at);
                     if let Some(error) = self.lock().failing.remove(target) {
                         tracing::info!(%target, previous_error = %error, "Exporter answers again");
                     }

@@ -23,7 +23,11 @@ framescale_exporter_device_poll_interval_seconds 0.5
 #[test]
 fn ingest_picks_aggregates_and_scales() {
     let source = DirectSource::new(Arc::new(MetricsConfig::default()));
-    source.ingest(&parse_exposition(EXPOSITION).unwrap(), 1_000);
+    source.ingest(
+        "http://a/metrics",
+        &parse_exposition(EXPOSITION).unwrap(),
+        1_000,
+    );
     let render = source.snapshot("render", 1_000);
     assert_eq!(render.len(), 2);
     assert_eq!(
@@ -49,7 +53,7 @@ fn holds_build_up_over_scrapes() {
     let source = DirectSource::new(Arc::new(MetricsConfig::default()));
     let samples = parse_exposition(EXPOSITION).unwrap();
     for at in (0..=30_000).step_by(5_000) {
-        source.ingest(&samples, at);
+        source.ingest("http://a/metrics", &samples, at);
     }
     let holds = source.snapshot("render", 30_000)["a"].holds;
     assert_eq!(
@@ -69,9 +73,53 @@ fn holds_build_up_over_scrapes() {
 #[test]
 fn pods_without_fresh_values_are_forgotten() {
     let source = DirectSource::new(Arc::new(MetricsConfig::default()));
-    source.ingest(&parse_exposition(EXPOSITION).unwrap(), 1_000);
+    source.ingest(
+        "http://a/metrics",
+        &parse_exposition(EXPOSITION).unwrap(),
+        1_000,
+    );
     source.forget_older_than(2_000);
     assert!(source.snapshot("render", 2_000).is_empty());
+}
+
+/// Found on a real cluster: a worker's window emptied of frames after the load, its exporter
+/// stopped serving the P95, and the adapter kept serving the last one for `max_age` (45 s) while
+/// its hold tracker saw it missing. An exporter's answer is the truth about its pods.
+#[test]
+fn what_an_exporter_stops_serving_is_missing_at_once() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    let (a, other) = ("http://a/metrics", "http://other/metrics");
+    source.ingest(a, &parse_exposition(EXPOSITION).unwrap(), 1_000);
+    source.ingest(
+        other,
+        &parse_exposition(
+            r#"framescale_frame_duration_seconds{namespace="render",pod="z",container="x",quantile="0.95"} 0.02"#,
+        )
+        .unwrap(),
+        1_000,
+    );
+    let frames_gone: String = EXPOSITION
+        .lines()
+        .filter(|l| !(l.contains(r#"pod="a""#) && l.starts_with("framescale_frame_")))
+        .filter(|l| !l.contains(r#"pod="b""#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    source.ingest(a, &parse_exposition(&frames_gone).unwrap(), 2_000);
+    let render = source.snapshot("render", 2_000);
+    assert_eq!(
+        render["a"].p95_ms, None,
+        "no longer served: missing, not the last value"
+    );
+    assert_eq!(render["a"].duty_pct.unwrap().at_millis, 2_000);
+    assert!(
+        !render.contains_key("b"),
+        "a pod its exporter no longer serves is gone"
+    );
+    assert_eq!(
+        render["z"].p95_ms.unwrap().at_millis,
+        1_000,
+        "another exporter's pods are its own"
+    );
 }
 
 #[test]
@@ -82,7 +130,11 @@ fn a_window_the_exporter_does_not_state_is_unknown_unless_the_file_says() {
         .collect::<Vec<_>>()
         .join("\n");
     let source = DirectSource::new(Arc::new(MetricsConfig::default()));
-    source.ingest(&parse_exposition(&without).unwrap(), 1_000);
+    source.ingest(
+        "http://a/metrics",
+        &parse_exposition(&without).unwrap(),
+        1_000,
+    );
     assert_eq!(
         source.snapshot("render", 1_000)["a"].p95_ms.unwrap().window,
         None
@@ -90,7 +142,11 @@ fn a_window_the_exporter_does_not_state_is_unknown_unless_the_file_says() {
 
     let config = MetricsConfig::parse("metrics: { frame: { window: 30s } }").unwrap();
     let source = DirectSource::new(Arc::new(config));
-    source.ingest(&parse_exposition(EXPOSITION).unwrap(), 1_000);
+    source.ingest(
+        "http://a/metrics",
+        &parse_exposition(EXPOSITION).unwrap(),
+        1_000,
+    );
     assert_eq!(
         source.snapshot("render", 1_000)["a"].p95_ms.unwrap().window,
         Some(Duration::from_secs(30)),
@@ -242,7 +298,7 @@ fn the_dcgm_examples_read_dcgm_exporter_series() {
     let duty = |file: &str| {
         let config = MetricsConfig::load(&root.join("docs/examples").join(file)).unwrap();
         let source = DirectSource::new(Arc::new(config));
-        source.ingest(&samples, 1_000);
+        source.ingest("http://a/metrics", &samples, 1_000);
         let render = source.snapshot("render", 1_000);
         assert_eq!(render.len(), 2, "the unassigned GPU has no pod: {render:?}");
         let reading = |pod: &str| render[pod].duty_pct.unwrap();
