@@ -98,12 +98,12 @@ fn what_an_exporter_stops_serving_is_missing_at_once() {
         .unwrap(),
         1_000,
     );
-    let frames_gone: String = EXPOSITION
+    let frames_gone = EXPOSITION
         .lines()
         .filter(|l| !(l.contains(r#"pod="a""#) && l.starts_with("framescale_frame_")))
         .filter(|l| !l.contains(r#"pod="b""#))
-        .map(|l| format!("{l}\n"))
-        .collect();
+        .collect::<Vec<_>>()
+        .join("\n");
     source.ingest(a, &parse_exposition(&frames_gone).unwrap(), 2_000);
     let render = source.snapshot("render", 2_000);
     assert_eq!(
