@@ -74,6 +74,46 @@ def install(config, chart, name, values, namespace, server_side):
     return json.loads(payload)
 
 
+FOREIGN_OWNER = ("monitoring", "prometheus-adapter")
+
+
+def check_owner_refusal(cluster, config, chart, args, values):
+    """The chart's owner check against a real API server: with v1beta1.custom.metrics.k8s.io
+    held by another adapter's Service, the install must fail and name it; then with
+    adapter.takeOverAPIService and the object marked for Helm to adopt, it must go through
+    (that install is the one the rest of the run uses). Only on a cluster where nobody holds
+    the APIService: the stand-in is never Available, and is replaced within seconds."""
+    name = "v1beta1.custom.metrics.k8s.io"
+    if cluster.kubectl("get", "apiservice", name, "--ignore-not-found", "-o", "name"):
+        raise SystemExit(f"--check-owner needs a cluster where nobody holds {name}")
+    namespace, service = FOREIGN_OWNER
+    foreign = {
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+        "spec": {"group": "custom.metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
+                 "versionPriority": 100, "insecureSkipTLSVerify": True,
+                 "service": {"namespace": namespace, "name": service, "port": 443}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(foreign))
+    say(f"owner check: {name} now belongs to Service {namespace}/{service}")
+    try:
+        install(config, chart, args.release, values, args.namespace, args.server_side)
+    except helm.HelmError as error:
+        expected = f"already belongs to Service {namespace}/{service}"
+        if expected not in str(error):
+            raise SystemExit(f"FAIL: the install failed, but not on the owner check: {error}")
+        say(f"owner check: the install is refused: {str(error)[:220]}")
+    else:
+        config.uninstall(args.release)
+        raise SystemExit("FAIL: the chart installed over another adapter's APIService")
+    # What docs/install.md tells a user who takes over: mark the object for Helm to adopt.
+    cluster.kubectl("annotate", "apiservice", name, f"meta.helm.sh/release-name={args.release}",
+                    f"meta.helm.sh/release-namespace={args.namespace}", "--overwrite")
+    cluster.kubectl("label", "apiservice", name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    taking_over = json.loads(json.dumps(values))
+    taking_over["adapter"]["takeOverAPIService"] = True
+    return taking_over
+
+
 def available(cluster, name):
     conditions = cluster.json("get", "apiservice", name)["status"].get("conditions", [])
     return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
@@ -90,6 +130,9 @@ def main():
     parser.add_argument("--load-seconds", type=int, default=150)
     parser.add_argument("--keep", action="store_true", help="leave the release installed")
     parser.add_argument("--server-side", action="store_true", help="install with server-side apply (Kubernetes 1.22 and newer)")
+    parser.add_argument("--check-owner", action="store_true",
+                        help="first check that the install refuses an APIService another adapter holds, then take it over "
+                             "(only where nobody holds v1beta1.custom.metrics.k8s.io)")
     args = parser.parse_args()
     cluster = Cluster(args.kubeconfig, args.kubectl)
     repository, tag = args.image.rsplit(":", 1)
@@ -123,6 +166,8 @@ def main():
         cluster.kubectl("wait", "--for=delete", f"namespace/{args.namespace}", "--timeout=300s", check=False)
     chart = helm.Chart.load(CHART)
     failures = []
+    if args.check_owner:
+        values = check_owner_refusal(cluster, config, chart, args, values)
     say(f"installing {CHART} as {args.release} in {args.namespace} (image {args.image})")
     release = install(config, chart, args.release, values, args.namespace, args.server_side)
     say(f"installed: release {release.get('name', args.release)} revision {release.get('revision', '?')}")

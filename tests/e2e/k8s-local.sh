@@ -2,7 +2,7 @@
 # tests/e2e/e2e.py on a one-node Kubernetes 1.20 run as plain processes by a k8s-local harness
 # (a test aid kept beside the project, not part of it): builds the images here, starts the node,
 # loads the image into its containerd (no registry: imagePullPolicy Never), runs the e2e, and
-# stops the node whatever happens.
+# stops the node whatever happens. The node is new, so the owner check runs too (--check-owner).
 #
 #   tests/e2e/k8s-local.sh /path/to/k8s-local      # the harness directory (build.sh, node.sh)
 #
@@ -21,4 +21,4 @@ trap '"$harness/node.sh" down' EXIT
 "$harness/node.sh" load-image target/images/framescale.oci.tar
 export PATH="${K8S_BIN:-/opt/k8s/bin}:$PATH"
 "$python" tests/e2e/e2e.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$(command -v kubectl)" \
-  --image "localhost/framescale:$version" --pull-policy Never "${@:2}"
+  --image "localhost/framescale:$version" --pull-policy Never --check-owner "${@:2}"
