@@ -79,16 +79,20 @@ FOREIGN_OWNER = ("monitoring", "prometheus-adapter")
 
 def check_owner_refusal(cluster, config, chart, args, values):
     """The chart's owner check against a real API server: with v1beta1.custom.metrics.k8s.io
-    held by another adapter's Service, the install must fail and name it; then with
-    adapter.takeOverAPIService and the object marked for Helm to adopt, it must go through
-    (that install is the one the rest of the run uses). Only on a cluster where nobody holds
-    the APIService: the stand-in is never Available, and is replaced within seconds."""
+    held by another adapter's Service, the install must fail and name it. Then the stand-in is
+    deleted, as a user taking over does. Only on a cluster where nobody holds the APIService:
+    the stand-in is never Available, and is gone within a second."""
     name = "v1beta1.custom.metrics.k8s.io"
-    if cluster.kubectl("get", "apiservice", name, "--ignore-not-found", "-o", "name"):
+    stand_in = "framescale-e2e-stand-in"
+    existing = cluster.kubectl("get", "apiservice", name, "--ignore-not-found", "-o", "json")
+    if existing and stand_in in json.loads(existing)["metadata"].get("labels", {}):
+        cluster.kubectl("delete", "apiservice", name)  # left by an interrupted run
+    elif existing:
         raise SystemExit(f"--check-owner needs a cluster where nobody holds {name}")
     namespace, service = FOREIGN_OWNER
     foreign = {
-        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": name, "labels": {stand_in: "true"}},
         "spec": {"group": "custom.metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
                  "versionPriority": 100, "insecureSkipTLSVerify": True,
                  "service": {"namespace": namespace, "name": service, "port": 443}},
@@ -105,13 +109,11 @@ def check_owner_refusal(cluster, config, chart, args, values):
     else:
         config.uninstall(args.release)
         raise SystemExit("FAIL: the chart installed over another adapter's APIService")
-    # What docs/install.md tells a user who takes over: mark the object for Helm to adopt.
-    cluster.kubectl("annotate", "apiservice", name, f"meta.helm.sh/release-name={args.release}",
-                    f"meta.helm.sh/release-namespace={args.namespace}", "--overwrite")
-    cluster.kubectl("label", "apiservice", name, "app.kubernetes.io/managed-by=Helm", "--overwrite")
-    taking_over = json.loads(json.dumps(values))
-    taking_over["adapter"]["takeOverAPIService"] = True
-    return taking_over
+    # What docs/install.md tells a user who takes over: remove the other adapter's APIService
+    # (Helm adopting it would leave its spec, pointing at the other Service, as it is).
+    cluster.kubectl("delete", "apiservice", name)
+    say(f"owner check: {name} deleted, as docs/install.md says before a takeover")
+    return values
 
 
 def available(cluster, name):
