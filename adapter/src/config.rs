@@ -25,6 +25,9 @@
 //!   frame_weight: 0.4
 //!   gpu_weight: 0.6
 //!   holds: { frame_bound: 30s, gpu_bound: 15s, both: 10s }
+//!   # Prometheus backend: the longest a series may go without a sample inside a hold (about
+//!   # 1.5 × its scrape interval); a longer gap, or an end older than this, breaks the hold.
+//!   # holds: { max_gap: 20s }
 //!   boost: 1.5
 //!   cap: 10
 //!   partial: score_on_present    # or leave_out
@@ -113,6 +116,9 @@ pub struct MetricsConfig {
     pub score: ScoreConfig,
     /// Values older than this are missing.
     pub max_age: Duration,
+    /// Prometheus backend: the longest gap between a series' samples (and the oldest its last
+    /// sample may be) for a hold to go on.
+    pub hold_max_gap: Duration,
 }
 
 /// Why the metrics file is not usable.
@@ -167,6 +173,9 @@ pub enum ParseError {
     /// Two metrics share a name.
     #[error("the three metric names must differ")]
     DuplicateNames,
+    /// `holds.max_gap` is zero.
+    #[error("score.holds.max_gap must be above 0")]
+    MaxGap,
     /// `max_age` is zero.
     #[error("max_age must be above 0")]
     MaxAge,
@@ -271,6 +280,8 @@ struct HoldsFile {
     gpu_bound: Option<Duration>,
     #[serde(default, with = "humantime_opt")]
     both: Option<Duration>,
+    #[serde(default, with = "humantime_opt")]
+    max_gap: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -293,6 +304,10 @@ impl File {
     fn into_config(self) -> Result<MetricsConfig, ParseError> {
         let defaults = ScoreConfig::default();
         let s = self.score;
+        let hold_max_gap = s.holds.max_gap.unwrap_or(Duration::from_secs(20));
+        if hold_max_gap.is_zero() {
+            return Err(ParseError::MaxGap);
+        }
         let score = ScoreConfig {
             frame_target_ms: s.frame_target_ms.unwrap_or(defaults.frame_target_ms),
             gpu_target_pct: s.gpu_target_pct.unwrap_or(defaults.gpu_target_pct),
@@ -348,6 +363,7 @@ impl File {
             score_name,
             score,
             max_age,
+            hold_max_gap,
         })
     }
 }
@@ -472,6 +488,7 @@ mod tests {
                 "must differ",
             ),
             ("max_age: 0s", "max_age"),
+            ("score: { holds: { max_gap: 0s } }", "max_gap"),
             ("metrics: { gpu: { window: 0s } }", "metrics.gpu.window"),
             (
                 "metrics: { frame: { window_series: '{}' } }",

@@ -10,7 +10,14 @@
 //! | `value` | `AGG by (ns, pod) (X)` | the value |
 //! | `ts` | `min by (ns, pod) (timestamp(X))` | when it was measured (for the max age) |
 //! | `window` | `max by (ns, pod) (X * 0 + on (instance) group_left () max by (instance) (W))` | the window the value covers: the exporter's own gauge `W` (the metrics file's `window_series`), joined on `instance`; left out when the file states the window |
-//! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold]) and X offset hold)` | over target throughout the hold: the minimum over the window, only where the series already existed at its start |
+//! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold+2g]) and (max_over_time(age(X)[hold+g:step]) <= g) and (count_over_time(timestamp(X)[hold+g:step]) >= steps))` | over target throughout the hold, made of samples only: the minimum over the window, where the series had a sample at every step of `hold + g` and none older than `g` (`score.holds.max_gap`) |
+//!
+//! A hold is made of samples: where a series stops (an exporter dead behind a remote-write or
+//! federation path that writes no staleness marker), or has a gap longer than `g` (`age(X)` is
+//! `time() - timestamp(X)` at each step of a subquery), the hold is not met, as with the direct
+//! backend. As PromQL cannot evaluate at each series' last sample, the window reaches `g` further
+//! back than the hold: a hold is met up to `g` later than the direct backend would meet it, never
+//! earlier.
 //!
 //! Values are scaled in the adapter. A failed query is retried once; then the request answers 503.
 //!
@@ -143,7 +150,7 @@ impl PrometheusSource {
         namespace: &str,
         holds: &[Duration],
     ) -> Result<BTreeMap<String, Parts>, SourceError> {
-        let query = signal_query(metric, namespace, holds);
+        let query = signal_query(metric, namespace, holds, self.config.hold_max_gap);
         let authorization = match &self.token {
             Some(token) => {
                 let value = format!("Bearer {}", token.token()?);
@@ -253,7 +260,12 @@ fn reading(metric: &SignalMetric, parts: &Parts) -> Option<Reading> {
 }
 
 /// The one query of a signal in a namespace (see the module table).
-fn signal_query(metric: &SignalMetric, namespace: &str, holds: &[Duration]) -> String {
+fn signal_query(
+    metric: &SignalMetric,
+    namespace: &str,
+    holds: &[Duration],
+    max_gap: Duration,
+) -> String {
     let by = format!("by ({}, {})", metric.namespace_label, metric.pod_label);
     let agg = match metric.aggregate {
         Aggregate::Max => "max",
@@ -284,8 +296,15 @@ fn signal_query(metric: &SignalMetric, namespace: &str, holds: &[Duration]) -> S
             continue;
         }
         seen.push(ms);
-        let window =
-            format!("{agg} {by} (min_over_time({series}[{ms}ms]) and ({series} offset {ms}ms))");
+        let gap = max_gap.as_millis();
+        let (values, steps, step) = (ms + 2 * gap, ms + gap, (gap / 4).max(1_000));
+        let subquery = format!("[{steps}ms:{step}ms]");
+        let window = format!(
+            "{agg} {by} (min_over_time({series}[{values}ms]) \
+             and (max_over_time((time() - timestamp({series})){subquery}) <= {gap_s}) \
+             and (count_over_time(timestamp({series}){subquery}) >= scalar(count_over_time(vector(1){subquery}))))",
+            gap_s = max_gap.as_secs_f64(),
+        );
         let _ = write!(query, " or {}", part(window, &format!("min{ms}")));
     }
     query
@@ -338,6 +357,7 @@ mod tests {
                 Duration::from_secs(10),
                 Duration::from_secs(10),
             ],
+            config.hold_max_gap,
         );
         let series = r#"framescale_frame_duration_seconds{quantile="0.95",namespace="render"}"#;
         assert!(
@@ -347,9 +367,14 @@ mod tests {
             "{query}"
         );
         assert!(query.contains(&format!("min by (namespace, pod) (timestamp({series}))")));
-        assert!(query.contains(&format!(
-            "min_over_time({series}[30000ms]) and ({series} offset 30000ms)"
-        )));
+        assert!(
+            query.contains(&format!(
+                "min_over_time({series}[70000ms]) \
+                 and (max_over_time((time() - timestamp({series}))[50000ms:5000ms]) <= 20) \
+                 and (count_over_time(timestamp({series})[50000ms:5000ms]) >= scalar(count_over_time(vector(1)[50000ms:5000ms])))"
+            )),
+            "{query}"
+        );
         assert_eq!(
             query.matches("min_over_time").count(),
             2,
@@ -367,7 +392,7 @@ mod tests {
         );
         let stated = MetricsConfig::parse("metrics: { frame: { window: 1m } }").unwrap();
         assert!(
-            !signal_query(&stated.frame, "render", &[]).contains("group_left"),
+            !signal_query(&stated.frame, "render", &[], stated.hold_max_gap).contains("group_left"),
             "a window the file states is not asked for"
         );
     }

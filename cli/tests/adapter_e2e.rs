@@ -339,7 +339,7 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
     let metrics_file = dir.path().join("metrics.yaml");
     std::fs::write(
         &metrics_file,
-        "score: { holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s } }\n",
+        "score: { holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s, max_gap: 2s } }\n",
     )
     .unwrap();
     let short_holds = open_adapter(
@@ -377,6 +377,66 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
     assert!(
         err.contains("ServiceUnavailable") || err.contains("unavailable"),
         "{err}"
+    );
+}
+
+/// A hold is made of samples: a series that stops (no staleness marker, as behind remote write
+/// or federation) or has a gap longer than `max_gap` does not complete it; only the series
+/// sampled all the way is scored past 1.
+#[test]
+fn prometheus_holds_are_made_of_samples() {
+    let now = support::now_millis() / 1000;
+    let mut history = String::from("# TYPE framescale_frame_duration_seconds gauge\n");
+    let mut sample = |pod: &str, from: i64, to: i64, skip: std::ops::Range<i64>| {
+        for offset in (from..=to).filter(|o| !skip.contains(o)) {
+            let _ = writeln!(
+                history,
+                r#"framescale_frame_duration_seconds{{namespace="render",pod="{pod}",container="worker",quantile="0.95"}} 0.04 {}"#,
+                now.cast_signed() + offset
+            );
+        }
+    };
+    sample("live", -120, 600, 0..0);
+    sample("stopped", -120, -5, 0..0);
+    sample("gap", -120, 600, -6..0);
+    history.push_str("# EOF\n");
+    let prometheus = Prometheus::start_with_history(&history);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_file = dir.path().join("metrics.yaml");
+    std::fs::write(
+        &metrics_file,
+        "score: { holds: { frame_bound: 10s, max_gap: 3s } }\n",
+    )
+    .unwrap();
+    let (cert, key) = serving_certificate(dir.path());
+    let adapter = open_adapter(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &format!("http://{}", prometheus.addr),
+            "--metrics-config",
+            metrics_file.to_str().unwrap(),
+        ],
+    );
+    let path =
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_scaling_score";
+    let body = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap();
+    let elapsed = support::now_millis() / 1000 - now;
+    assert!(
+        elapsed < 12,
+        "the gap must lie within the hold: {elapsed} s"
+    );
+    let got = items(&body);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["gap", "live", "stopped"], "{body}");
+    let scores = parse_quantities(&got.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>());
+    // 40 ms against 32: only the pod sampled throughout is past its hold.
+    assert_eq!(got[0].1, "1", "a 6 s gap breaks the hold: {body}");
+    assert!((scores[1] - 1.25).abs() < 0.002, "{body}");
+    assert_eq!(
+        got[2].1, "1",
+        "a series that stopped 5 s ago holds nothing: {body}"
     );
 }
 

@@ -237,10 +237,16 @@ fn regime_of(frame_over: bool, gpu_over: bool) -> Regime {
 
 /// Tracks, from successive observations, since when each over-target condition has held, to
 /// derive [`Holds`] where no history store (Prometheus) is at hand.
+///
+/// A hold is made of observations only: it lasts from the first to the latest of an unbroken
+/// run of over-target observations. Time passing without an observation — a dead exporter, a
+/// failed scrape — neither extends nor completes it: the holds are those as of the latest
+/// observation, and [`HoldTracker::interrupt`] (a failed scrape) starts every hold over.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HoldTracker {
     frame_over_since: Option<u64>,
     gpu_over_since: Option<u64>,
+    latest: Option<u64>,
 }
 
 impl HoldTracker {
@@ -251,13 +257,22 @@ impl HoldTracker {
         let gpu_over = signals.duty_pct.is_some_and(|v| config.gpu_ratio(v) > 1.0);
         self.frame_over_since = frame_over.then(|| self.frame_over_since.unwrap_or(at_millis));
         self.gpu_over_since = gpu_over.then(|| self.gpu_over_since.unwrap_or(at_millis));
+        self.latest = Some(self.latest.map_or(at_millis, |l| l.max(at_millis)));
     }
 
-    /// The holds as of `now_millis`.
+    /// An observation was due and none came (the scrape failed): every hold starts over at the
+    /// next observation.
+    pub fn interrupt(&mut self) {
+        self.frame_over_since = None;
+        self.gpu_over_since = None;
+    }
+
+    /// The holds as of the latest observation.
     #[must_use]
-    pub fn holds(&self, config: &ScoreConfig, now_millis: u64) -> Holds {
+    pub fn holds(&self, config: &ScoreConfig) -> Holds {
+        let latest = self.latest.unwrap_or(0);
         let held_for = |since: Option<u64>, hold: Duration| {
-            since.is_some_and(|since| now_millis.saturating_sub(since) >= hold.as_millis() as u64)
+            since.is_some_and(|since| latest.saturating_sub(since) >= hold.as_millis() as u64)
         };
         let both_since = self
             .frame_over_since
@@ -449,44 +464,70 @@ mod tests {
         let config = ScoreConfig::default();
         let mut tracker = HoldTracker::default();
         let over_both = signals(Some(64.0), Some(91.0));
-        tracker.observe(&config, over_both, 0);
-        assert_eq!(tracker.holds(&config, 9_999), NONE_HELD);
+        let at = |tracker: &mut HoldTracker, millis: u64, s: Signals| {
+            tracker.observe(&config, s, millis);
+            tracker.holds(&config)
+        };
+        assert_eq!(at(&mut tracker, 0, over_both), NONE_HELD);
+        assert_eq!(at(&mut tracker, 9_999, over_both), NONE_HELD);
         assert_eq!(
-            tracker.holds(&config, 10_000),
+            at(&mut tracker, 10_000, over_both),
             Holds {
                 both_over: true,
                 ..NONE_HELD
             }
         );
         assert_eq!(
-            tracker.holds(&config, 15_000),
+            at(&mut tracker, 15_000, over_both),
             Holds {
                 gpu_over: true,
                 both_over: true,
                 frame_over: false
             }
         );
-        assert_eq!(tracker.holds(&config, 30_000), ALL_HELD);
+        assert_eq!(at(&mut tracker, 30_000, over_both), ALL_HELD);
         // The GPU drops under target: its hold restarts from scratch.
-        tracker.observe(&config, signals(Some(64.0), Some(10.0)), 31_000);
-        tracker.observe(&config, over_both, 32_000);
+        at(&mut tracker, 31_000, signals(Some(64.0), Some(10.0)));
+        at(&mut tracker, 32_000, over_both);
         assert_eq!(
-            tracker.holds(&config, 41_999),
+            at(&mut tracker, 41_999, over_both),
             Holds {
                 frame_over: true,
                 ..NONE_HELD
             }
         );
-        assert_eq!(tracker.holds(&config, 47_000), ALL_HELD);
+        assert_eq!(at(&mut tracker, 47_000, over_both), ALL_HELD);
         // A missing signal ends its hold too.
-        tracker.observe(&config, signals(None, Some(91.0)), 48_000);
         assert_eq!(
-            tracker.holds(&config, 100_000),
+            at(&mut tracker, 48_000, signals(None, Some(91.0))),
             Holds {
                 gpu_over: true,
                 ..NONE_HELD
             }
         );
+    }
+
+    #[test]
+    fn time_without_observations_completes_no_hold() {
+        let config = ScoreConfig::default();
+        let over_frame = signals(Some(40.0), None);
+        let mut tracker = HoldTracker::default();
+        for millis in (0..=5_000).step_by(1_000) {
+            tracker.observe(&config, over_frame, millis);
+        }
+        // The exporter dies at 5 s: whenever the holds are read, they are those of 5 s.
+        assert_eq!(tracker.holds(&config), NONE_HELD);
+        // Observations resume after failed scrapes: the hold starts over from them.
+        tracker.interrupt();
+        tracker.observe(&config, over_frame, 31_000);
+        assert_eq!(tracker.holds(&config), NONE_HELD);
+        tracker.observe(&config, over_frame, 60_999);
+        assert_eq!(tracker.holds(&config), NONE_HELD);
+        tracker.observe(&config, over_frame, 61_000);
+        assert!(tracker.holds(&config).frame_over);
+        // An observation older than the latest (a slow scrape) does not move time back.
+        tracker.observe(&config, over_frame, 50_000);
+        assert!(tracker.holds(&config).frame_over);
     }
 
     #[test]

@@ -165,6 +165,8 @@ pub struct DeviceStats {
     pub interval: Option<Duration>,
     failures: [AtomicU64; FailureReason::ALL.len()],
     last_poll_micros: AtomicU64,
+    /// When the last poll was published, ms since the epoch; 0 before the first.
+    polled_at_millis: AtomicU64,
 }
 
 impl DeviceStats {
@@ -191,6 +193,31 @@ impl DeviceStats {
                 self.failures[reason as usize].load(Ordering::Relaxed),
             )
         })
+    }
+
+    /// Records that a poll was published at `at_millis` (ms since the epoch).
+    pub fn polled_at(&self, at_millis: u64) {
+        self.polled_at_millis.store(at_millis, Ordering::Relaxed);
+    }
+
+    /// How long ago, at `now_millis`, the last poll was published; `None` before the first.
+    #[must_use]
+    pub fn poll_age(&self, now_millis: u64) -> Option<Duration> {
+        match self.polled_at_millis.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(now_millis.saturating_sub(at))),
+        }
+    }
+
+    /// Whether the last poll's readings still stand at `now_millis`: published within three
+    /// poll intervals. A source that hangs (a GPU fallen off the bus can block NVML calls)
+    /// leaves readings nobody renews; they are then missing, not the last ones measured.
+    #[must_use]
+    pub fn readings_current(&self, now_millis: u64) -> bool {
+        match (self.interval, self.poll_age(now_millis)) {
+            (Some(interval), Some(age)) => age <= (interval * 3).max(Duration::from_secs(1)),
+            _ => false,
+        }
     }
 
     /// How long the last poll took.
@@ -279,4 +306,5 @@ pub fn poll_once(source: &mut dyn DeviceSource, state: &DeviceState, throttle: &
     poll.readings
         .sort_by(|a, b| (&a.key, a.device, &a.uuid).cmp(&(&b.key, b.device, &b.uuid)));
     *lock(&state.readings) = poll.readings;
+    state.stats.polled_at(crate::log_file::now_millis());
 }

@@ -93,8 +93,13 @@ pub fn render(
     for (labels, s) in &series {
         sample(&mut out, RENDER_ERRORS_TOTAL, labels, s.job_errors);
     }
+    let devices = if device_stats.readings_current(now_millis) {
+        devices
+    } else {
+        &[]
+    };
     write_devices(&mut out, format, devices);
-    write_device_self_metrics(&mut out, format, device_stats);
+    write_device_self_metrics(&mut out, format, device_stats, now_millis);
     write_self_metrics(&mut out, format, store, stats);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -195,7 +200,12 @@ fn write_devices(out: &mut String, format: Format, devices: &[DeviceReading]) {
     }
 }
 
-fn write_device_self_metrics(out: &mut String, format: Format, stats: &DeviceStats) {
+fn write_device_self_metrics(
+    out: &mut String,
+    format: Format,
+    stats: &DeviceStats,
+    now_millis: u64,
+) {
     let errors = "framescale_exporter_device_errors_total";
     header(
         out,
@@ -219,6 +229,18 @@ fn write_device_self_metrics(out: &mut String, format: Format, stats: &DeviceSta
         Some("seconds"),
     );
     sample(out, poll, "", stats.last_poll().as_secs_f64());
+    if let Some(age) = stats.poll_age(now_millis) {
+        let name = "framescale_exporter_device_poll_age_seconds";
+        header(
+            out,
+            format,
+            name,
+            Kind::Gauge,
+            "Time since the last poll of the device source was published; past three poll intervals its readings are left out.",
+            Some("seconds"),
+        );
+        sample(out, name, "", age.as_secs_f64());
+    }
     if !stats.source.is_empty() {
         let info = "framescale_exporter_device_source_info";
         header(
@@ -552,15 +574,23 @@ mod tests {
         let stats = ExporterStats::default();
         let device_stats = DeviceStats::new("cpu", Some(Duration::from_millis(1500)));
         device_stats.count(FailureReason::UnknownPod);
-        let text = render(
-            &SeriesStore::new(WindowConfig::default()),
-            &[reading("a", Some(4096)), reading("b", None)],
-            &device_stats,
-            &stats,
-            NOW,
-            Format::OpenMetrics,
-            &mut Scratch::default(),
+        let render_at = |now| {
+            render(
+                &SeriesStore::new(WindowConfig::default()),
+                &[reading("a", Some(4096)), reading("b", None)],
+                &device_stats,
+                &stats,
+                now,
+                Format::OpenMetrics,
+                &mut Scratch::default(),
+            )
+        };
+        assert!(
+            !render_at(NOW).contains("framescale_gpu_duty_cycle_ratio{"),
+            "no poll published yet: no readings"
         );
+        device_stats.polled_at(NOW - 1_000);
+        let text = render_at(NOW);
         let a = r#"namespace="render",pod="a",container="worker",device="cpu",uuid="cpu""#;
         let b = r#"namespace="render",pod="b",container="worker",device="cpu",uuid="cpu""#;
         for want in [
@@ -576,6 +606,15 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains(&format!("framescale_gpu_memory_used_bytes{{{b}}}")));
+        assert!(text.contains("framescale_exporter_device_poll_age_seconds 1\n"));
+        // The source hangs: past three intervals (4.5 s) nobody renewed them; they are missing.
+        let hung = render_at(NOW + 4_000);
+        assert!(hung.contains("framescale_exporter_device_poll_age_seconds 5\n"));
+        assert!(!hung.contains("framescale_gpu_duty_cycle_ratio{"), "{hung}");
+        assert!(
+            !hung.contains("framescale_gpu_memory_used_bytes{"),
+            "{hung}"
+        );
     }
 
     #[test]

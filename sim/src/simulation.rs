@@ -291,8 +291,10 @@ pub fn run_trace(config: &SimulationConfig, trace: &[TraceSample], max_age_s: f6
                 p95_ms: sample.p95_ms,
                 duty_pct: sample.duty_pct,
             };
-            tracker.observe(&config.score, signals, (t * 1000.0) as u64);
-            let holds = tracker.holds(&config.score, (t * 1000.0) as u64);
+            // Observed when the sample was taken, not each second it stays the latest: a hold
+            // is made of observations only.
+            tracker.observe(&config.score, signals, (sample.t.max(0.0) * 1000.0) as u64);
+            let holds = tracker.holds(&config.score);
             if let Some(milli) =
                 score(&config.score, signals, holds).and_then(|s| quantity::to_milli(s.value).ok())
             {
@@ -332,7 +334,7 @@ fn pod_score(
     };
     let at = (t.max(0.0) * 1000.0) as u64;
     tracker.observe(config, signals, at);
-    score(config, signals, tracker.holds(config, at)).map(|s| s.value)
+    score(config, signals, tracker.holds(config)).map(|s| s.value)
 }
 
 fn sync(

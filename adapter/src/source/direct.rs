@@ -8,7 +8,8 @@
 //! selects; it is never held whole. An exporter's answer is the whole truth about its pods: a
 //! series it stops serving (a window emptied of frames, a pod gone) is missing at once, not kept
 //! until it ages out. An exporter that fails keeps its pods' last values, which go stale after
-//! `max_age` and are then missing, never 0. A failing exporter is logged when it
+//! `max_age` and are then missing, never 0; their holds are made of observations only, so they
+//! neither grow nor complete while it fails, and start over when it answers again. A failing exporter is logged when it
 //! starts failing and when it recovers, not at every scrape, and shows in `/readyz`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,6 +208,13 @@ impl DirectSource {
                 Err(error) => {
                     let error = error.to_string();
                     let mut state = self.lock();
+                    // No observation of its pods this round: their holds start over.
+                    let served = state.served_by.get(target).cloned().unwrap_or_default();
+                    for pod in &served {
+                        if let Some(p) = state.pods.get_mut(pod) {
+                            p.tracker.interrupt();
+                        }
+                    }
                     if !state.failing.contains_key(target) {
                         tracing::warn!(%target, %error, "Cannot scrape exporter; its pods go missing after max_age (logged again when it recovers)");
                     }
@@ -234,9 +242,9 @@ impl DirectSource {
         }
     }
 
-    /// The signals of `namespace` as of `now_millis`, with holds derived from the trackers.
+    /// The latest signals of `namespace`, with the holds as of each pod's latest observation.
     #[must_use]
-    pub fn snapshot(&self, namespace: &str, now_millis: u64) -> BTreeMap<String, PodSignals> {
+    pub fn snapshot(&self, namespace: &str) -> BTreeMap<String, PodSignals> {
         let state = self.lock();
         let score = &self.config.score;
         state
@@ -249,7 +257,7 @@ impl DirectSource {
                     PodSignals {
                         p95_ms: p.p95_ms,
                         duty_pct: p.duty_pct,
-                        holds: p.tracker.holds(score, now_millis),
+                        holds: p.tracker.holds(score),
                     },
                 )
             })
@@ -277,7 +285,7 @@ impl SignalSource for DirectSource {
         &'a self,
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<BTreeMap<String, PodSignals>, SourceError>> {
-        Box::pin(async move { Ok(self.snapshot(namespace, now_millis())) })
+        Box::pin(async move { Ok(self.snapshot(namespace)) })
     }
 }
 

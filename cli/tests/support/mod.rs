@@ -340,10 +340,40 @@ impl Prometheus {
     /// Starts Prometheus, serving HTTPS when `tls` is given (its `--web.config.file`), and waits
     /// until it is ready.
     pub fn start_with(targets: &[SocketAddr], tls: Option<&PrometheusTls>) -> Prometheus {
+        Prometheus::launch(targets, tls, None)
+    }
+
+    /// Starts Prometheus, scraping nothing, over a history written by `promtool tsdb
+    /// create-blocks-from openmetrics` from `openmetrics` (samples with their own timestamps,
+    /// and no staleness markers where a series stops).
+    pub fn start_with_history(openmetrics: &str) -> Prometheus {
+        Prometheus::launch(&[], None, Some(openmetrics))
+    }
+
+    fn launch(
+        targets: &[SocketAddr],
+        tls: Option<&PrometheusTls>,
+        history: Option<&str>,
+    ) -> Prometheus {
         let binary = which("prometheus").expect(
             "the `prometheus` binary is not installed: run ./scripts/test, which installs Debian's prometheus package",
         );
         let dir = tempfile::tempdir().unwrap();
+        if let Some(history) = history {
+            let input = dir.path().join("history.om");
+            fs::write(&input, history).unwrap();
+            let output = Command::new("promtool")
+                .args(["tsdb", "create-blocks-from", "openmetrics"])
+                .arg(&input)
+                .arg(dir.path().join("data"))
+                .output()
+                .expect("promtool is not installed: run ./scripts/test");
+            assert!(
+                output.status.success(),
+                "promtool: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: framescale-exporter\n    static_configs:\n      - targets: [{}]\n",

@@ -28,7 +28,7 @@ fn ingest_picks_aggregates_and_scales() {
         &parse_exposition(EXPOSITION).unwrap(),
         1_000,
     );
-    let render = source.snapshot("render", 1_000);
+    let render = source.snapshot("render");
     assert_eq!(render.len(), 2);
     assert_eq!(
         render["a"].p95_ms,
@@ -45,7 +45,7 @@ fn ingest_picks_aggregates_and_scales() {
     );
     assert!((render["a"].duty_pct.unwrap().value - 91.0).abs() < 1e-9);
     assert_eq!(render["b"].duty_pct, None, "missing stays missing");
-    assert_eq!(source.snapshot("other", 1_000).len(), 1);
+    assert_eq!(source.snapshot("other").len(), 1);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn holds_build_up_over_scrapes() {
     for at in (0..=30_000).step_by(5_000) {
         source.ingest("http://a/metrics", &samples, at);
     }
-    let holds = source.snapshot("render", 30_000)["a"].holds;
+    let holds = source.snapshot("render")["a"].holds;
     assert_eq!(
         holds,
         Holds {
@@ -64,10 +64,7 @@ fn holds_build_up_over_scrapes() {
             both_over: true
         }
     );
-    assert_eq!(
-        source.snapshot("render", 30_000)["b"].holds,
-        Holds::default()
-    );
+    assert_eq!(source.snapshot("render")["b"].holds, Holds::default());
 }
 
 #[test]
@@ -79,7 +76,7 @@ fn pods_without_fresh_values_are_forgotten() {
         1_000,
     );
     source.forget_older_than(2_000);
-    assert!(source.snapshot("render", 2_000).is_empty());
+    assert!(source.snapshot("render").is_empty());
 }
 
 /// Found on a real cluster: a worker's window emptied of frames after the load, its exporter
@@ -105,7 +102,7 @@ fn what_an_exporter_stops_serving_is_missing_at_once() {
         .collect::<Vec<_>>()
         .join("\n");
     source.ingest(a, &parse_exposition(&frames_gone).unwrap(), 2_000);
-    let render = source.snapshot("render", 2_000);
+    let render = source.snapshot("render");
     assert_eq!(
         render["a"].p95_ms, None,
         "no longer served: missing, not the last value"
@@ -135,10 +132,7 @@ fn a_window_the_exporter_does_not_state_is_unknown_unless_the_file_says() {
         &parse_exposition(&without).unwrap(),
         1_000,
     );
-    assert_eq!(
-        source.snapshot("render", 1_000)["a"].p95_ms.unwrap().window,
-        None
-    );
+    assert_eq!(source.snapshot("render")["a"].p95_ms.unwrap().window, None);
 
     let config = MetricsConfig::parse("metrics: { frame: { window: 30s } }").unwrap();
     let source = DirectSource::new(Arc::new(config));
@@ -148,7 +142,7 @@ fn a_window_the_exporter_does_not_state_is_unknown_unless_the_file_says() {
         1_000,
     );
     assert_eq!(
-        source.snapshot("render", 1_000)["a"].p95_ms.unwrap().window,
+        source.snapshot("render")["a"].p95_ms.unwrap().window,
         Some(Duration::from_secs(30)),
         "the metrics file wins over the exporter"
     );
@@ -203,7 +197,7 @@ async fn exporters_are_scraped_at_once_and_a_hung_one_delays_no_other() {
     // One after another, the two hung exporters alone would take two timeouts.
     assert!(took < timeout.mul_f64(1.9), "{took:?}");
     assert_eq!(
-        source.snapshot("render", now_millis()).len(),
+        source.snapshot("render").len(),
         2,
         "the good exporter's pods"
     );
@@ -251,7 +245,7 @@ async fn an_exporter_that_recovers_leaves_the_failures() {
         .await;
     assert_eq!(source.health().failures, Vec::<String>::new());
     assert_eq!(source.health().rounds, 2);
-    assert!(!source.snapshot("render", now_millis()).is_empty());
+    assert!(!source.snapshot("render").is_empty());
 }
 
 #[tokio::test]
@@ -276,7 +270,7 @@ async fn long_expositions_are_read_in_chunks_and_bad_lines_name_their_number() {
     source
         .scrape_round(&client(), &[big, bad.clone()], Duration::from_secs(5))
         .await;
-    let render = source.snapshot("render", now_millis());
+    let render = source.snapshot("render");
     assert!((render["a"].p95_ms.unwrap().value - 64.0).abs() < 1e-9);
     let failures = source.health().failures;
     assert_eq!(failures.len(), 1);
@@ -299,7 +293,7 @@ fn the_dcgm_examples_read_dcgm_exporter_series() {
         let config = MetricsConfig::load(&root.join("docs/examples").join(file)).unwrap();
         let source = DirectSource::new(Arc::new(config));
         source.ingest("http://a/metrics", &samples, 1_000);
-        let render = source.snapshot("render", 1_000);
+        let render = source.snapshot("render");
         assert_eq!(render.len(), 2, "the unassigned GPU has no pod: {render:?}");
         let reading = |pod: &str| render[pod].duty_pct.unwrap();
         assert_eq!(reading("blender-0").window, Some(Duration::from_secs(1)));
@@ -309,4 +303,62 @@ fn the_dcgm_examples_read_dcgm_exporter_series() {
     assert!((one_block - 0.7576).abs() < 1e-9, "{one_block}");
     assert!((third - 33.1).abs() < 1e-9, "{third}");
     assert_eq!(duty("metrics-dcgm-gpu-util.yaml"), (100.0, 35.0));
+}
+
+/// Found as a user would: frames held over target, the exporter killed, and ~30 s later the
+/// adapter served the ratio for every pod although nothing had been observed since. A hold is
+/// made of observations: a dead exporter neither grows nor completes it, and when it answers
+/// again the hold starts over.
+#[tokio::test]
+async fn a_dead_exporter_completes_no_hold() {
+    let mut config = MetricsConfig::default();
+    config.score.frame_bound_hold = Duration::from_secs(1);
+    config.score.gpu_bound_hold = Duration::from_secs(1);
+    config.score.both_hold = Duration::from_secs(1);
+    let source = DirectSource::new(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://{addr}/metrics");
+    let serve = |listener| {
+        let app =
+            axum::Router::new().route("/metrics", axum::routing::get(|| async { EXPOSITION }));
+        tokio::spawn(axum::serve(listener, app).into_future())
+    };
+    let (client, timeout) = (client(), Duration::from_millis(500));
+    let round = || source.scrape_round(&client, std::slice::from_ref(&url), timeout);
+    let held = || source.snapshot("render")["a"].holds;
+    let server = serve(listener);
+    round().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    round().await;
+    assert_eq!(held(), Holds::default(), "0.6 s of observations");
+
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    round().await;
+    assert_eq!(source.health().failures.len(), 1);
+    assert_eq!(
+        held(),
+        Holds::default(),
+        "1.5 s after the first observation, but the last one was at 0.6 s"
+    );
+
+    let server = serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    round().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    round().await;
+    assert_eq!(held(), Holds::default(), "the hold started over");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    round().await;
+    assert_eq!(
+        held(),
+        Holds {
+            frame_over: true,
+            gpu_over: true,
+            both_over: true
+        },
+        "1.1 s of fresh observations"
+    );
+    server.abort();
 }
