@@ -89,6 +89,12 @@ pub struct ExporterArgs {
         default_value = "/var/log/containers"
     )]
     containers_log_dir: PathBuf,
+    /// Directory for the checkpoint of read positions and counters (created if missing): a restarted exporter goes on from it, so no frame is lost or counted twice. Unset: a restart starts at the end of every file with counters at 0.
+    #[arg(long, env = "FRAMESCALE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// How often the checkpoint is written (also on shutdown); after a SIGKILL, frames pushed since the last one are lost.
+    #[arg(long, env = "FRAMESCALE_CHECKPOINT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    checkpoint_interval: Duration,
 }
 
 /// Values of `--device-source`.
@@ -119,6 +125,7 @@ impl ExporterArgs {
             ("--poll-interval", self.poll_interval),
             ("--rescan-interval", self.rescan_interval),
             ("--device-poll-interval", self.device_poll_interval),
+            ("--checkpoint-interval", self.checkpoint_interval),
         ] {
             if value < Duration::from_millis(10) || value > Duration::from_hours(1) {
                 bail!(
@@ -185,6 +192,8 @@ impl ExporterArgs {
             push_body_limit: self.push_body_limit,
             device_source,
             device_poll_interval: self.device_poll_interval,
+            state_dir: self.state_dir,
+            checkpoint_interval: self.checkpoint_interval,
         })
     }
 }

@@ -31,7 +31,8 @@ pub const MAX_ERROR_BYTES: usize = 512;
 const TRACEBACK_HEAD: &str = "Traceback (most recent call last):";
 
 /// The streaming parser; one per log stream (a Blender process's output, in order).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BlenderParser {
     /// Number from the last `Fra:` line of the frame in progress.
     frame: Option<u64>,

@@ -8,8 +8,10 @@ use crate::blender::BlenderParser;
 use crate::frame::RenderEvent;
 use crate::frame_line;
 
-/// Reads one log stream, line by line.
-#[derive(Debug, Default, Clone)]
+/// Reads one log stream, line by line. With the `serde` feature its state (a frame in progress)
+/// can be saved and restored, so a restarted reader goes on where it stopped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RenderLogParser {
     blender: BlenderParser,
 }

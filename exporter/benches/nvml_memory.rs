@@ -113,6 +113,8 @@ fn start_exporter(
         push_body_limit: 16 << 20,
         device_source: DeviceSourceConfig::None,
         device_poll_interval: Duration::from_secs(1),
+        state_dir: None,
+        checkpoint_interval: Duration::from_secs(2),
     };
     let init = gpus.clone();
     let source = NvmlSource::new(

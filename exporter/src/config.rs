@@ -37,6 +37,11 @@ pub struct ExporterConfig {
     pub device_source: DeviceSourceConfig,
     /// How often the device source is polled (the window duty is averaged over).
     pub device_poll_interval: Duration,
+    /// Where read positions and counters are checkpointed across restarts; `None`: nowhere
+    /// (a restart starts at the end of every file, with counters at 0).
+    pub state_dir: Option<PathBuf>,
+    /// How often the checkpoint is written (and always on shutdown).
+    pub checkpoint_interval: Duration,
 }
 
 /// Which device source the exporter polls.

@@ -94,9 +94,13 @@ pub struct CriAssembler {
     pending: [Pending; 2],
 }
 
-#[derive(Debug, Default)]
-struct Pending {
+/// A line of one stream still being joined from partial records: kept in a checkpoint, so a
+/// restarted exporter joins it with the records that follow.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     text: Vec<u8>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     overflowed: bool,
 }
 
@@ -108,6 +112,17 @@ impl CriAssembler {
             max_line_bytes,
             pending: Default::default(),
         }
+    }
+
+    /// The lines being joined, per stream (stdout, stderr).
+    #[must_use]
+    pub fn pending(&self) -> [Pending; 2] {
+        self.pending.clone()
+    }
+
+    /// Goes on joining the lines `pending` left.
+    pub fn restore(&mut self, pending: [Pending; 2]) {
+        self.pending = pending;
     }
 
     /// Takes the next record of the log.

@@ -278,7 +278,7 @@ fn write_self_metrics(
     stats: &ExporterStats,
 ) {
     let get = ExporterStats::get;
-    let counters: [Family<'_>; 8] = [
+    let counters: [Family<'_>; 10] = [
         (
             "framescale_exporter_log_lines_total",
             "CRI records read from log files.",
@@ -309,6 +309,19 @@ fn write_self_metrics(
             &[
                 ("kind=\"rename\"", get(&stats.rotations_renamed)),
                 ("kind=\"truncate\"", get(&stats.rotations_truncated)),
+            ],
+        ),
+        (
+            "framescale_exporter_rotated_files_lost_total",
+            "Rotated log files with unread bytes removed while the exporter was down.",
+            &[("", get(&stats.rotations_lost))],
+        ),
+        (
+            "framescale_exporter_checkpoints_total",
+            "Checkpoints of read positions and counters (--state-dir), by result.",
+            &[
+                ("result=\"written\"", get(&stats.checkpoints_written)),
+                ("result=\"failed\"", get(&stats.checkpoint_errors)),
             ],
         ),
         (

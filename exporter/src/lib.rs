@@ -11,6 +11,7 @@
 
 pub mod attribution;
 pub mod cgroup;
+pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod cri;
@@ -28,6 +29,7 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod throttle;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -59,6 +61,8 @@ pub struct Shared {
     pub push_body_limit: usize,
     /// The device source's readings and figures.
     pub devices: DeviceState,
+    /// When the windows started filling (the exporter's start: windows are not checkpointed).
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -76,6 +80,7 @@ impl Shared {
                 readings: Mutex::new(Vec::new()),
                 stats: device_stats,
             },
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -97,6 +102,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The state directory cannot hold checkpoints.
+    #[error("cannot keep checkpoints (set --state-dir): {0}")]
+    StateDir(#[from] checkpoint::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr} (set --listen): {source}")]
     Bind {
@@ -118,6 +126,36 @@ pub async fn run(
 ) -> Result<(), Error> {
     let selected = select::select(&config.device_source);
     run_with(config, selected, shutdown).await
+}
+
+/// The checkpoint under `dir`, its counters restored into `shared`; `None` on a first start.
+/// A checkpoint that cannot be read is set aside (`.invalid`) and the start is a first one.
+fn resume_from(
+    dir: &std::path::Path,
+    shared: &Shared,
+) -> Result<Option<checkpoint::Checkpoint>, Error> {
+    checkpoint::prepare(dir)?;
+    match checkpoint::Checkpoint::load(dir) {
+        Ok(Some(checkpoint)) => {
+            lock(&shared.store).restore_counts(&checkpoint.series, log_file::now_millis());
+            tracing::info!(
+                streams = checkpoint.streams.len(),
+                series = checkpoint.series.len(),
+                age_ms = log_file::now_millis().saturating_sub(checkpoint.written_at_millis),
+                "Going on from the checkpoint"
+            );
+            Ok(Some(checkpoint))
+        }
+        Ok(None) => Ok(None),
+        Err(error @ checkpoint::Error::Invalid { .. }) => {
+            let path = dir.join(checkpoint::FILE_NAME);
+            let aside = dir.join(format!("{}.invalid", checkpoint::FILE_NAME));
+            let _ = std::fs::rename(&path, &aside);
+            tracing::error!(%error, aside = %aside.display(), "Checkpoint set aside; starting at the end of every file");
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// [`run`] with a device source chosen already (benchmarks bring a scripted one).
@@ -153,10 +191,14 @@ pub async fn run_with(
         config.push_body_limit,
         device_stats,
     ));
+    let resume = match &config.state_dir {
+        Some(dir) => resume_from(dir, &shared)?,
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let tailer = {
         let (shared, stop) = (shared.clone(), stop.clone());
-        let tailer = Tailer::new(config.clone());
+        let tailer = Tailer::new(config.clone(), resume);
         std::thread::Builder::new()
             .name("tailer".into())
             .spawn(move || tailer.run(&shared, &stop))

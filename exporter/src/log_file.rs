@@ -1,25 +1,38 @@
-//! Following one container log file through appends, rotation and deletion.
+//! Following one container log file through appends, rotation, deletion and restarts.
 //!
-//! A [`LogStream`] is bound to a path (`…/<container>/0.log`), not to a file: when the kubelet
-//! renames the file away and the runtime creates a new one (rename rotation), the old file is
-//! read to its end, kept open for one more poll for writes that raced the rename, and the new
-//! file is read from its start, through the same CRI assembler and render-log parser, so a frame
-//! that spans the rotation is not lost. A file truncated in place (copy-truncate) is read again
-//! from its start. A file deleted while open is drained and closed.
+//! A [`LogStream`] is bound to a path (`…/<container>/0.log`), not to a file. Files are told
+//! apart by device and inode, and by a fingerprint of their first bytes (so a file truncated
+//! and written again, or copied, is recognised whatever its size):
 //!
-//! The open file is read on every poll (one `read` per idle file); the checks for truncation
-//! and for a new file under the path run on the tailer's rescans (every 5 s by default), since
-//! they are most of the cost of an idle file. Nothing is lost in between — the renamed file is
-//! still open and read — but a truncation followed by more writes than the old size before the
-//! next check cannot be told from an append.
+//! - **Rename rotation.** When the kubelet renames the file away (`0.log` →
+//!   `0.log.<timestamp>`) and the runtime creates a new one, the old file is read to its end
+//!   and read again on the next polls until it stops growing (writes that raced the rename),
+//!   then every rotated sibling this stream has not read yet (two rotations between checks) is
+//!   read whole, oldest first, and the new file from its start — all through the same CRI
+//!   assembler and render-log parser, so a frame that spans a rotation is not lost. Compressed
+//!   siblings (`.gz`, and the kubelet's `.gz.tmp`) are never read.
+//! - **Copy-truncate.** Before each read the fingerprint is checked; when the file no longer
+//!   starts with the bytes it started with (truncated, maybe written again past the old size),
+//!   the copy — the sibling with the old fingerprint — is read from where this stream stood, and
+//!   the file from its start.
+//! - **Deletion.** A file deleted while open is drained and closed.
+//! - **Restarts.** [`LogStream::position`] is what a checkpoint keeps (the files, offsets and
+//!   fingerprints, the partial CRI records and the parser's frame in progress);
+//!   [`LogStream::resume`] goes on from it, reading first what was rotated while the exporter
+//!   was down.
+//!
+//! The open file is read on every poll; the check for a new file under the path runs when the
+//! directory changes (inotify) and on the tailer's rescans.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use framescale_core::frame::RenderEvent;
 use framescale_core::render_log::RenderLogParser;
+use serde::{Deserialize, Serialize};
 
 use crate::cri::{self, Assembled, CriAssembler};
 use crate::stats::ExporterStats;
@@ -31,6 +44,15 @@ pub const MAX_READ_PER_POLL: u64 = 8 << 20;
 
 /// Room for the CRI header in front of a line's text.
 const CRI_HEADER_BYTES: usize = 128;
+
+/// Bytes a fingerprint covers at most.
+const FINGERPRINT_BYTES: u64 = 256;
+
+/// Bytes a file needs before it is fingerprinted: a CRI record's timestamp and more.
+const FINGERPRINT_MIN: u64 = 48;
+
+/// Rotated files remembered as read, per stream.
+const SEEN_LIMIT: usize = 1024;
 
 /// What a poll of the streams needs besides the stream: buffers, counters and the output.
 #[derive(Debug)]
@@ -60,14 +82,89 @@ impl<'a> PollContext<'a> {
     }
 }
 
+/// The first bytes of a file, hashed (FNV-1a): with the inode, what tells files apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Bytes covered.
+    pub len: u64,
+    /// Their FNV-1a hash.
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    fn of(bytes: &[u8]) -> Self {
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Fingerprint {
+            len: bytes.len() as u64,
+            hash,
+        }
+    }
+
+    /// The fingerprint of `file`'s first `len` bytes; `None` when it has fewer.
+    fn read(file: &File, len: u64) -> io::Result<Option<Self>> {
+        let mut bytes = vec![0; len as usize];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match file.read_at(&mut bytes[filled..], filled as u64) {
+                Ok(0) => return Ok(None),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(Fingerprint::of(&bytes)))
+    }
+
+    /// Whether `file` still starts with these bytes.
+    fn matches(self, file: &File) -> io::Result<bool> {
+        Ok(Fingerprint::read(file, self.len)? == Some(self))
+    }
+}
+
+/// Where a stream stands in one of its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// Device and inode.
+    pub id: (u64, u64),
+    /// Its first bytes, once it had enough.
+    pub fingerprint: Option<Fingerprint>,
+    /// Bytes consumed: the start of the first line not yet read whole.
+    pub offset: u64,
+    /// Dropping the rest of a line that outgrew the cap.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipping: bool,
+}
+
+/// Everything needed to go on reading a stream after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The path followed.
+    pub path: PathBuf,
+    /// Its files still being read, oldest first (rotated ones being drained, then the current).
+    pub files: Vec<FilePosition>,
+    /// Lines being joined from partial CRI records.
+    #[serde(default)]
+    pub cri: [cri::Pending; 2],
+    /// The render-log parser's state (a Blender frame in progress).
+    #[serde(default)]
+    pub parser: RenderLogParser,
+}
+
 /// The log of one container (one restart of it), followed across rotations.
 #[derive(Debug)]
 pub struct LogStream {
     key: SeriesKey,
     path: PathBuf,
     current: Option<OpenLog>,
-    /// A file that was renamed away or deleted; read once more, then closed.
-    retired: Option<OpenLog>,
+    /// Files renamed away, deleted, or rotated siblings: read until they stop growing, then
+    /// closed. Oldest first.
+    retired: Vec<OpenLog>,
+    /// Files this stream has read (device, inode), so a rotated sibling is read once.
+    seen: HashSet<(u64, u64)>,
+    /// Rotated siblings last modified before this (ms since the epoch) are not this stream's.
+    since_millis: u64,
     reader: LineReader,
 }
 
@@ -80,6 +177,9 @@ struct OpenLog {
     carry: Vec<u8>,
     /// Dropping the rest of a line that outgrew the cap.
     skipping: bool,
+    fingerprint: Option<Fingerprint>,
+    /// Retired: whether the last read found nothing new.
+    idle: bool,
 }
 
 /// Turns file bytes into render events: CRI records, joined partials, parsed lines.
@@ -91,7 +191,7 @@ struct LineReader {
 
 impl LogStream {
     /// Starts following `path`; reading begins at the file's end when `at_end`, else at its
-    /// start.
+    /// start. Rotated siblings that exist already are not this stream's.
     pub fn open(
         key: SeriesKey,
         path: PathBuf,
@@ -101,18 +201,90 @@ impl LogStream {
         let mut current = OpenLog::open(&path)?;
         if at_end {
             current.offset = current.file.seek(SeekFrom::End(0))?;
+            current.fingerprint = current.fingerprint_now().ok().flatten();
         }
-        let reader = LineReader {
-            cri: CriAssembler::new(max_line_bytes),
-            parser: RenderLogParser::new(),
-        };
-        Ok(LogStream {
+        let mut stream = LogStream::empty(key, path, max_line_bytes, now_millis());
+        stream.seen.insert(current.id);
+        stream.current = Some(current);
+        Ok(stream)
+    }
+
+    /// Goes on from a checkpoint's `position`, written at `written_at_millis`: each of its
+    /// files found again (by inode and fingerprint, or by fingerprint alone: a copy) is read
+    /// from its offset; then the rotated siblings changed since the checkpoint, oldest first;
+    /// then the file under the path from its start, unless it was one of those. Returns the
+    /// stream and how many checkpointed files with unread bytes could not be found (rotated
+    /// away and deleted while the exporter was down).
+    pub fn resume(
+        key: SeriesKey,
+        position: Position,
+        written_at_millis: u64,
+        max_line_bytes: usize,
+    ) -> io::Result<(Self, usize)> {
+        let mut stream =
+            LogStream::empty(key, position.path, max_line_bytes, written_at_millis);
+        stream.reader.cri.restore(position.cri);
+        stream.reader.parser = position.parser;
+        let mut candidates = stream.candidates()?;
+        let mut missing = 0;
+        for saved in &position.files {
+            let found = candidates.iter().position(|c| {
+                c.id == saved.id && saved.fingerprint.is_none_or(|f| c.starts_with(f))
+            });
+            let found = found.or_else(|| {
+                let fingerprint = saved.fingerprint?;
+                candidates
+                    .iter()
+                    .position(|c| c.id != saved.id && c.starts_with(fingerprint))
+            });
+            let Some(index) = found else {
+                missing += 1;
+                continue;
+            };
+            let candidate = candidates.swap_remove(index);
+            let mut open = candidate.log;
+            // A file shorter than the offset was truncated while the exporter was down (and
+            // its copy is gone): it is read from its start.
+            if candidate.len >= saved.offset {
+                open.offset = open.file.seek(SeekFrom::Start(saved.offset))?;
+                open.skipping = saved.skipping;
+                open.fingerprint = saved.fingerprint;
+            }
+            stream.seen.insert(open.id);
+            stream.retired.push(open);
+        }
+        // What changed since the checkpoint and was not resumed: rotated siblings, oldest
+        // first, then the file under the path.
+        candidates.retain(|c| !stream.seen.contains(&c.id));
+        candidates.sort_by_key(|c| (c.is_path, c.mtime_millis));
+        for candidate in candidates {
+            if candidate.is_path || candidate.mtime_millis >= written_at_millis {
+                stream.seen.insert(candidate.id);
+                stream.retired.push(candidate.log);
+            }
+        }
+        // The newest file under the path, when it is one of them, is the current one.
+        if let Ok(meta) = fs::metadata(&stream.path)
+            && stream.retired.last().is_some_and(|l| l.id == file_id(&meta))
+        {
+            stream.current = stream.retired.pop();
+        }
+        Ok((stream, missing))
+    }
+
+    fn empty(key: SeriesKey, path: PathBuf, max_line_bytes: usize, since_millis: u64) -> Self {
+        LogStream {
             key,
             path,
-            current: Some(current),
-            retired: None,
-            reader,
-        })
+            current: None,
+            retired: Vec::new(),
+            seen: HashSet::new(),
+            since_millis,
+            reader: LineReader {
+                cri: CriAssembler::new(max_line_bytes),
+                parser: RenderLogParser::new(),
+            },
+        }
     }
 
     /// The series this log belongs to.
@@ -130,61 +302,117 @@ impl LogStream {
     /// Whether a file is open (or being drained).
     #[must_use]
     pub fn is_open(&self) -> bool {
-        self.current.is_some() || self.retired.is_some()
+        self.current.is_some() || !self.retired.is_empty()
+    }
+
+    /// Where the stream stands, for a checkpoint; `None` once no file is open.
+    #[must_use]
+    pub fn position(&self) -> Option<Position> {
+        let files: Vec<FilePosition> = self
+            .retired
+            .iter()
+            .chain(&self.current)
+            .map(|open| FilePosition {
+                id: open.id,
+                fingerprint: open.fingerprint,
+                offset: open.offset - open.carry.len() as u64,
+                skipping: open.skipping,
+            })
+            .collect();
+        (!files.is_empty()).then(|| Position {
+            path: self.path.clone(),
+            files,
+            cri: self.reader.cri.pending(),
+            parser: self.reader.parser.clone(),
+        })
     }
 
     /// Reads what was written since the last poll; events go to `ctx.events`. With
-    /// `check_file`, also checks whether the file was truncated or replaced under its path
-    /// (rename rotation, deletion). Those checks are most of the cost of polling an idle file,
-    /// so the tailer makes them on its rescans only; the open file is read on every poll.
-    pub fn poll(&mut self, ctx: &mut PollContext<'_>, check_file: bool) {
-        if let Some(mut retired) = self.retired.take() {
-            self.read(&mut retired, ctx);
+    /// `check_file`, also checks whether the file was replaced under its path (rename
+    /// rotation, deletion) or shrank; the tailer asks for it when the directory changed and on
+    /// its rescans. A file that no longer starts with its first bytes is found on every poll.
+    /// Returns the most bytes read from one file.
+    pub fn poll(&mut self, ctx: &mut PollContext<'_>, check_file: bool) -> u64 {
+        let mut most = 0;
+        let mut retired = std::mem::take(&mut self.retired);
+        for open in &mut retired {
+            let n = self.read(open, ctx);
+            most = most.max(n);
+            open.idle = n == 0;
         }
+        // A retired file that stopped growing is done once its successor is open; until then
+        // the runtime may still be writing to it (renamed, not yet reopened). A stream whose
+        // path is gone for good is ended by the tailer's rescan.
+        if self.current.is_some() {
+            retired.retain(|open| !open.idle);
+        }
+        self.retired = retired;
         if let Some(mut current) = self.current.take() {
-            // A file truncated below our offset reads as empty: only then is it worth a stat.
-            if self.read(&mut current, ctx) == 0
-                && check_file
-                && self.was_truncated(&mut current, ctx)
-            {
-                self.read(&mut current, ctx);
+            if self.was_replaced(&mut current, ctx, check_file) {
+                ExporterStats::add(&ctx.stats.rotations_truncated, 1);
+                tracing::debug!(path = %self.path.display(), "Log file was truncated; reading its copy, then the file from the start");
+                self.drain_copy(&current, ctx);
+                current.rewind();
             }
+            most = most.max(self.read(&mut current, ctx));
             self.current = Some(current);
         }
         if check_file {
             self.follow_path(ctx);
         }
+        most
     }
 
     /// Ends the stream: a frame still in progress is reported as failed.
     pub fn finish(&mut self, ctx: &mut PollContext<'_>) {
         self.current = None;
-        self.retired = None;
+        self.retired.clear();
         let events = &mut ctx.events;
         self.reader
             .parser
             .finish(&mut |event| events.push((event, now_millis())));
     }
 
-    /// Whether the file shrank below the offset (copy-truncate); if so, rewinds to its start.
-    fn was_truncated(&self, open: &mut OpenLog, ctx: &mut PollContext<'_>) -> bool {
-        match open.file.metadata() {
-            Ok(meta) if meta.len() < open.offset => {
-                ExporterStats::add(&ctx.stats.rotations_truncated, 1);
-                tracing::debug!(path = %self.path.display(), "Log file was truncated; reading it from the start");
-                if let Err(e) = open.file.seek(SeekFrom::Start(0)) {
-                    self.read_error(ctx, &e);
-                    return false;
-                }
-                open.offset = 0;
-                open.carry.clear();
-                open.skipping = false;
-                true
-            }
-            Ok(_) => false,
-            Err(e) => {
-                self.read_error(ctx, &e);
-                false
+    /// Whether the file no longer holds what was read of it: its first bytes differ from its
+    /// fingerprint, or (a file too short to fingerprint, on a check) it shrank below the offset.
+    fn was_replaced(&self, open: &mut OpenLog, ctx: &mut PollContext<'_>, check: bool) -> bool {
+        let result = match open.fingerprint {
+            Some(fingerprint) => fingerprint.matches(&open.file).map(|same| !same),
+            None if check => open.file.metadata().map(|m| m.len() < open.offset),
+            None => Ok(false),
+        };
+        result.unwrap_or_else(|e| {
+            self.read_error(ctx, &e);
+            false
+        })
+    }
+
+    /// After a copy-truncate: reads the copy (the sibling that starts with the old first
+    /// bytes) from where the stream stood, so what was written before the truncation is not lost.
+    fn drain_copy(&mut self, old: &OpenLog, ctx: &mut PollContext<'_>) {
+        let Some(fingerprint) = old.fingerprint else {
+            return;
+        };
+        let candidates = match self.candidates() {
+            Ok(candidates) => candidates,
+            Err(e) => return self.read_error(ctx, &e),
+        };
+        let copy = candidates.into_iter().find(|c| {
+            !c.is_path
+                && !self.seen.contains(&c.id)
+                && c.len >= old.offset
+                && c.starts_with(fingerprint)
+        });
+        if let Some(copy) = copy {
+            let mut open = copy.log;
+            if open.file.seek(SeekFrom::Start(old.offset)).is_ok() {
+                open.offset = old.offset;
+                open.carry.clone_from(&old.carry);
+                open.skipping = old.skipping;
+                open.fingerprint = Some(fingerprint);
+                self.seen.insert(open.id);
+                self.read(&mut open, ctx);
+                self.retired.push(open);
             }
         }
     }
@@ -201,24 +429,92 @@ impl LogStream {
                 // A stream starts with a file open, so any other file under its path replaced
                 // it, whether the old one is still open or was already drained.
                 ExporterStats::add(&ctx.stats.rotations_renamed, 1);
-                tracing::debug!(path = %self.path.display(), "Log file was replaced; following the new one");
+                tracing::debug!(path = %self.path.display(), "Log file was replaced; reading the rotated files, then the new one");
+                if let Some(current) = self.current.take() {
+                    self.retired.push(current);
+                }
+                self.drain_rotated(ctx);
                 match OpenLog::open(&self.path) {
-                    Ok(mut new) => {
-                        self.retired = self.current.take();
+                    Ok(mut new) if self.seen.insert(new.id) => {
                         self.read(&mut new, ctx);
                         self.current = Some(new);
                     }
+                    Ok(_) => {}
                     Err(e) => self.read_error(ctx, &e),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Deleted or renamed with no successor yet: drain what is left on the next poll.
+                // Deleted or renamed with no successor yet: drain what is left on the next polls.
                 if let Some(current) = self.current.take() {
-                    self.retired = Some(current);
+                    self.retired.push(current);
                 }
             }
             Err(e) => self.read_error(ctx, &e),
         }
+    }
+
+    /// Reads whole, oldest first, the rotated siblings this stream has not read that changed
+    /// since it started: files rotated more than once between two checks.
+    fn drain_rotated(&mut self, ctx: &mut PollContext<'_>) {
+        let mut candidates = match self.candidates() {
+            Ok(candidates) => candidates,
+            Err(e) => return self.read_error(ctx, &e),
+        };
+        candidates.retain(|c| {
+            !c.is_path && !self.seen.contains(&c.id) && c.mtime_millis >= self.since_millis
+        });
+        candidates.sort_by_key(|c| c.mtime_millis);
+        for candidate in candidates {
+            let mut open = candidate.log;
+            self.seen.insert(open.id);
+            self.read(&mut open, ctx);
+            self.retired.push(open);
+        }
+        if self.seen.len() > SEEN_LIMIT {
+            // Forget files that are gone; what is still there stays known.
+            let present: HashSet<(u64, u64)> = self
+                .candidates()
+                .map(|c| c.into_iter().map(|c| c.id).collect())
+                .unwrap_or_default();
+            self.seen.retain(|id| present.contains(id));
+        }
+    }
+
+    /// The file under the path and its rotated siblings (`<name>.*`, never compressed ones),
+    /// opened.
+    fn candidates(&self) -> io::Result<Vec<Candidate>> {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return Ok(Vec::new());
+        };
+        let name = name.to_string_lossy();
+        let prefix = format!("{name}.");
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            let is_path = *file_name == *name;
+            let rotated = file_name.starts_with(&prefix) && !file_name.contains(".gz");
+            if !(is_path || rotated) {
+                continue;
+            }
+            // Gone between the listing and the open: nothing to read.
+            let Ok(log) = OpenLog::open(&entry.path()) else {
+                continue;
+            };
+            let Ok(meta) = log.file.metadata() else {
+                continue;
+            };
+            found.push(Candidate {
+                id: log.id,
+                len: meta.len(),
+                mtime_millis: (meta.mtime().max(0) as u64) * 1000
+                    + meta.mtime_nsec().max(0) as u64 / 1_000_000,
+                is_path,
+                log,
+            });
+        }
+        Ok(found)
     }
 
     /// Reads the file from its offset to its end (at most [`MAX_READ_PER_POLL`]); returns the
@@ -241,6 +537,9 @@ impl LogStream {
             let chunk = std::mem::take(&mut ctx.buffer);
             self.split_lines(open, &chunk[..n], ctx);
             ctx.buffer = chunk;
+        }
+        if open.fingerprint.is_none() && open.offset >= FINGERPRINT_MIN {
+            open.fingerprint = open.fingerprint_now().unwrap_or(None);
         }
         MAX_READ_PER_POLL - budget
     }
@@ -285,6 +584,21 @@ impl LogStream {
         if let Some(suppressed) = ctx.throttle.allow("read_error") {
             tracing::warn!(path = %self.path.display(), %error, suppressed, "Cannot read log file");
         }
+    }
+}
+
+/// A file that may belong to a stream: the one under its path, or a rotated sibling.
+struct Candidate {
+    id: (u64, u64),
+    len: u64,
+    mtime_millis: u64,
+    is_path: bool,
+    log: OpenLog,
+}
+
+impl Candidate {
+    fn starts_with(&self, fingerprint: Fingerprint) -> bool {
+        fingerprint.matches(&self.log.file).unwrap_or(false)
     }
 }
 
@@ -338,7 +652,27 @@ impl OpenLog {
             offset: 0,
             carry: Vec::new(),
             skipping: false,
+            fingerprint: None,
+            idle: false,
         })
+    }
+
+    /// The fingerprint of what the file holds now, up to the offset; `None` when too short.
+    fn fingerprint_now(&self) -> io::Result<Option<Fingerprint>> {
+        if self.offset < FINGERPRINT_MIN {
+            return Ok(None);
+        }
+        Fingerprint::read(&self.file, self.offset.min(FINGERPRINT_BYTES))
+    }
+
+    /// Reads the file again from its start (it was truncated).
+    fn rewind(&mut self) {
+        if self.file.seek(SeekFrom::Start(0)).is_ok() {
+            self.offset = 0;
+            self.carry.clear();
+            self.skipping = false;
+            self.fingerprint = None;
+        }
     }
 }
 

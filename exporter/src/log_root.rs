@@ -1,21 +1,30 @@
-//! The polling loop that turns the pods log root into recorded frames.
+//! The loop that turns the pods log root into recorded frames.
 //!
 //! Every poll reads what each followed log gained; every rescan lists the root for pods and
 //! containers that appeared or went, keeps the series of live ones, and drops series whose
-//! source has been gone for the grace period. Polling (not inotify) keeps it correct on every
-//! filesystem the kubelet may use and costs a few `fstat`s per file per poll.
+//! source has been gone for the grace period. Between polls the loop waits on inotify
+//! ([`crate::watch`]) for directory changes, so a rotation is followed as it happens; the
+//! periodic poll and rescan stay as the fallback (filesystems without inotify, a full queue).
+//! With `--state-dir` the loop checkpoints every stream's position and the counters
+//! ([`crate::checkpoint`]) at an interval and when it stops, and the first scan goes on from
+//! the last checkpoint.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::ExporterConfig;
 use crate::discovery::{self, Scan};
-use crate::log_file::{LogStream, PollContext, now_millis};
+use crate::log_file::{LogStream, MAX_READ_PER_POLL, PollContext, now_millis};
 use crate::stats::ExporterStats;
+use crate::watch::{Changes, LogWatch};
 use crate::{Shared, lock};
+
+/// Polls of a catch-up (after a restart) at most, before the exporter says it is ready.
+const CATCH_UP_POLLS: usize = 64;
 
 /// Follows every watched log under the root.
 #[derive(Debug)]
@@ -23,39 +32,105 @@ pub struct Tailer {
     config: ExporterConfig,
     streams: BTreeMap<PathBuf, LogStream>,
     last_scan: Option<Instant>,
+    /// The checkpoint to go on from, until the first scan has used it.
+    resume: Option<Checkpoint>,
+    watch: Option<LogWatch>,
+    last_checkpoint: Instant,
 }
 
 impl Tailer {
-    /// A tailer that has not scanned yet.
+    /// A tailer that has not scanned yet; its first scan goes on from `resume` when given.
     #[must_use]
-    pub fn new(config: ExporterConfig) -> Self {
+    pub fn new(config: ExporterConfig, resume: Option<Checkpoint>) -> Self {
+        let watch = match LogWatch::new() {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::warn!(%error, "No inotify: rotations are found on the rescans only (--rescan-interval)");
+                None
+            }
+        };
         Tailer {
             config,
             streams: BTreeMap::new(),
             last_scan: None,
+            resume,
+            watch,
+            last_checkpoint: Instant::now(),
         }
     }
 
-    /// Polls until `stop` is set, sleeping the poll interval between rounds.
+    /// Polls until `stop` is set, waiting up to the poll interval for directory changes
+    /// between rounds; then reads what is left and writes a last checkpoint.
     pub fn run(mut self, shared: &Arc<Shared>, stop: &AtomicBool) {
+        self.catch_up(shared);
         while !stop.load(Ordering::Relaxed) {
-            self.poll(shared);
-            std::thread::sleep(self.config.poll_interval);
+            let changes = self.wait();
+            self.poll_changes(shared, &changes);
+            if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+                self.checkpoint(shared);
+            }
+        }
+        self.poll(shared);
+        self.checkpoint(shared);
+    }
+
+    /// The first scan, then polls until every file has been read to its end (what was written
+    /// while the exporter was down), then ready.
+    pub fn catch_up(&mut self, shared: &Shared) {
+        for _ in 0..CATCH_UP_POLLS {
+            if self.poll_changes(shared, &Changes::default()) < MAX_READ_PER_POLL {
+                break;
+            }
+        }
+        if !shared.ready.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                files = self.streams.len(),
+                "Caught up with the pods log root: ready"
+            );
         }
     }
 
     /// One round: rescan if due, then read every followed log.
     pub fn poll(&mut self, shared: &Shared) {
+        self.poll_changes(shared, &Changes::default());
+    }
+
+    /// Waits for directory changes, at most one poll interval.
+    fn wait(&mut self) -> Changes {
+        let interval = self.config.poll_interval;
+        if let Some(watch) = &mut self.watch {
+            match watch.wait(interval) {
+                Ok(changes) => return changes,
+                Err(error) => {
+                    tracing::warn!(%error, "inotify failed; rotations are found on the rescans only");
+                    self.watch = None;
+                }
+            }
+        }
+        std::thread::sleep(interval);
+        Changes::default()
+    }
+
+    /// A round after `changes`: rescan when due or when pods or containers came or went; check
+    /// the files of the directories that changed; read every followed log. Returns the most
+    /// bytes read from one file.
+    fn poll_changes(&mut self, shared: &Shared, changes: &Changes) -> u64 {
         let started = Instant::now();
         let mut ctx = PollContext::new(&shared.stats, &shared.throttle, self.config.max_line_bytes);
-        let rescan = self
+        let due = self
             .last_scan
             .is_none_or(|at| at.elapsed() >= self.config.rescan_interval);
+        let rescan = due || changes.overflow || self.needs_rescan(changes);
         if rescan {
             self.rescan(shared, &mut ctx);
         }
+        let mut most = 0;
         for stream in self.streams.values_mut() {
-            stream.poll(&mut ctx, rescan);
+            let changed = stream
+                .path()
+                .parent()
+                .is_some_and(|dir| changes.dirs.contains(dir));
+            most = most.max(stream.poll(&mut ctx, rescan || changed));
             record(shared, stream.key(), &mut ctx);
         }
         ExporterStats::set(
@@ -66,6 +141,49 @@ impl Tailer {
             &shared.stats.last_poll_micros,
             started.elapsed().as_micros() as u64,
         );
+        most
+    }
+
+    /// Whether `changes` may have brought a log no stream follows: a change in the root or a
+    /// pod directory, or a new `<N>.log` in a container directory.
+    fn needs_rescan(&self, changes: &Changes) -> bool {
+        let followed: HashSet<&Path> = self.streams.keys().map(PathBuf::as_path).collect();
+        changes.dirs.iter().any(|dir| {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return true;
+            };
+            entries.flatten().any(|entry| {
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let log = name
+                    .strip_suffix(".log")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                (log && !followed.contains(path.as_path()))
+                    || entry.file_type().is_ok_and(|t| t.is_dir())
+            })
+        })
+    }
+
+    /// Writes the checkpoint, when `--state-dir` is set: every stream's position and every
+    /// series' counters, taken together.
+    fn checkpoint(&mut self, shared: &Shared) {
+        self.last_checkpoint = Instant::now();
+        let Some(dir) = &self.config.state_dir else {
+            return;
+        };
+        let positions = self.streams.values().filter_map(LogStream::position).collect();
+        let counts = lock(&shared.store).counts();
+        let checkpoint = Checkpoint::new(now_millis(), positions, counts);
+        match checkpoint.save(dir) {
+            Ok(()) => ExporterStats::add(&shared.stats.checkpoints_written, 1),
+            Err(error) => {
+                ExporterStats::add(&shared.stats.checkpoint_errors, 1);
+                if let Some(suppressed) = shared.throttle.allow("checkpoint") {
+                    tracing::warn!(%error, suppressed, "Cannot write the checkpoint (--state-dir): a restart would read again what was read since the last one");
+                }
+            }
+        }
     }
 
     fn rescan(&mut self, shared: &Shared, ctx: &mut PollContext<'_>) {
@@ -82,32 +200,53 @@ impl Tailer {
             }
         };
         report_scan_problems(shared, &scan);
+        self.watch_dirs(shared, &scan);
         let listed: HashSet<&PathBuf> = scan.files.iter().map(|f| &f.path).collect();
+        // A stream ends when its file is gone and drained, or its directory is gone; one
+        // caught between a rename and the new file keeps draining the renamed one.
         let gone: Vec<PathBuf> = self
             .streams
             .iter()
-            .filter(|(path, s)| !listed.contains(path) && !s.is_open())
-            .map(|(p, _)| p.clone())
+            .filter(|(path, s)| {
+                !listed.contains(path) && (!s.is_open() || path.parent().is_none_or(|d| !d.exists()))
+            })
+            .map(|(path, _)| path.clone())
             .collect();
         for path in gone {
-            if let Some(mut stream) = self.streams.remove(&path) {
-                stream.finish(ctx);
-                record(shared, stream.key(), ctx);
-            }
+            let Some(mut stream) = self.streams.remove(&path) else {
+                continue;
+            };
+            stream.poll(ctx, false);
+            stream.finish(ctx);
+            record(shared, stream.key(), ctx);
         }
-        let at_end = first && !self.config.from_start;
+        let resume = if first { self.resume.take() } else { None };
+        let at_end = first && resume.is_none() && !self.config.from_start;
         for file in &scan.files {
             if self.streams.contains_key(&file.path) {
                 continue;
             }
-            match LogStream::open(
-                file.key.clone(),
-                file.path.clone(),
-                at_end,
-                self.config.max_line_bytes,
-            ) {
+            let max_line = self.config.max_line_bytes;
+            let saved = resume.as_ref().and_then(|c| Some((c.position(&file.path)?, c)));
+            let opened = match saved {
+                Some((position, checkpoint)) => LogStream::resume(
+                    file.key.clone(),
+                    position.clone(),
+                    checkpoint.written_at_millis,
+                    max_line,
+                )
+                .map(|(stream, missing)| {
+                    if missing > 0 {
+                        ExporterStats::add(&shared.stats.rotations_lost, missing as u64);
+                        tracing::warn!(path = %file.path.display(), missing, "Rotated log files were removed while the exporter was down: what was written to them after the checkpoint is lost");
+                    }
+                    stream
+                }),
+                None => LogStream::open(file.key.clone(), file.path.clone(), at_end, max_line),
+            };
+            match opened {
                 Ok(stream) => {
-                    tracing::debug!(path = %file.path.display(), at_end, "Following log file");
+                    tracing::debug!(path = %file.path.display(), at_end, resumed = saved.is_some(), "Following log file");
                     self.streams.insert(file.path.clone(), stream);
                 }
                 Err(error) => {
@@ -134,8 +273,28 @@ impl Tailer {
             );
         }
         if first {
-            shared.ready.store(true, Ordering::Relaxed);
-            tracing::info!(root = %self.config.log_root.display(), files = scan.files.len(), at_end, "Initial scan of the pods log root done");
+            tracing::info!(root = %self.config.log_root.display(), files = scan.files.len(), at_end, resumed = resume.is_some(), "Initial scan of the pods log root done");
+        }
+    }
+
+    /// Watches the root, every pod directory and every container directory of `scan`.
+    fn watch_dirs(&mut self, shared: &Shared, scan: &Scan) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        let mut dirs: Vec<&Path> = vec![&self.config.log_root];
+        for file in &scan.files {
+            if let Some(container) = file.path.parent() {
+                dirs.push(container);
+                dirs.extend(container.parent());
+            }
+        }
+        for dir in dirs {
+            if let Err(error) = watch.add(dir)
+                && let Some(suppressed) = shared.throttle.allow("inotify_watch")
+            {
+                tracing::warn!(dir = %dir.display(), %error, suppressed, "Cannot watch a log directory (raise fs.inotify.max_user_watches); its rotations are found on the rescans");
+            }
         }
     }
 }

@@ -39,6 +39,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !shared.ready.load(Ordering::Relaxed) {
+        // Counters restored from a checkpoint are behind until what was written since is read
+        // again; served now, they would look like a reset.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catching up with the pods log root; /readyz says when done\n",
+        )
+            .into_response();
+    }
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = {
         let store = lock(&shared.store);
@@ -58,15 +67,25 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
+    if !shared.ready.load(Ordering::Relaxed) {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the first scan of the pods log root has not finished\n",
+            "catching up: the first scan of the pods log root (and the reading of what was written since the checkpoint) has not finished\n",
         )
-            .into_response()
+            .into_response();
     }
+    let window = lock(&shared.store).window();
+    let filled = shared.started.elapsed();
+    if filled < window {
+        // Ready: the values are real, over less time than a window.
+        let text = format!(
+            "ok; the frame windows restarted empty {} s ago: quantiles cover less than the {} s window until it has passed\n",
+            filled.as_secs(),
+            window.as_secs()
+        );
+        return (StatusCode::OK, text).into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 async fn push_frames(
@@ -131,12 +150,19 @@ mod tests {
 
     use super::*;
 
-    fn shared() -> Arc<Shared> {
+    fn unready() -> Arc<Shared> {
         Arc::new(Shared::new(
             framescale_core::window::WindowConfig::default(),
             1024,
             crate::device::DeviceStats::default(),
         ))
+    }
+
+    /// State after the first scan.
+    fn shared() -> Arc<Shared> {
+        let shared = unready();
+        shared.ready.store(true, Ordering::Relaxed);
+        shared
     }
 
     async fn call(shared: &Arc<Shared>, request: Request<Body>) -> (StatusCode, String) {
@@ -200,14 +226,23 @@ mod tests {
 
     #[tokio::test]
     async fn ready_after_the_first_scan() {
-        let shared = shared();
+        let shared = unready();
         let readyz = || Request::get("/readyz").body(Body::empty()).unwrap();
         assert_eq!(
             call(&shared, readyz()).await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
+        let metrics = || Request::get("/metrics").body(Body::empty()).unwrap();
+        assert_eq!(
+            call(&shared, metrics()).await.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "restored counters are not served before the catch-up"
+        );
         shared.ready.store(true, Ordering::Relaxed);
-        assert_eq!(call(&shared, readyz()).await.0, StatusCode::OK);
+        let (status, body) = call(&shared, readyz()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("windows restarted empty 0 s ago"), "{body}");
+        assert_eq!(call(&shared, metrics()).await.0, StatusCode::OK);
         assert_eq!(
             call(&shared, Request::get("/livez").body(Body::empty()).unwrap())
                 .await

@@ -22,6 +22,12 @@ pub struct ExporterStats {
     pub rotations_renamed: AtomicU64,
     /// Log files truncated in place (copy-truncate).
     pub rotations_truncated: AtomicU64,
+    /// Rotated files with unread bytes removed while the exporter was down.
+    pub rotations_lost: AtomicU64,
+    /// Checkpoints written (`--state-dir`).
+    pub checkpoints_written: AtomicU64,
+    /// Checkpoints that could not be written.
+    pub checkpoint_errors: AtomicU64,
     /// Frames older than the window they would have joined (still counted in totals).
     pub late_frames: AtomicU64,
     /// Series dropped after their source disappeared.

@@ -12,7 +12,9 @@ use framescale_core::frame::{FrameRecord, Outcome, RenderEvent};
 use framescale_core::window::{QuantileWindow, Scratch, WindowConfig, WindowSnapshot};
 
 /// Identity of a series: the labels it carries.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct SeriesKey {
     /// The pod's namespace.
     pub namespace: String,
@@ -32,6 +34,21 @@ impl SeriesKey {
             container: container.into(),
         }
     }
+}
+
+/// A series' counters, as a checkpoint keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SeriesCounts {
+    /// Frames that succeeded.
+    pub frames_ok: u64,
+    /// Frames that failed.
+    pub frames_failed: u64,
+    /// Successful frames with a duration.
+    pub duration_count: u64,
+    /// Sum of their durations, seconds.
+    pub duration_sum_seconds: f64,
+    /// Errors outside any frame.
+    pub job_errors: u64,
 }
 
 /// What is known of one series.
@@ -144,6 +161,37 @@ impl SeriesStore {
         let before = self.series.len();
         self.series.retain(|_, s| s.last_seen_millis >= cutoff);
         before - self.series.len()
+    }
+
+    /// Every series' counters, for a checkpoint.
+    #[must_use]
+    pub fn counts(&self) -> Vec<(SeriesKey, SeriesCounts)> {
+        self.series
+            .iter()
+            .map(|(key, s)| {
+                let counts = SeriesCounts {
+                    frames_ok: s.frames_ok,
+                    frames_failed: s.frames_failed,
+                    duration_count: s.duration_count,
+                    duration_sum_seconds: s.duration_sum_seconds,
+                    job_errors: s.job_errors,
+                };
+                (key.clone(), counts)
+            })
+            .collect()
+    }
+
+    /// Goes on from a checkpoint's counters (at `now_millis`): the series exist again, with
+    /// empty windows.
+    pub fn restore_counts(&mut self, counts: &[(SeriesKey, SeriesCounts)], now_millis: u64) {
+        for (key, c) in counts {
+            let series = self.entry(key, now_millis);
+            series.frames_ok = c.frames_ok;
+            series.frames_failed = c.frames_failed;
+            series.duration_count = c.duration_count;
+            series.duration_sum_seconds = c.duration_sum_seconds;
+            series.job_errors = c.job_errors;
+        }
     }
 
     /// The series, in label order.
