@@ -140,8 +140,11 @@ mod tests {
             vec![Position {
                 path: "/logs/ns_p_u/c/0.log".into(),
                 files: Vec::new(),
-                cri: Default::default(),
-                parser: Default::default(),
+                cri: [
+                    crate::cri::Pending::default(),
+                    crate::cri::Pending::default(),
+                ],
+                parser: framescale_core::render_log::RenderLogParser::default(),
             }],
             vec![(
                 SeriesKey::new("ns", "p", "c"),
@@ -159,6 +162,9 @@ mod tests {
         assert!(!dir.path().join(format!("{FILE_NAME}.tmp")).exists());
         fs::write(dir.path().join(FILE_NAME), b"{\"version\": 1").unwrap();
         let error = Checkpoint::load(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("is not a framescale exporter checkpoint"), "{error}");
+        assert!(
+            error.contains("is not a framescale exporter checkpoint"),
+            "{error}"
+        );
     }
 }

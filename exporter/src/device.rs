@@ -285,7 +285,10 @@ pub fn run(
         if next < now {
             next = now;
         }
-        std::thread::sleep(next - now);
+        // In slices, so a stop (SIGTERM) is not kept waiting for a whole interval.
+        while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
+        }
     }
 }
 

@@ -113,6 +113,8 @@ pub struct Scan {
     pub unreadable: Vec<(PathBuf, io::Error)>,
     /// Entries under the root that are not pod directories.
     pub foreign: Vec<PathBuf>,
+    /// The pod and container directories listed (watched for changes between scans).
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Lists the log files of watched containers under `root`. Fails only when the root itself
@@ -132,7 +134,10 @@ pub fn scan(root: &Path, filter: &PodFilter) -> io::Result<Scan> {
             continue;
         }
         let containers = match fs::read_dir(pod_entry.path()) {
-            Ok(entries) => entries,
+            Ok(entries) => {
+                scan.dirs.push(pod_entry.path());
+                entries
+            }
             Err(e) => {
                 scan.unreadable.push((pod_entry.path(), e));
                 continue;
@@ -151,6 +156,7 @@ pub fn scan(root: &Path, filter: &PodFilter) -> io::Result<Scan> {
             let key = SeriesKey::new(pod.namespace, pod.pod, container);
             match fs::read_dir(container_entry.path()) {
                 Ok(files) => {
+                    scan.dirs.push(container_entry.path());
                     for file in files.flatten() {
                         if file.file_name().to_str().is_some_and(is_current_log_name) {
                             scan.files.push(LogFile {

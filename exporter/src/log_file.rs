@@ -24,7 +24,7 @@
 //! The open file is read on every poll; the check for a new file under the path runs when the
 //! directory changes (inotify) and on the tailer's rescans.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -161,8 +161,10 @@ pub struct LogStream {
     /// Files renamed away, deleted, or rotated siblings: read until they stop growing, then
     /// closed. Oldest first.
     retired: Vec<OpenLog>,
-    /// Files this stream has read (device, inode), so a rotated sibling is read once.
-    seen: HashSet<(u64, u64)>,
+    /// Files this stream has read, by (device, inode), with their fingerprint when they were
+    /// last read, so a rotated sibling is read once — and a new file that got a freed inode
+    /// number (the kubelet removes old rotated files) is not taken for one already read.
+    seen: HashMap<(u64, u64), Option<Fingerprint>>,
     /// Rotated siblings last modified before this (ms since the epoch) are not this stream's.
     since_millis: u64,
     reader: LineReader,
@@ -204,7 +206,7 @@ impl LogStream {
             current.fingerprint = current.fingerprint_now().ok().flatten();
         }
         let mut stream = LogStream::empty(key, path, max_line_bytes, now_millis());
-        stream.seen.insert(current.id);
+        stream.remember(&current);
         stream.current = Some(current);
         Ok(stream)
     }
@@ -221,8 +223,7 @@ impl LogStream {
         written_at_millis: u64,
         max_line_bytes: usize,
     ) -> io::Result<(Self, usize)> {
-        let mut stream =
-            LogStream::empty(key, position.path, max_line_bytes, written_at_millis);
+        let mut stream = LogStream::empty(key, position.path, max_line_bytes, written_at_millis);
         stream.reader.cri.restore(position.cri);
         stream.reader.parser = position.parser;
         let mut candidates = stream.candidates()?;
@@ -250,22 +251,25 @@ impl LogStream {
                 open.skipping = saved.skipping;
                 open.fingerprint = saved.fingerprint;
             }
-            stream.seen.insert(open.id);
+            stream.remember(&open);
             stream.retired.push(open);
         }
         // What changed since the checkpoint and was not resumed: rotated siblings, oldest
         // first, then the file under the path.
-        candidates.retain(|c| !stream.seen.contains(&c.id));
+        candidates.retain(|c| !stream.was_read(c));
         candidates.sort_by_key(|c| (c.is_path, c.mtime_millis));
         for candidate in candidates {
             if candidate.is_path || candidate.mtime_millis >= written_at_millis {
-                stream.seen.insert(candidate.id);
+                stream.remember(&candidate.log);
                 stream.retired.push(candidate.log);
             }
         }
         // The newest file under the path, when it is one of them, is the current one.
         if let Ok(meta) = fs::metadata(&stream.path)
-            && stream.retired.last().is_some_and(|l| l.id == file_id(&meta))
+            && stream
+                .retired
+                .last()
+                .is_some_and(|l| l.id == file_id(&meta))
         {
             stream.current = stream.retired.pop();
         }
@@ -278,12 +282,30 @@ impl LogStream {
             path,
             current: None,
             retired: Vec::new(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             since_millis,
             reader: LineReader {
                 cri: CriAssembler::new(max_line_bytes),
                 parser: RenderLogParser::new(),
             },
+        }
+    }
+
+    /// Notes that `open` was read, with its fingerprint.
+    fn remember(&mut self, open: &OpenLog) {
+        self.seen.insert(open.id, open.fingerprint);
+    }
+
+    /// Whether `candidate` is a file this stream has read (or holds open).
+    fn was_read(&self, candidate: &Candidate) -> bool {
+        let open = self.retired.iter().chain(&self.current);
+        if open.into_iter().any(|o| o.id == candidate.id) {
+            return true;
+        }
+        match self.seen.get(&candidate.id) {
+            None => false,
+            Some(None) => true,
+            Some(Some(fingerprint)) => candidate.starts_with(*fingerprint),
         }
     }
 
@@ -344,6 +366,9 @@ impl LogStream {
         // the runtime may still be writing to it (renamed, not yet reopened). A stream whose
         // path is gone for good is ended by the tailer's rescan.
         if self.current.is_some() {
+            for open in retired.iter().filter(|open| open.idle) {
+                self.remember(open);
+            }
             retired.retain(|open| !open.idle);
         }
         self.retired = retired;
@@ -398,10 +423,7 @@ impl LogStream {
             Err(e) => return self.read_error(ctx, &e),
         };
         let copy = candidates.into_iter().find(|c| {
-            !c.is_path
-                && !self.seen.contains(&c.id)
-                && c.len >= old.offset
-                && c.starts_with(fingerprint)
+            !c.is_path && !self.was_read(c) && c.len >= old.offset && c.starts_with(fingerprint)
         });
         if let Some(copy) = copy {
             let mut open = copy.log;
@@ -410,8 +432,8 @@ impl LogStream {
                 open.carry.clone_from(&old.carry);
                 open.skipping = old.skipping;
                 open.fingerprint = Some(fingerprint);
-                self.seen.insert(open.id);
                 self.read(&mut open, ctx);
+                self.remember(&open);
                 self.retired.push(open);
             }
         }
@@ -435,11 +457,13 @@ impl LogStream {
                 }
                 self.drain_rotated(ctx);
                 match OpenLog::open(&self.path) {
-                    Ok(mut new) if self.seen.insert(new.id) => {
+                    // The file under the path is always new (a freed inode number may be
+                    // reused: it is not one already read).
+                    Ok(mut new) => {
                         self.read(&mut new, ctx);
+                        self.remember(&new);
                         self.current = Some(new);
                     }
-                    Ok(_) => {}
                     Err(e) => self.read_error(ctx, &e),
                 }
             }
@@ -460,14 +484,13 @@ impl LogStream {
             Ok(candidates) => candidates,
             Err(e) => return self.read_error(ctx, &e),
         };
-        candidates.retain(|c| {
-            !c.is_path && !self.seen.contains(&c.id) && c.mtime_millis >= self.since_millis
-        });
+        candidates
+            .retain(|c| !c.is_path && !self.was_read(c) && c.mtime_millis >= self.since_millis);
         candidates.sort_by_key(|c| c.mtime_millis);
         for candidate in candidates {
             let mut open = candidate.log;
-            self.seen.insert(open.id);
             self.read(&mut open, ctx);
+            self.remember(&open);
             self.retired.push(open);
         }
         if self.seen.len() > SEEN_LIMIT {
@@ -476,7 +499,7 @@ impl LogStream {
                 .candidates()
                 .map(|c| c.into_iter().map(|c| c.id).collect())
                 .unwrap_or_default();
-            self.seen.retain(|id| present.contains(id));
+            self.seen.retain(|id, _| present.contains(id));
         }
     }
 
@@ -692,4 +715,117 @@ pub fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn line(i: u64) -> String {
+        format!("2026-12-03T07:00:00.{i:09}Z stdout F framescale.frame duration_ms=20 outcome=ok\n")
+    }
+
+    fn append(path: &Path, from: u64, to: u64) {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for i in from..to {
+            file.write_all(line(i).as_bytes()).unwrap();
+        }
+    }
+
+    /// Frames read by one poll of `stream`.
+    fn poll(stream: &mut LogStream, check: bool) -> usize {
+        let (stats, throttle) = (ExporterStats::default(), Throttle::default());
+        let mut ctx = PollContext::new(&stats, &throttle, 64 << 10);
+        stream.poll(&mut ctx, check);
+        ctx.events.len()
+    }
+
+    fn key() -> SeriesKey {
+        SeriesKey::new("render", "w-0", "worker")
+    }
+
+    #[test]
+    fn resumes_after_a_copy_truncate_while_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        append(&path, 0, 10);
+        let mut stream = LogStream::open(key(), path.clone(), false, 64 << 10).unwrap();
+        assert_eq!(poll(&mut stream, true), 10);
+        let position = stream.position().unwrap();
+        drop(stream);
+        // Down: 5 more lines, then a copy-truncate, then 3 lines in the truncated file.
+        append(&path, 10, 15);
+        fs::copy(&path, dir.path().join("0.log.20261203-070000")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&path, 100, 103);
+        let (mut stream, missing) =
+            LogStream::resume(key(), position, now_millis() - 60_000, 64 << 10).unwrap();
+        assert_eq!(missing, 0);
+        assert_eq!(
+            poll(&mut stream, true),
+            5 + 3,
+            "the copy's tail, then the file"
+        );
+        assert_eq!(poll(&mut stream, true), 0);
+    }
+
+    #[test]
+    fn a_new_file_on_a_freed_inode_is_not_taken_for_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        append(&path, 0, 10);
+        let mut stream = LogStream::open(key(), path.clone(), false, 64 << 10).unwrap();
+        assert_eq!(poll(&mut stream, true), 10);
+        for round in 1..=20_u64 {
+            // Rotate, remove the rotated file (its inode is freed), write a new one.
+            let rotated = dir.path().join(format!("0.log.{round}"));
+            fs::rename(&path, &rotated).unwrap();
+            append(&path, round * 100, round * 100 + 10);
+            assert_eq!(poll(&mut stream, true), 10, "round {round}");
+            fs::remove_file(&rotated).unwrap();
+            assert_eq!(poll(&mut stream, true), 0);
+        }
+    }
+
+    #[test]
+    fn a_rotated_file_removed_while_down_is_counted_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        append(&path, 0, 10);
+        let mut stream = LogStream::open(key(), path.clone(), false, 64 << 10).unwrap();
+        poll(&mut stream, true);
+        let position = stream.position().unwrap();
+        drop(stream);
+        fs::remove_file(&path).unwrap();
+        append(&path, 100, 104);
+        let (mut stream, missing) =
+            LogStream::resume(key(), position, now_millis() - 60_000, 64 << 10).unwrap();
+        assert_eq!(missing, 1);
+        assert_eq!(poll(&mut stream, true), 4, "the new file, from its start");
+    }
+
+    #[test]
+    fn compressed_siblings_are_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        append(&path, 0, 1);
+        let mut stream = LogStream::open(key(), path.clone(), false, 64 << 10).unwrap();
+        poll(&mut stream, true);
+        append(&dir.path().join("0.log.20261203-070000.gz"), 0, 50);
+        append(&dir.path().join("0.log.20261203-070001.gz.tmp"), 0, 50);
+        fs::rename(&path, dir.path().join("0.log.20261203-070002")).unwrap();
+        append(&path, 10, 12);
+        assert_eq!(poll(&mut stream, true), 2);
+    }
 }

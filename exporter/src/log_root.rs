@@ -35,6 +35,8 @@ pub struct Tailer {
     /// The checkpoint to go on from, until the first scan has used it.
     resume: Option<Checkpoint>,
     watch: Option<LogWatch>,
+    /// A directory was watched anew: what was created in it before is found by another scan.
+    rescan_soon: bool,
     last_checkpoint: Instant,
 }
 
@@ -55,6 +57,7 @@ impl Tailer {
             last_scan: None,
             resume,
             watch,
+            rescan_soon: false,
             last_checkpoint: Instant::now(),
         }
     }
@@ -120,17 +123,17 @@ impl Tailer {
         let due = self
             .last_scan
             .is_none_or(|at| at.elapsed() >= self.config.rescan_interval);
-        let rescan = due || changes.overflow || self.needs_rescan(changes);
+        let rescan = due || self.rescan_soon || changes.overflow || self.needs_rescan(changes);
         if rescan {
             self.rescan(shared, &mut ctx);
         }
         let mut most = 0;
         for stream in self.streams.values_mut() {
-            let changed = stream
+            let dir_changed = stream
                 .path()
                 .parent()
                 .is_some_and(|dir| changes.dirs.contains(dir));
-            most = most.max(stream.poll(&mut ctx, rescan || changed));
+            most = most.max(stream.poll(&mut ctx, rescan || dir_changed));
             record(shared, stream.key(), &mut ctx);
         }
         ExporterStats::set(
@@ -172,7 +175,11 @@ impl Tailer {
         let Some(dir) = &self.config.state_dir else {
             return;
         };
-        let positions = self.streams.values().filter_map(LogStream::position).collect();
+        let positions = self
+            .streams
+            .values()
+            .filter_map(LogStream::position)
+            .collect();
         let counts = lock(&shared.store).counts();
         let checkpoint = Checkpoint::new(now_millis(), positions, counts);
         match checkpoint.save(dir) {
@@ -208,7 +215,8 @@ impl Tailer {
             .streams
             .iter()
             .filter(|(path, s)| {
-                !listed.contains(path) && (!s.is_open() || path.parent().is_none_or(|d| !d.exists()))
+                !listed.contains(path)
+                    && (!s.is_open() || path.parent().is_none_or(|d| !d.exists()))
             })
             .map(|(path, _)| path.clone())
             .collect();
@@ -227,7 +235,9 @@ impl Tailer {
                 continue;
             }
             let max_line = self.config.max_line_bytes;
-            let saved = resume.as_ref().and_then(|c| Some((c.position(&file.path)?, c)));
+            let saved = resume
+                .as_ref()
+                .and_then(|c| Some((c.position(&file.path)?, c)));
             let opened = match saved {
                 Some((position, checkpoint)) => LogStream::resume(
                     file.key.clone(),
@@ -279,21 +289,20 @@ impl Tailer {
 
     /// Watches the root, every pod directory and every container directory of `scan`.
     fn watch_dirs(&mut self, shared: &Shared, scan: &Scan) {
+        self.rescan_soon = false;
         let Some(watch) = &mut self.watch else {
             return;
         };
-        let mut dirs: Vec<&Path> = vec![&self.config.log_root];
-        for file in &scan.files {
-            if let Some(container) = file.path.parent() {
-                dirs.push(container);
-                dirs.extend(container.parent());
-            }
-        }
+        let dirs = std::iter::once(self.config.log_root.as_path())
+            .chain(scan.dirs.iter().map(PathBuf::as_path));
         for dir in dirs {
-            if let Err(error) = watch.add(dir)
-                && let Some(suppressed) = shared.throttle.allow("inotify_watch")
-            {
-                tracing::warn!(dir = %dir.display(), %error, suppressed, "Cannot watch a log directory (raise fs.inotify.max_user_watches); its rotations are found on the rescans");
+            match watch.add(dir) {
+                Ok(new) => self.rescan_soon |= new,
+                Err(error) => {
+                    if let Some(suppressed) = shared.throttle.allow("inotify_watch") {
+                        tracing::warn!(dir = %dir.display(), %error, suppressed, "Cannot watch a log directory (raise fs.inotify.max_user_watches); its rotations are found on the rescans");
+                    }
+                }
             }
         }
     }

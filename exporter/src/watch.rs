@@ -44,10 +44,11 @@ impl LogWatch {
         })
     }
 
-    /// Watches the entries of `dir` (once; again after it was deleted and made anew).
-    pub fn add(&mut self, dir: &Path) -> io::Result<()> {
+    /// Watches the entries of `dir` (once; again after it was deleted and made anew). Returns
+    /// whether the watch is new: what was created in `dir` before it was not seen.
+    pub fn add(&mut self, dir: &Path) -> io::Result<bool> {
         if self.watched.contains(dir) {
-            return Ok(());
+            return Ok(false);
         }
         let flags = WatchFlags::CREATE
             | WatchFlags::DELETE
@@ -58,7 +59,7 @@ impl LogWatch {
         let wd = inotify::add_watch(&self.fd, dir, flags)?;
         self.dirs.insert(wd, dir.to_path_buf());
         self.watched.insert(dir.to_path_buf());
-        Ok(())
+        Ok(true)
     }
 
     /// How many directories are watched.
@@ -76,7 +77,7 @@ impl LogWatch {
     /// Waits until something changes or `timeout` passes; returns what changed.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<Changes> {
         let timeout = Timespec {
-            tv_sec: timeout.as_secs() as i64,
+            tv_sec: timeout.as_secs().min(i64::MAX as u64).cast_signed(),
             tv_nsec: i64::from(timeout.subsec_nanos()),
         };
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
@@ -128,9 +129,9 @@ mod tests {
         let container = dir.path().join("ns_pod_uid/worker");
         std::fs::create_dir_all(&container).unwrap();
         let mut watch = LogWatch::new().unwrap();
-        watch.add(dir.path()).unwrap();
-        watch.add(&container).unwrap();
-        watch.add(&container).unwrap();
+        assert!(watch.add(dir.path()).unwrap());
+        assert!(watch.add(&container).unwrap());
+        assert!(!watch.add(&container).unwrap(), "once");
         assert_eq!(watch.len(), 2);
         let log = container.join("0.log");
         std::fs::write(&log, b"a\n").unwrap();

@@ -117,23 +117,17 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter over `root` with fast polling, plus `extra` flags, and waits until
-    /// it is ready.
+    /// Starts the exporter over `root` with fast polling (unless `extra` sets the intervals),
+    /// plus `extra` flags, and waits until it is ready.
     pub fn start(root: &Path, extra: &[&str]) -> Exporter {
         let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
-        command
-            .args([
-                "exporter",
-                "--listen",
-                "127.0.0.1:0",
-                "--poll-interval",
-                "50ms",
-                "--rescan-interval",
-                "100ms",
-            ])
-            .arg("--log-root")
-            .arg(root)
-            .args(extra);
+        command.args(["exporter", "--listen", "127.0.0.1:0"]);
+        for (flag, value) in [("--poll-interval", "50ms"), ("--rescan-interval", "100ms")] {
+            if !extra.contains(&flag) {
+                command.args([flag, value]);
+            }
+        }
+        command.arg("--log-root").arg(root).args(extra);
         let (child, line, log) = spawn_until(command, "Exporter listening");
         let addr = field(&line, "addr").parse().unwrap();
         let exporter = Exporter { child, addr, log };
