@@ -206,7 +206,11 @@ def check_combination(chart, name, values, framescale):
     if "DaemonSet" in by_kind:
         ds = by_kind["DaemonSet"][0]["spec"]["template"]["spec"]
         mounts = ds["containers"][0]["volumeMounts"]
-        check(all(m.get("readOnly") for m in mounts), f"{name}: every exporter mount is read-only")
+        writable = [m for m in mounts if not m.get("readOnly")]
+        check(all(m["name"] == "state" for m in writable), f"{name}: every exporter mount but its checkpoint's is read-only")
+        state_flags = [a for a in ds["containers"][0]["args"] if a.startswith("--state-dir=")]
+        check([f"--state-dir={m['mountPath']}" for m in writable] == state_flags,
+              f"{name}: the exporter's --state-dir is its one writable mount")
         check(ds["containers"][0]["securityContext"]["capabilities"]["drop"] == ["ALL"], f"{name}: the exporter drops every capability")
     print(f"  {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
 
