@@ -72,6 +72,30 @@ pub struct AdapterConfig {
     /// Kubeconfig of the Kubernetes API (for delegated auth and the pod watch); `KUBECONFIG` or
     /// the pod's service account when `None`.
     pub kubeconfig: Option<PathBuf>,
+    /// What a client is allowed before it is cut off.
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds on what one client may hold of the adapter: slow or hostile clients are cut off
+/// with bounded memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time for a TLS handshake, and for a request's headers once a connection is open.
+    pub header_read_timeout: Duration,
+    /// Connections open at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), bytes; larger ones are answered 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_header_bytes: 64 << 10,
+        }
+    }
 }
 
 /// How the adapter checks its callers.
@@ -119,6 +143,29 @@ pub enum Backend {
         /// A client certificate and key (PEM) presented to an HTTPS Prometheus.
         client_cert: Option<(PathBuf, PathBuf)>,
     },
+}
+
+/// HTTP/1 and HTTP/2 within `limits`: a request's head must arrive within the header read
+/// timeout and fit in the head size; HTTP/2 connections are pinged and hold at most 256 streams.
+fn bound_http<A: axum_server::Address, Acc>(
+    server: &mut axum_server::Server<A, Acc>,
+    limits: &ConnectionLimits,
+) {
+    let timer = hyper_util::rt::TokioTimer::new();
+    server
+        .http_builder()
+        .http1()
+        .timer(timer.clone())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    server
+        .http_builder()
+        .http2()
+        .timer(timer)
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(limits.header_read_timeout);
 }
 
 /// Why the adapter could not start or serve.
@@ -228,11 +275,13 @@ pub async fn run(
     // TCP_NODELAY: answers span several TLS records, and Nagle's algorithm waiting on the client's
     // delayed ACK would add tens of milliseconds to them. The acceptor sets it and attaches each
     // connection's client certificate chain to its requests.
-    let acceptor = tls::PeerCertAcceptor::new(tls);
-    let api = axum_server::bind(config.listen)
+    let limits = config.limits;
+    let acceptor = tls::PeerCertAcceptor::new(tls, &limits, telemetry.clone());
+    let mut server = axum_server::bind(config.listen)
         .acceptor(acceptor)
-        .handle(handle.clone())
-        .serve(api::router(state).into_make_service());
+        .handle(handle.clone());
+    bound_http(&mut server, &limits);
+    let api = server.serve(api::router(state).into_make_service());
     let api = tokio::spawn(api);
     let Some(addr) = handle.listening().await else {
         let source = match api.await {

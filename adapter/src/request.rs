@@ -120,10 +120,20 @@ pub enum Error {
         /// Why.
         source: selector::Error,
     },
+    /// A selector is longer than the adapter matches.
+    #[error("invalid {param}: longer than {MAX_SELECTOR_BYTES} bytes")]
+    SelectorTooLong {
+        /// `labelSelector` or `metricLabelSelector`.
+        param: &'static str,
+    },
     /// A query string value is badly encoded.
     #[error("invalid query string")]
     BadQuery,
 }
+
+/// Longest selector matched: each is matched against every pod of a namespace, so its length
+/// bounds a request's cost. An HPA's selectors are a few dozen bytes.
+pub const MAX_SELECTOR_BYTES: usize = 8192;
 
 /// Parses a request's raw path — `/apis/custom.metrics.k8s.io/<version>[/…]`, still
 /// percent-encoded — and raw query string: the version, and what is asked of it.
@@ -157,6 +167,9 @@ fn parse_below_version(rest: &str, query: Option<&str>) -> Result<Request, Error
             .iter()
             .find(|(k, _)| k == param)
             .map_or("", |(_, v)| v.as_str());
+        if text.len() > MAX_SELECTOR_BYTES {
+            return Err(Error::SelectorTooLong { param });
+        }
         Selector::parse(text).map_err(|source| Error::BadSelector { param, source })
     };
     let metric_selector = Some(selector("metricLabelSelector")?).filter(|s| !s.is_empty());
@@ -421,6 +434,12 @@ mod tests {
             let err = below(path, query).unwrap_err().to_string();
             assert!(err.contains(want), "{path} {query:?}: {err}");
         }
+        // Built to be expensive: 3,000 requirements, matched against every pod.
+        let long = format!("labelSelector={}", vec!["a%3Db"; 3_000].join("%2C"));
+        let err = below("/namespaces/ns/pods/*/m", Some(&long))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "invalid labelSelector: longer than 8192 bytes");
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Telemetry {
     data_age: Gauge<f64, AtomicU64>,
     exporters: Family<StateLabels, Gauge>,
     scrape_round: Gauge<f64, AtomicU64>,
+    connections: Gauge,
+    connections_refused: Counter,
     last_auth_log: Mutex<Option<(Instant, u64)>>,
 }
 
@@ -146,8 +148,22 @@ impl Default for Telemetry {
             "Time of the direct backend's last scrape round",
             scrape_round.clone(),
         );
+        let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "framescale_adapter_connections",
+            "HTTPS connections open",
+            connections.clone(),
+        );
+        registry.register(
+            "framescale_adapter_connections_refused",
+            "HTTPS connections closed at once: --max-connections were open",
+            connections_refused.clone(),
+        );
         Telemetry {
             registry,
+            connections,
+            connections_refused,
             exporters,
             scrape_round,
             requests,
@@ -162,6 +178,16 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
+    /// A connection opened (`+1`) or closed (`-1`).
+    pub fn connection(&self, delta: i64) {
+        self.connections.inc_by(delta);
+    }
+
+    /// Counts a connection refused for the limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// Counts one answered request.
     pub fn request(&self, route: &'static str, code: u16, took: Duration) {
         self.requests

@@ -267,15 +267,39 @@ impl ClientCertVerifier for AnyClientCert {
 #[derive(Clone)]
 pub struct PeerCertAcceptor {
     inner: RustlsAcceptor<NoDelayAcceptor>,
+    slots: Arc<tokio::sync::Semaphore>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl PeerCertAcceptor {
-    /// An acceptor serving `config`.
+    /// An acceptor serving `config` within `limits`: the TLS handshake must end within the
+    /// header read timeout, and past `max_connections` open ones a new connection is closed
+    /// at once (counted in `telemetry`).
     #[must_use]
-    pub fn new(config: RustlsConfig) -> Self {
+    pub fn new(
+        config: RustlsConfig,
+        limits: &crate::ConnectionLimits,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Self {
         PeerCertAcceptor {
-            inner: RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new()),
+            inner: RustlsAcceptor::new(config)
+                .handshake_timeout(limits.header_read_timeout)
+                .acceptor(NoDelayAcceptor::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+            telemetry,
         }
+    }
+}
+
+/// Holds one of the connection slots while its connection lives.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    telemetry: Arc<crate::telemetry::Telemetry>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.telemetry.connection(-1);
     }
 }
 
@@ -286,6 +310,20 @@ impl<S: Send + 'static> Accept<TcpStream, S> for PeerCertAcceptor {
         Pin<Box<dyn Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.telemetry.connection_refused();
+            drop(stream);
+            return Box::pin(async {
+                Err(std::io::Error::other(
+                    "too many connections (--max-connections)",
+                ))
+            });
+        };
+        self.telemetry.connection(1);
+        let slot = Arc::new(Slot {
+            _permit: permit,
+            telemetry: self.telemetry.clone(),
+        });
         let handshake = self.inner.accept(stream, service);
         Box::pin(async move {
             let (stream, inner) = handshake.await?;
@@ -300,6 +338,7 @@ impl<S: Send + 'static> Accept<TcpStream, S> for PeerCertAcceptor {
                 WithPeerCerts {
                     inner,
                     certs: PeerCerts(Arc::new(chain)),
+                    _slot: slot,
                 },
             ))
         })
@@ -311,6 +350,8 @@ impl<S: Send + 'static> Accept<TcpStream, S> for PeerCertAcceptor {
 pub struct WithPeerCerts<S> {
     inner: S,
     certs: PeerCerts,
+    /// The connection's slot, released when hyper drops the connection's service.
+    _slot: Arc<Slot>,
 }
 
 impl<S, B> tower::Service<axum::http::Request<B>> for WithPeerCerts<S>

@@ -9,7 +9,7 @@ use clap::Args;
 use framescale_adapter::config::MetricsConfig;
 use framescale_adapter::exporters::ExporterTargets;
 use framescale_adapter::tls::CertSource;
-use framescale_adapter::{AdapterConfig, AuthMode, Backend, PodSource};
+use framescale_adapter::{AdapterConfig, AuthMode, Backend, ConnectionLimits, PodSource};
 
 /// Flags of `framescale adapter`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]
@@ -28,6 +28,12 @@ pub struct AdapterArgs {
         default_value = "0.0.0.0:9478"
     )]
     admin_listen: SocketAddr,
+    /// Time a client has for the TLS handshake, and for a request's headers once connected; slower ones are cut off.
+    #[arg(long, env = "FRAMESCALE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// HTTPS connections open at once; past it new connections are closed at once (the aggregator keeps a few).
+    #[arg(long, env = "FRAMESCALE_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
     /// Serving certificate (PEM), reloaded when it changes.
     #[arg(long, env = "FRAMESCALE_TLS_CERT_FILE", requires = "tls_key_file")]
     tls_cert_file: Option<PathBuf>,
@@ -113,6 +119,7 @@ pub struct AdapterArgs {
 impl AdapterArgs {
     /// Validates the flags into a configuration; each error names the flag to change.
     pub fn into_config(self) -> anyhow::Result<AdapterConfig> {
+        let limits = self.limits()?;
         let tls = match (self.tls_cert_file, self.tls_key_file, self.self_signed) {
             (Some(cert), Some(key), false) => CertSource::Files { cert, key },
             (None, None, true) => {
@@ -134,6 +141,7 @@ impl AdapterArgs {
         {
             bail!("--scrape-interval must be between 100ms and 5m");
         }
+
         let client_cert = self
             .prometheus_client_cert_file
             .zip(self.prometheus_client_key_file);
@@ -201,6 +209,23 @@ impl AdapterArgs {
                 AuthMode::Delegated
             },
             kubeconfig: self.kubeconfig,
+            limits,
+        })
+    }
+
+    fn limits(&self) -> anyhow::Result<ConnectionLimits> {
+        if self.header_read_timeout < Duration::from_millis(100)
+            || self.header_read_timeout > Duration::from_mins(5)
+        {
+            bail!("--header-read-timeout must be between 100ms and 5m");
+        }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        Ok(ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections,
+            ..ConnectionLimits::default()
         })
     }
 }
