@@ -165,6 +165,16 @@ impl Selector {
     }
 }
 
+/// A set's values as they parse back: a set of only the empty value is `(,)` — `()` is an
+/// empty set, refused (found by fuzzing: `app notin (,)` printed as `app notin ()`).
+fn set_values(values: &[String]) -> String {
+    if values.iter().all(String::is_empty) {
+        ",".to_owned()
+    } else {
+        values.join(",")
+    }
+}
+
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, r) in self.requirements.iter().enumerate() {
@@ -176,8 +186,8 @@ impl fmt::Display for Selector {
                 Op::DoesNotExist => write!(f, "!{}", r.key)?,
                 Op::Equals => write!(f, "{}={}", r.key, r.values[0])?,
                 Op::NotEquals => write!(f, "{}!={}", r.key, r.values[0])?,
-                Op::In => write!(f, "{} in ({})", r.key, r.values.join(","))?,
-                Op::NotIn => write!(f, "{} notin ({})", r.key, r.values.join(","))?,
+                Op::In => write!(f, "{} in ({})", r.key, set_values(&r.values))?,
+                Op::NotIn => write!(f, "{} notin ({})", r.key, set_values(&r.values))?,
                 Op::GreaterThan => write!(f, "{}>{}", r.key, r.values[0])?,
                 Op::LessThan => write!(f, "{}<{}", r.key, r.values[0])?,
             }
@@ -494,6 +504,19 @@ mod tests {
             })
         );
         assert_eq!(selector.to_string(), "!legacy,queue=orders,tier in (be,fe)");
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/label_selector/found-empty-value-set`).
+    #[test]
+    fn a_set_of_the_empty_value_prints_as_it_parses() {
+        for (text, printed) in [
+            ("app notin (,)", "app notin (,)"),
+            ("app in (,a)", "app in (,a)"),
+        ] {
+            let selector = Selector::parse(text).unwrap();
+            assert_eq!(selector.to_string(), printed);
+            assert_eq!(Selector::parse(printed).unwrap(), selector);
+        }
     }
 
     proptest! {

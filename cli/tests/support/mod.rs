@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use framescale_exporter::cri::format_rfc3339;
 
+pub mod apiserver;
+
 /// A real fixture file's text.
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/../fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -162,6 +164,11 @@ impl Exporter {
     /// What it has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -473,14 +480,15 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// A `framescale adapter` process on 127.0.0.1 scraping every 200 ms, ready; killed on drop.
+/// A `framescale adapter` process on 127.0.0.1 scraping every 200 ms (unless told), ready;
+/// killed on drop.
 pub struct Adapter {
     child: Child,
     /// Where the HTTPS API answers.
     pub addr: String,
     /// Where `/livez`, `/readyz` and the adapter's own `/metrics` answer.
     pub admin: String,
-    _log: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// `framescale adapter` with both listeners on a free port of 127.0.0.1.
@@ -500,8 +508,10 @@ impl Adapter {
     /// Starts the adapter serving `cert`/`key` with the `extra` flags, and waits for `/readyz`.
     pub fn start(cert: &Path, key: &Path, extra: &[&str]) -> Adapter {
         let mut command = adapter_command();
+        if !extra.contains(&"--scrape-interval") {
+            command.args(["--scrape-interval", "200ms"]);
+        }
         command
-            .args(["--scrape-interval", "200ms"])
             .args(extra)
             .arg("--tls-cert-file")
             .arg(cert)
@@ -512,13 +522,47 @@ impl Adapter {
             child,
             addr: field(&line, "addr"),
             admin: field(&line, "admin_addr"),
-            _log: log,
+            log,
         };
         wait_for("adapter /readyz", Duration::from_secs(10), || {
             (get(&format!("http://{}/readyz", adapter.admin)).0 == 200).then_some(())
         });
         adapter
     }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// CPU time process `pid` has used (user + system), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, which is in parentheses: fields 14 and 15 are utime and stime.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 impl Drop for Adapter {
