@@ -506,7 +506,7 @@ mod tests {
         assert_eq!(selector.to_string(), "!legacy,queue=orders,tier in (be,fe)");
     }
 
-    /// Found by fuzzing (`fuzz/corpus/label_selector/found-empty-value-set`).
+    /// Found by fuzzing (`fuzz/regressions/label_selector/`).
     #[test]
     fn a_set_of_the_empty_value_prints_as_it_parses() {
         for (text, printed) in [

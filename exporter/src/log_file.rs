@@ -192,8 +192,10 @@ struct LineReader {
 }
 
 impl LogStream {
-    /// Starts following `path`; reading begins at the file's end when `at_end`, else at its
-    /// start. Rotated siblings that exist already are not this stream's.
+    /// Starts following `path`. When `at_end` (files that exist at a first start), reading
+    /// begins at the file's end and its rotated siblings are not this stream's; otherwise (a
+    /// new container) its rotated siblings are read first, oldest first, then the file from
+    /// its start.
     pub fn open(
         key: SeriesKey,
         path: PathBuf,
@@ -201,12 +203,24 @@ impl LogStream {
         max_line_bytes: usize,
     ) -> io::Result<Self> {
         let mut current = OpenLog::open(&path)?;
-        if at_end {
+        let since = if at_end {
             current.offset = current.file.seek(SeekFrom::End(0))?;
             current.fingerprint = current.fingerprint_now().ok().flatten();
-        }
-        let mut stream = LogStream::empty(key, path, max_line_bytes, now_millis());
+            now_millis()
+        } else {
+            0
+        };
+        let mut stream = LogStream::empty(key, path, max_line_bytes, since);
         stream.remember(&current);
+        if !at_end {
+            let mut rotated = stream.candidates()?;
+            rotated.retain(|c| !c.is_path && c.id != current.id);
+            rotated.sort_by_key(|c| c.mtime_millis);
+            for candidate in rotated {
+                stream.remember(&candidate.log);
+                stream.retired.push(candidate.log);
+            }
+        }
         stream.current = Some(current);
         Ok(stream)
     }
@@ -813,6 +827,24 @@ mod tests {
             LogStream::resume(key(), position, now_millis() - 60_000, 64 << 10).unwrap();
         assert_eq!(missing, 1);
         assert_eq!(poll(&mut stream, true), 4, "the new file, from its start");
+    }
+
+    #[test]
+    fn a_new_container_is_read_with_what_was_rotated_before_it_was_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        append(&path, 0, 3);
+        fs::rename(&path, dir.path().join("0.log.20261203-070000")).unwrap();
+        append(&path, 10, 12);
+        append(&dir.path().join("0.log.20261203-065959.gz"), 0, 50);
+        let mut stream = LogStream::open(key(), path.clone(), false, 64 << 10).unwrap();
+        assert_eq!(poll(&mut stream, true), 3 + 2);
+        let mut first_start = LogStream::open(key(), path, true, 64 << 10).unwrap();
+        assert_eq!(
+            poll(&mut first_start, true),
+            0,
+            "at a first start: from the end"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Every input of the fuzz corpus (`fuzz/corpus/<target>/`), through its target's checks: what
-//! fuzzing found and kept stays fixed.
+//! Every input of the fuzz corpus (`fuzz/corpus/<target>/`, minimised by `cargo fuzz cmin`) and
+//! every input a finding was fixed for (`fuzz/regressions/<target>/`, named after the bug),
+//! through its target's checks: what fuzzing found stays fixed.
 
 use std::path::Path;
 
