@@ -121,6 +121,38 @@ def available(cluster, name):
     return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
 
 
+def check_exporter_restart(cluster, namespace, values):
+    """The exporter pod deleted (an upgrade, an eviction): the DaemonSet's new pod goes on from the
+    checkpoint in the node's directory, so its frame counters go on instead of starting at 0."""
+    port = values.get("exporter", {}).get("port", 9477)
+
+    def ready_pod(not_named=None):
+        pods = cluster.json("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/component=exporter")["items"]
+        for pod in pods:
+            statuses = pod["status"].get("containerStatuses") or []
+            if (pod["metadata"]["name"] != not_named and not pod["metadata"].get("deletionTimestamp")
+                    and statuses and all(c.get("ready") for c in statuses)):
+                return pod["metadata"]["name"]
+        return None
+
+    def frames(pod):
+        text = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/metrics", check=False)
+        counts = [float(line.rsplit(" ", 1)[1]) for line in (text or "").splitlines()
+                  if line.startswith("framescale_frames_total{") and 'outcome="ok"' in line]
+        return sum(counts) if counts else None
+
+    old = wait("a ready exporter pod", 60, ready_pod)
+    before = wait("the exporter's frame count", 30, lambda: frames(old))
+    say(f"exporter {old}: {before:.0f} frames counted; deleting the pod")
+    cluster.kubectl("-n", namespace, "delete", "pod", old, "--wait=true")
+    new = wait("the exporter's new pod ready", 120, lambda: ready_pod(not_named=old))
+    after = wait("the new pod's frame count", 60, lambda: frames(new))
+    say(f"exporter {new}: {after:.0f} frames counted after the restart (from the checkpoint)")
+    if after < before:
+        return [f"the restarted exporter counts {after:.0f} frames, fewer than the {before:.0f} before: the checkpoint did not carry over"]
+    return []
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")))
@@ -259,6 +291,7 @@ def main():
         rescaled = [r for r in reasons if r[0] == "SuccessfulRescale"]
         if len(rescaled) < 2:
             failures.append(f"expected a rescale up and one down, saw {rescaled}")
+        failures.extend(check_exporter_restart(cluster, args.namespace, values))
     finally:
         if not args.keep:
             cluster.kubectl("-n", args.namespace, "delete", "job", "framescale-e2e-load", "--ignore-not-found", check=False)
