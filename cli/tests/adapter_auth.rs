@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use framescale_adapter::testing::{Ca, FakeCluster};
 use serde_json::{Value, json};
-use support::apiserver::{Seen, client_cert, fake_apiserver};
+use support::apiserver::{
+    Seen, authentication_config_map, client_cert, fake_apiserver, kubeconfig,
+};
 use support::{Adapter, Exporter, append, assert_hdr_close, cri, serving_certificate, wait_for};
 
 /// `curl` against the adapter: (status, body).
@@ -61,18 +63,7 @@ fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
         Ca::new("client-ca"),
         Ca::new("stranger-ca"),
     );
-    let config_map = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
-        "data": {
-            "client-ca-file": client.pem,
-            "requestheader-client-ca-file": front.pem,
-            "requestheader-allowed-names": "[\"front-proxy-client\"]",
-            "requestheader-username-headers": "[\"X-Remote-User\"]",
-            "requestheader-group-headers": "[\"X-Remote-Group\"]",
-            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
-        }
-    });
+    let config_map = authentication_config_map(&front, &client);
     let seen = Arc::new(Seen::default());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cluster = FakeCluster::new();
@@ -80,15 +71,7 @@ fn callers_are_authenticated_and_authorized_as_the_aggregator_expects() {
     cluster.apply_pod("shop", "s-0", &[("app", "s")]);
     cluster.apply_deployment("render", "w", &json!({"matchLabels": {"app": "w"}}));
     let apiserver = fake_apiserver(&runtime, config_map, seen.clone(), &cluster);
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{apiserver}'}}\nusers:\n- name: adapter\n  user: {{token: adapter-sa-token}}\n\
-             contexts:\n- name: c\n  context: {{cluster: c, user: adapter}}\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(dir.path(), apiserver);
 
     let (cert, key) = serving_certificate(dir.path());
     let exporter_url = format!("http://{}/metrics", exporter.addr);

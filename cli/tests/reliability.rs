@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 use framescale_adapter::testing::{Ca, FakeCluster};
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
-use support::apiserver::{Seen, client_cert, fake_apiserver};
+use serde_json::Value;
+use support::apiserver::{
+    Seen, authentication_config_map, client_cert, fake_apiserver, kubeconfig,
+};
 use support::{
     Adapter, Exporter, Prometheus, cpu_seconds, now_millis, rss_kib, serving_certificate, wait_for,
 };
@@ -244,32 +246,14 @@ fn soak() {
     let exporter = Exporter::start(&root, &[]);
     push_pods(&exporter, 100, "w");
     let (front, client) = (Ca::new("front-proxy-ca"), Ca::new("client-ca"));
-    let config_map = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
-        "data": {
-            "client-ca-file": client.pem,
-            "requestheader-client-ca-file": front.pem,
-            "requestheader-allowed-names": "[\"front-proxy-client\"]",
-            "requestheader-username-headers": "[\"X-Remote-User\"]",
-            "requestheader-group-headers": "[\"X-Remote-Group\"]",
-            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
-        }
-    });
+    let config_map = authentication_config_map(&front, &client);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cluster = FakeCluster::new();
     for i in 0..100 {
         cluster.apply_pod("render", &format!("w-{i}"), &[("app", "w")]);
     }
     let apiserver = fake_apiserver(&runtime, config_map, Arc::new(Seen::default()), &cluster);
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{apiserver}'}}\nusers:\n- name: a\n  user: {{token: t}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: a}}\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(dir.path(), apiserver);
     let (cert, key) = serving_certificate(dir.path());
     let exporter_url = format!("http://{}/metrics", exporter.addr);
     let adapter = Adapter::start(

@@ -93,3 +93,36 @@ pub fn fake_apiserver(
     runtime.spawn(async move { axum::serve(listener, app).await });
     addr
 }
+
+/// The `extension-apiserver-authentication` ConfigMap a kube-apiserver publishes: client
+/// certificates signed by `client`, front-proxy certificates by `front` (named
+/// `front-proxy-client`), users and groups in `X-Remote-*` headers.
+pub fn authentication_config_map(front: &Ca, client: &Ca) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+        "data": {
+            "client-ca-file": client.pem,
+            "requestheader-client-ca-file": front.pem,
+            "requestheader-allowed-names": "[\"front-proxy-client\"]",
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        }
+    })
+}
+
+/// Writes a kubeconfig for the API server at `apiserver` (plain HTTP, a bearer token) as
+/// `dir/kubeconfig`; returns its path.
+pub fn kubeconfig(dir: &Path, apiserver: SocketAddr) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'http://{apiserver}'}}\nusers:\n- name: adapter\n  user: {{token: adapter-sa-token}}\n\
+             contexts:\n- name: c\n  context: {{cluster: c, user: adapter}}\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    path
+}
