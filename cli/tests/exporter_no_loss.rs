@@ -183,21 +183,10 @@ fn rotations(exporter: &Exporter, kind: &str) -> f64 {
 /// sibling not read yet is read whole.
 #[test]
 fn rename_rotations_every_100ms_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("pods");
-    fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &["--rescan-interval", "5s"]);
-    let writer = Writer::start(
-        root.join("render_w-0_uid-0/worker"),
-        Rotation::Rename,
-        ROTATED_KEPT,
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let written = writer.finish();
+    let (exporter, written, container_dir, _dir) = rotate_for_two_seconds(Rotation::Rename);
     assert!(written >= 19_000, "{written}");
-    assert_counted_exactly(&exporter, written);
     assert!(rotations(&exporter, "rename") >= 18.0);
-    let gz_files = fs::read_dir(root.join("render_w-0_uid-0/worker"))
+    let gz_files = fs::read_dir(container_dir)
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -213,23 +202,28 @@ fn rename_rotations_every_100ms_lose_nothing() {
     );
 }
 
+/// Two seconds of the writer rotating the `rotation` way under an exporter that rescans only
+/// every 5 s; checks every frame was counted exactly. Returns the exporter, the frames
+/// written, the container's log directory and the temporary directory holding it.
+fn rotate_for_two_seconds(rotation: Rotation) -> (Exporter, u64, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pods");
+    fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &["--rescan-interval", "5s"]);
+    let container_dir = root.join("render_w-0_uid-0/worker");
+    let writer = Writer::start(container_dir.clone(), rotation, ROTATED_KEPT);
+    std::thread::sleep(Duration::from_secs(2));
+    let written = writer.finish();
+    assert_counted_exactly(&exporter, written);
+    (exporter, written, container_dir, dir)
+}
+
 /// Found while hardening: a copy-truncate followed by more writes than the old size before the
 /// next check looked like an append. The fingerprint of the first bytes, checked before each
 /// read, tells; the copy is read from where the exporter stood.
 #[test]
 fn copy_truncate_rotations_every_100ms_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("pods");
-    fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &["--rescan-interval", "5s"]);
-    let writer = Writer::start(
-        root.join("render_w-0_uid-0/worker"),
-        Rotation::CopyTruncate,
-        ROTATED_KEPT,
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let written = writer.finish();
-    assert_counted_exactly(&exporter, written);
+    let (exporter, _, _, _dir) = rotate_for_two_seconds(Rotation::CopyTruncate);
     assert!(rotations(&exporter, "truncate") >= 15.0);
 }
 

@@ -67,6 +67,17 @@ fn push_pods(exporter: &Exporter, pods: usize, prefix: &str) {
     }
 }
 
+/// A temporary directory and an exporter over a log root in it, with `pods` pods `w-<i>`
+/// pushed.
+fn exporter_with_pods(pods: usize) -> (tempfile::TempDir, Exporter) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pods");
+    std::fs::create_dir_all(&root).unwrap();
+    let exporter = Exporter::start(&root, &[]);
+    push_pods(&exporter, pods, "w");
+    (dir, exporter)
+}
+
 /// A reqwest client trusting `roots` (PEM files), presenting `identity` (cert, key) if given.
 fn https_client(roots: &[&Path], identity: Option<(&Path, &Path)>) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject as _;
@@ -240,11 +251,7 @@ fn soak() {
         env_or("FRAMESCALE_SOAK_RATE", 2_000),
         env_or("FRAMESCALE_SOAK_SECONDS", 600),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("pods");
-    std::fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &[]);
-    push_pods(&exporter, 100, "w");
+    let (dir, exporter) = exporter_with_pods(100);
     let (front, client) = (Ca::new("front-proxy-ca"), Ca::new("client-ca"));
     let config_map = authentication_config_map(&front, &client);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -391,11 +398,7 @@ fn fetch(runtime: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str)
 #[test]
 #[ignore = "by hand: scripts/reliability"]
 fn prometheus_faults() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("pods");
-    std::fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &[]);
-    push_pods(&exporter, 20, "w");
+    let (dir, exporter) = exporter_with_pods(20);
     let prometheus = Prometheus::start(&[exporter.addr]);
     wait_for("pods in Prometheus", Duration::from_secs(30), || {
         (prometheus
@@ -606,11 +609,7 @@ fn dead_and_hung_exporters() {
 #[test]
 #[ignore = "by hand: scripts/reliability"]
 fn failover() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("pods");
-    std::fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &[]);
-    push_pods(&exporter, 20, "w");
+    let (dir, exporter) = exporter_with_pods(20);
     let (cert, key) = serving_certificate(dir.path());
     let exporter_url = format!("http://{}/metrics", exporter.addr);
     let flags = ["--insecure-disable-auth", "--exporter", &exporter_url];
@@ -658,11 +657,7 @@ fn failover() {
 #[test]
 #[ignore = "by hand: scripts/reliability"]
 fn certificate_rotation() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("pods");
-    std::fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &[]);
-    push_pods(&exporter, 20, "w");
+    let (dir, exporter) = exporter_with_pods(20);
     let served = dir.path().join("served");
     std::fs::create_dir_all(&served).unwrap();
     let (cert, key) = serving_certificate(&served);
