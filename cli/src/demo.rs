@@ -270,23 +270,20 @@ fn plan(args: &DemoArgs, spec: HpaSpec, render_ms: f64) -> anyhow::Result<Plan> 
     };
     let notes = vec![
         format!(
-            "render: {}x{} px, {} samples: {render_ms:.1} ms per frame on an idle worker = {capacity:.1} frames/s per worker ({} slot(s))",
+            "render: {}x{} px, {} samples: {render_ms:.1} ms per frame on an idle worker, so one worker with {} slot(s) renders {capacity:.1} frames/s",
             args.width, args.height, args.samples, args.slots
         ),
         format!(
-            "load: {profile:?} over {}, seed {}",
+            "load: {profile} over {}, seed {}",
             humantime::format_duration(args.duration),
             args.seed
         ),
         format!(
-            "score targets: P95 {frame_target_ms} ms, CPU duty {} %; HPA: {}..{} replicas, tolerance {}, sync every {}, behavior {:?}",
+            "score: at 1.0 when P95 is {frame_target_ms} ms or CPU duty {} % (the CPU stands in for the GPU here); it goes above 1 once a regime has held for {}",
             args.gpu_target_pct,
-            spec.min_replicas,
-            spec.max_replicas,
-            args.tolerance,
-            humantime::format_duration(args.sync_period),
-            spec.behavior
+            humantime::format_duration(args.hold),
         ),
+        format!("HPA: {}", spec.describe(&controller)),
     ];
     Ok(Plan {
         spec,

@@ -104,7 +104,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         },
         score: score.score.clone(),
     };
-    let mut notes = settings(&config, &args);
+    let mut notes = settings(&config);
     let rows = if let Some(text) = &args.profile {
         let profile = Profile::parse(text).context("--profile")?;
         if !(args.render_ms > 0.0 && args.slots > 0.0) {
@@ -116,7 +116,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             startup_s: args.startup.as_secs_f64(),
         };
         notes.push(format!(
-            "load {profile:?} over {}; model: {} ms per frame, {} slot(s), {} to start",
+            "load: {profile} over {}; each pod renders a frame in {} ms when idle, {} at once, and starts in {}",
             humantime::format_duration(args.duration),
             args.render_ms,
             args.slots,
@@ -167,29 +167,11 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The HPA's and the score's settings, for the report.
-fn settings(config: &SimulationConfig, args: &SimulateArgs) -> Vec<String> {
-    let score = &config.score;
+/// The HPA's and the score's settings in words, for the report.
+fn settings(config: &SimulationConfig) -> Vec<String> {
     vec![
-        format!(
-            "HPA {}..{} replicas, behavior {:?}, tolerance {}, sync every {}",
-            config.spec.min_replicas,
-            config.spec.max_replicas,
-            config.spec.behavior,
-            args.tolerance,
-            humantime::format_duration(args.sync_period)
-        ),
-        format!(
-            "score: P95 target {} ms, duty target {} %, weights {}/{}, holds {:?}/{:?}/{:?}, boost {}",
-            score.frame_target_ms,
-            score.gpu_target_pct,
-            score.frame_weight,
-            score.gpu_weight,
-            score.frame_bound_hold,
-            score.gpu_bound_hold,
-            score.both_hold,
-            score.boost
-        ),
+        format!("HPA: {}", config.spec.describe(&config.controller)),
+        config.score.describe(),
     ]
 }
 

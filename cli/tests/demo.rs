@@ -103,9 +103,7 @@ fn the_demo_scales_up_on_the_step_and_down_after_it() {
         "series are filled:\n{csv}"
     );
 
-    let html = std::fs::read_to_string(report.path().join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 5);
-    assert!(html.contains("<polyline"));
+    check_settings_and_chart(report.path(), &stderr);
 
     let reaction = stderr
         .lines()
@@ -125,6 +123,51 @@ fn the_demo_scales_up_on_the_step_and_down_after_it() {
         "the working directory is removed"
     );
     assert!(processes_mentioning(&dir).is_empty(), "no child left");
+}
+
+/// The settings are written in words, not in Rust's debug format; the report's chart has axes,
+/// and a browser draws every series of it.
+fn check_settings_and_chart(report: &Path, stderr: &str) {
+    for debug in ["Step {", "Some(", "Behavior {", "Rules {"] {
+        assert!(
+            !stderr.contains(debug),
+            "{debug} in the demo's lines:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("load: a step from"), "{stderr}");
+    assert!(
+        stderr.contains("HPA: 1 to 4 replicas; up: at once"),
+        "{stderr}"
+    );
+
+    let page = report.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        1,
+        "one chart over one time axis"
+    );
+    for axis in ["time since the start (s)", "frames/s", ">ms<", "replicas"] {
+        assert!(
+            html.replace('\n', "").contains(axis),
+            "{axis} is on an axis"
+        );
+    }
+    let shot = support::browser::screenshot(&page, 1000, 1400);
+    for (series, color) in [
+        ("load", (0, 0, 255)),
+        ("P95", (230, 120, 20)),
+        ("duty", (0, 255, 0)),
+        ("score", (255, 0, 0)),
+        ("replicas", (130, 80, 170)),
+    ] {
+        assert!(
+            shot.count(color) > 200,
+            "the screenshot shows the {series} line ({} pixels)",
+            shot.count(color)
+        );
+    }
+    assert!(shot.inked() > 20_000, "axes, ticks and text are drawn");
 }
 
 /// Ctrl-C stops the demo and every process it started.

@@ -126,7 +126,16 @@ fn a_load_profile_scales_up_and_down_in_the_report() {
     );
     assert!(replicas[599] < peak, "down after the step");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 5);
+    assert_eq!(html.matches("<svg").count(), 1);
+    assert!(
+        html.contains("time since the start (min:s)"),
+        "minutes on the time axis"
+    );
+    assert!(
+        stdout.contains("load: a step from 10 to 150 frames/s at 60 s, back to 10 at 300 s"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("score = 0.4 × P95 / 32 ms"), "{stdout}");
 }
 
 #[test]

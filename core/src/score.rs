@@ -110,6 +110,30 @@ impl ScoreConfig {
         Ok(())
     }
 
+    /// The settings in words, for reports and the terminal.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let seconds = |d: Duration| format!("{} s", d.as_secs_f64());
+        let partial = match self.partial {
+            PartialPolicy::ScoreOnPresent => "scored on the signal it has",
+            PartialPolicy::LeaveOut => "left out",
+        };
+        format!(
+            "score = {} × P95 / {} ms + {} × duty / {} %; above 1 only once the regime has held \
+             (frames slow {}, device busy {}, both {} — then × {}); at most {}; a pod with one \
+             signal is {partial}",
+            self.frame_weight,
+            self.frame_target_ms,
+            self.gpu_weight,
+            self.gpu_target_pct,
+            seconds(self.frame_bound_hold),
+            seconds(self.gpu_bound_hold),
+            seconds(self.both_hold),
+            self.boost,
+            self.cap,
+        )
+    }
+
     /// The frame ratio `f` of a P95 in milliseconds.
     #[must_use]
     pub fn frame_ratio(&self, p95_ms: f64) -> f64 {
@@ -289,6 +313,16 @@ impl HoldTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_settings_read_in_words() {
+        assert_eq!(
+            ScoreConfig::default().describe(),
+            "score = 0.4 × P95 / 32 ms + 0.6 × duty / 65 %; above 1 only once the regime has held \
+             (frames slow 30 s, device busy 15 s, both 10 s — then × 1.5); at most 10; a pod \
+             with one signal is scored on the signal it has"
+        );
+    }
 
     fn signals(p95_ms: Option<f64>, duty_pct: Option<f64>) -> Signals {
         Signals { p95_ms, duty_pct }

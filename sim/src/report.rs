@@ -1,11 +1,20 @@
 //! The scaling report of `framescale demo` and `framescale simulate`: a CSV of the time series
-//! and an HTML page with one SVG chart per signal (load, P95 vs target, duty vs target, score vs
-//! 1.0, replicas), readable in any browser with nothing to load.
+//! and an HTML page with the settings in words and one SVG chart ([`chart`]) of every signal —
+//! load, P95 against its target, duty against its target, score against 1.0, replicas — over
+//! one time axis, readable in any browser with nothing to load.
 //!
 //! A value that was missing at a time stays missing: an empty CSV cell and a gap in the line.
 
+mod chart;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use chart::{Line, Panel};
+use plotters::style::{BLACK, BLUE, GREEN, RED, RGBColor};
+
+const ORANGE: RGBColor = RGBColor(230, 120, 20);
+const PURPLE: RGBColor = RGBColor(130, 80, 170);
 
 /// One sample of the loop.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,63 +79,52 @@ impl Report {
         out
     }
 
-    /// The HTML page.
+    /// The HTML page: the settings and summary, one chart of every signal over one time axis,
+    /// and the controller's decisions.
     #[must_use]
     pub fn html(&self) -> String {
-        let column = |f: fn(&Row) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
-            self.rows.iter().map(|r| (r.t, f(r))).collect()
-        };
-        let charts = [
-            Chart {
-                title: "Offered load (frames/s)",
-                series: column(|r| r.offered_rate),
-                reference: None,
-                color: "#1f77b4",
-            },
-            Chart {
-                title: "P95 frame time (ms) vs target",
-                series: column(|r| r.p95_ms),
-                reference: Some(self.frame_target_ms),
-                color: "#ff7f0e",
-            },
-            Chart {
-                title: "Device duty (%) vs target",
-                series: column(|r| r.duty_pct),
-                reference: Some(self.gpu_target_pct),
-                color: "#2ca02c",
-            },
-            Chart {
-                title: "Score vs 1.0",
-                series: column(|r| r.score),
-                reference: Some(1.0),
-                color: "#d62728",
-            },
-            Chart {
-                title: "Replicas",
-                series: column(|r| Some(f64::from(r.replicas))),
-                reference: None,
-                color: "#9467bd",
-            },
-        ];
+        let panels = self.panels();
+        let t_max = self.rows.last().map_or(1.0, |r| r.t);
         let mut out = String::new();
         let _ = write!(
             out,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-             <style>body{{font-family:sans-serif;margin:2em;max-width:900px}}svg{{display:block;margin-bottom:1.5em}}\
-             li{{font-family:monospace}}</style></head><body>\n<h1>{title}</h1>\n<ul>\n",
-            title = escape(&self.title)
+             <style>body{{font-family:sans-serif;margin:2em;max-width:{width}px}}\
+             figure{{margin:1em 0}}li{{margin:.2em 0}}</style></head><body>\n<h1>{title}</h1>\n<ul>\n",
+            title = escape(&self.title),
+            width = chart::WIDTH + 40,
         );
         for note in &self.notes {
             let _ = writeln!(out, "<li>{}</li>", escape(note));
         }
-        out.push_str("</ul>\n");
-        for chart in &charts {
-            chart.svg(&mut out);
+        out.push_str("</ul>\n<figure>\n");
+        match chart::svg(&panels, t_max) {
+            Ok(svg) => out.push_str(&svg),
+            Err(error) => {
+                let _ = write!(
+                    out,
+                    "<p>The chart could not be drawn: {}</p>",
+                    escape(&error)
+                );
+            }
         }
-        let decisions: Vec<&Row> = self.rows.iter().filter(|r| r.decision.is_some()).collect();
-        if !decisions.is_empty() {
-            out.push_str("<h2>Decisions</h2>\n<ul>\n");
-            for row in decisions {
+        out.push_str(
+            "\n<figcaption>A missing value is a gap in its line, never a 0.</figcaption>\n</figure>\n",
+        );
+        let rescales: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| {
+                r.decision
+                    .as_deref()
+                    .is_some_and(|d| !d.starts_with("keep"))
+            })
+            .collect();
+        if !rescales.is_empty() {
+            out.push_str(
+                "<h2>Rescales</h2>\n<p>Every sync's decision, with its reason, is in report.csv.</p>\n<ul>\n",
+            );
+            for row in rescales {
                 let _ = writeln!(
                     out,
                     "<li>{:>6.1} s: {}</li>",
@@ -140,6 +138,70 @@ impl Report {
         out
     }
 
+    /// The chart's panels, top to bottom.
+    fn panels(&self) -> [Panel; 5] {
+        let column = |f: fn(&Row) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
+            self.rows.iter().map(|r| (r.t, f(r))).collect()
+        };
+        let line = |label, points, color, dots| Line {
+            label,
+            points,
+            color,
+            dots,
+        };
+        [
+            Panel {
+                title: "Offered load".into(),
+                unit: "frames/s",
+                lines: vec![line("offered", column(|r| r.offered_rate), BLUE, false)],
+                target: None,
+            },
+            Panel {
+                title: "P95 frame time (mean of the pods) against its target".into(),
+                unit: "ms",
+                lines: vec![line("P95", column(|r| r.p95_ms), ORANGE, false)],
+                target: Some((
+                    self.frame_target_ms,
+                    format!("target {} ms", chart::tick(self.frame_target_ms)),
+                )),
+            },
+            Panel {
+                title: "Device duty (mean of the pods) against its target".into(),
+                unit: "%",
+                lines: vec![line("duty", column(|r| r.duty_pct), GREEN, false)],
+                target: Some((
+                    self.gpu_target_pct,
+                    format!("target {} %", chart::tick(self.gpu_target_pct)),
+                )),
+            },
+            Panel {
+                title: "Score (what the HPA averages) against 1.0".into(),
+                unit: "score",
+                lines: vec![line("score", column(|r| r.score), RED, false)],
+                target: Some((1.0, "1.0: at target".into())),
+            },
+            Panel {
+                title: "Replicas".into(),
+                unit: "replicas",
+                lines: vec![
+                    line(
+                        "running",
+                        column(|r| Some(f64::from(r.replicas))),
+                        PURPLE,
+                        false,
+                    ),
+                    line(
+                        "desired at a sync",
+                        column(|r| r.desired.map(f64::from)),
+                        BLACK,
+                        true,
+                    ),
+                ],
+                target: None,
+            },
+        ]
+    }
+
     /// Writes `<dir>/report.csv` and `<dir>/report.html` (creating `dir`); returns their paths.
     pub fn write(&self, dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir)?;
@@ -148,86 +210,6 @@ impl Report {
         std::fs::write(&html, self.html())?;
         Ok((csv, html))
     }
-}
-
-struct Chart {
-    title: &'static str,
-    series: Vec<(f64, Option<f64>)>,
-    reference: Option<f64>,
-    color: &'static str,
-}
-
-const WIDTH: f64 = 860.0;
-const HEIGHT: f64 = 170.0;
-const LEFT: f64 = 50.0;
-const TOP: f64 = 24.0;
-const BOTTOM: f64 = 22.0;
-
-impl Chart {
-    fn svg(&self, out: &mut String) {
-        let t_max = self.series.last().map_or(1.0, |(t, _)| t.max(1.0));
-        let y_max = self
-            .series
-            .iter()
-            .filter_map(|(_, v)| *v)
-            .chain(self.reference)
-            .fold(0.0_f64, f64::max)
-            .max(1e-9)
-            * 1.1;
-        let (plot_w, plot_h) = (WIDTH - LEFT - 10.0, HEIGHT - TOP - BOTTOM);
-        let x = |t: f64| LEFT + t / t_max * plot_w;
-        let y = |v: f64| TOP + plot_h - v / y_max * plot_h;
-        let _ = write!(
-            out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-             role=\"img\" aria-label=\"{title}\">\n<text x=\"{LEFT}\" y=\"15\" font-size=\"13\">{title}</text>\n\
-             <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#ccc\"/>\n\
-             <text x=\"{lx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{top}</text>\n\
-             <text x=\"{lx}\" y=\"{by}\" font-size=\"11\" text-anchor=\"end\">0</text>\n\
-             <text x=\"{rx}\" y=\"{tx}\" font-size=\"11\" text-anchor=\"end\">{t_max:.0} s</text>\n",
-            title = self.title,
-            lx = LEFT - 4.0,
-            ty = TOP + 10.0,
-            top = trim(y_max),
-            by = TOP + plot_h,
-            rx = WIDTH - 10.0,
-            tx = HEIGHT - 6.0,
-        );
-        if let Some(reference) = self.reference {
-            let _ = writeln!(
-                out,
-                "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\
-                 <text x=\"{x2}\" y=\"{ly:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#666\">{label}</text>",
-                x2 = LEFT + plot_w,
-                y0 = y(reference),
-                ly = y(reference) - 3.0,
-                label = trim(reference),
-            );
-        }
-        // One polyline per run of present values: a missing value is a gap, not a 0.
-        for run in self
-            .series
-            .split(|(_, v)| v.is_none())
-            .filter(|r| !r.is_empty())
-        {
-            let points: Vec<String> = run
-                .iter()
-                .filter_map(|(t, v)| Some(format!("{:.1},{:.1}", x(*t), y((*v)?))))
-                .collect();
-            let _ = writeln!(
-                out,
-                "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
-                self.color,
-                points.join(" ")
-            );
-        }
-        out.push_str("</svg>\n");
-    }
-}
-
-fn trim(value: f64) -> String {
-    let text = format!("{value:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn escape(text: &str) -> String {
@@ -241,7 +223,7 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn report() -> Report {
+    pub(super) fn report() -> Report {
         Report {
             title: "demo <1>".into(),
             notes: vec!["seed 1".into()],
@@ -289,18 +271,52 @@ mod tests {
     }
 
     #[test]
-    fn html_has_one_chart_per_signal_and_gaps_for_missing_values() {
+    fn html_has_one_chart_with_axes_and_gaps_for_missing_values() {
         let html = report().html();
-        assert_eq!(html.matches("<svg").count(), 5);
+        assert_eq!(html.matches("<svg").count(), 1, "one chart, one time axis");
         assert!(html.contains("<title>demo &lt;1&gt;</title>"));
-        // P95 is present at t=1 and t=2 only: one polyline of two points.
-        let chart = |title: &str| html.split("<svg").find(|c| c.contains(title)).unwrap();
-        let p95 = chart("P95 frame time");
-        assert_eq!(p95.matches("<polyline").count(), 1);
-        // Duty is present only at t=1: a run of one point, between two gaps.
-        let duty = chart("Device duty");
-        assert_eq!(duty.matches("<polyline").count(), 1);
-        assert!(html.contains("stroke-dasharray"), "targets are drawn");
+        for label in [
+            "Offered load",
+            "P95 frame time",
+            "Device duty",
+            "Score",
+            "Replicas",
+            "frames/s",
+            "time since the start (s)",
+            "target 32 ms",
+            "target 65 %",
+            "desired at a sync",
+        ] {
+            assert!(html.contains(label), "{label} is written");
+        }
+        // Tick labels on the value axes and on the time axis.
+        let texts: Vec<&str> = html
+            .split("<text")
+            .skip(1)
+            .map(|t| {
+                t.split_once('>')
+                    .unwrap()
+                    .1
+                    .split("</text>")
+                    .next()
+                    .unwrap()
+                    .trim()
+            })
+            .collect();
+        for tick in ["0", "0.5", "1", "2", "10", "20", "40"] {
+            assert!(texts.contains(&tick), "tick {tick} in {texts:?}");
+        }
+        // A polyline per run of present values: P95 is present at t=1 and t=2 (one line),
+        // duty only at t=1 (a run of one point, no line through the missing samples).
+        let polylines = |color: &str| {
+            html.matches(&format!(
+                "<polyline fill=\"none\" opacity=\"1\" stroke=\"{color}\""
+            ))
+            .count()
+        };
+        assert_eq!(polylines("#E67814"), 1, "one P95 line");
+        assert_eq!(polylines("#00FF00"), 0, "no duty line");
+        assert!(html.contains("<circle cx"), "the lone duty value is a dot");
         assert!(html.contains("scale 1 → 2: &quot;above target&quot;"));
     }
 

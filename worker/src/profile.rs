@@ -129,6 +129,47 @@ pub enum Profile {
     Points(Vec<(f64, f64)>),
 }
 
+/// In words, for reports and the terminal: `a step from 2.5 to 20 frames/s at 36 s, back at 132 s`.
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Profile::Constant(rate) => write!(f, "a constant {rate} frames/s"),
+            Profile::Step {
+                low,
+                high,
+                at,
+                until,
+            } => {
+                write!(f, "a step from {low} to {high} frames/s at {at} s")?;
+                match until {
+                    Some(until) => write!(f, ", back to {low} at {until} s"),
+                    None => write!(f, " until the end"),
+                }
+            }
+            Profile::Ramp { from, to } => {
+                write!(f, "a ramp from {from} to {to} frames/s over the run")
+            }
+            Profile::Sine {
+                mean,
+                amplitude,
+                period,
+            } => write!(
+                f,
+                "a wave of {mean} ± {amplitude} frames/s every {period} s"
+            ),
+            Profile::Points(points) => {
+                let peak = points.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+                let end = points.last().map_or(0.0, |(t, _)| *t);
+                write!(
+                    f,
+                    "{} points over {end} s, up to {peak} frames/s",
+                    points.len()
+                )
+            }
+        }
+    }
+}
+
 impl Profile {
     /// Parses a `--profile` value; `csv:` files are read here.
     pub fn parse(text: &str) -> Result<Self, ProfileError> {
@@ -342,6 +383,25 @@ fn interpolate(points: &[(f64, f64)], t: f64) -> f64 {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_read_in_words() {
+        let words = |text: &str| Profile::parse(text).unwrap().to_string();
+        assert_eq!(
+            words("step:2.5,20,36,132"),
+            "a step from 2.5 to 20 frames/s at 36 s, back to 2.5 at 132 s"
+        );
+        assert_eq!(
+            words("step:1,4,10"),
+            "a step from 1 to 4 frames/s at 10 s until the end"
+        );
+        assert_eq!(words("constant:3"), "a constant 3 frames/s");
+        assert_eq!(
+            words("ramp:0,8"),
+            "a ramp from 0 to 8 frames/s over the run"
+        );
+        assert_eq!(words("sine:5,2,60"), "a wave of 5 ± 2 frames/s every 60 s");
+    }
 
     #[test]
     fn forms_parse_and_give_their_rates() {

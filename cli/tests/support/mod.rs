@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use framescale_exporter::cri::format_rfc3339;
 
 pub mod apiserver;
+pub mod browser;
 
 /// A real fixture file's text.
 pub fn fixture(name: &str) -> String {

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::behavior::{
-    self, Behavior, Limit, Recommendation, Resolved, ScaleEvent, legacy_rules, legacy_stabilize,
+    self, Behavior, Limit, PolicyKind, Recommendation, Resolved, ScaleEvent, SelectPolicy,
+    legacy_rules, legacy_stabilize,
 };
 use super::replicas::{self, MetricError, PodState, Proposal, Tolerance};
 
@@ -39,6 +40,63 @@ pub struct HpaSpec {
     pub max_replicas: i32,
     /// `behavior`; `None` takes the legacy path.
     pub behavior: Option<Behavior>,
+}
+
+impl HpaSpec {
+    /// The spec and the controller's settings in words, for reports and the terminal: `1 to 4
+    /// replicas; up: at once, by at most 4 pods or 100 % per 15 s, whichever allows more; …`.
+    #[must_use]
+    pub fn describe(&self, controller: &ControllerConfig) -> String {
+        let tolerance = format!(
+            "the metric may be {} % off its target before anything moves; a sync every {} s",
+            (controller.tolerance * 1000.0).round() / 10.0,
+            controller.sync_period_seconds
+        );
+        let Some(behavior) = &self.behavior else {
+            return format!(
+                "{} to {} replicas; no behavior: up at once by at most double (at least 4), down \
+                 to the highest recommendation of the last {} s; {tolerance}",
+                self.min_replicas, self.max_replicas, controller.downscale_stabilization_seconds
+            );
+        };
+        let (up, down) = behavior.resolve(controller.downscale_stabilization_seconds);
+        format!(
+            "{} to {} replicas; up: {}; down: {}; {tolerance}",
+            self.min_replicas,
+            self.max_replicas,
+            describe_rules(&up, "lowest"),
+            describe_rules(&down, "highest"),
+        )
+    }
+}
+
+/// One direction's resolved rules in words; `kept` is the recommendation its window keeps.
+fn describe_rules(rules: &Resolved, kept: &str) -> String {
+    if rules.select == SelectPolicy::Disabled {
+        return "never".to_owned();
+    }
+    let window = if rules.window_seconds > 0.0 {
+        format!(
+            "to the {kept} recommendation of the last {} s",
+            rules.window_seconds
+        )
+    } else {
+        "at once".to_owned()
+    };
+    let policies: Vec<String> = rules
+        .policies
+        .iter()
+        .map(|p| match p.kind {
+            PolicyKind::Pods => format!("{} pods per {} s", p.value, p.period_seconds),
+            PolicyKind::Percent => format!("{} % per {} s", p.value, p.period_seconds),
+        })
+        .collect();
+    let which = match (policies.len(), rules.select) {
+        (0 | 1, _) => "",
+        (_, SelectPolicy::Min) => ", whichever allows less",
+        _ => ", whichever allows more",
+    };
+    format!("{window}, by at most {}{which}", policies.join(" or "))
 }
 
 /// The target's scale subresource.
@@ -427,6 +485,33 @@ fn failure_reason(metric: &Observation) -> String {
 mod tests {
     use super::*;
     use crate::hpa::replicas::Phase;
+
+    #[test]
+    fn specs_read_in_words() {
+        let behavior: Behavior =
+            serde_json::from_str(r#"{"scaleDown": {"stabilizationWindowSeconds": 30}}"#).unwrap();
+        let spec = HpaSpec {
+            min_replicas: 1,
+            max_replicas: 4,
+            behavior: Some(behavior),
+        };
+        assert_eq!(
+            spec.describe(&ControllerConfig::default()),
+            "1 to 4 replicas; up: at once, by at most 4 pods per 15 s or 100 % per 15 s, \
+             whichever allows more; down: to the highest recommendation of the last 30 s, by at \
+             most 100 % per 15 s; the metric may be 10 % off its target before anything moves; \
+             a sync every 15 s"
+        );
+        let legacy = HpaSpec {
+            behavior: None,
+            ..spec
+        };
+        assert!(
+            legacy
+                .describe(&ControllerConfig::default())
+                .contains("no behavior: up at once by at most double (at least 4), down to the highest recommendation of the last 300 s")
+        );
+    }
 
     fn object(usage_milli: i64, replicas: i32) -> Observation {
         Observation::Value {

@@ -1,0 +1,220 @@
+//! The report's charts: one SVG of panels stacked over one time axis, drawn with plotters, so
+//! that load, frame time, duty, score and replicas line up second by second. Each panel has a
+//! value axis with ticks and its unit, the shared time axis is labelled under the last one, and
+//! a target is a dashed line with its value written on it.
+//!
+//! A missing value is a gap in its line, never a 0.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Height of one panel's plot, pixels.
+const PANEL_HEIGHT: u32 = 165;
+/// Height of the time axis under the last panel, pixels.
+const AXIS_HEIGHT: u32 = 42;
+/// Width of the whole chart, pixels.
+pub(super) const WIDTH: u32 = 900;
+
+/// One line of a panel.
+pub(super) struct Line {
+    /// Its name in the legend (a panel with one line has none).
+    pub label: &'static str,
+    /// `(seconds, value)`; `None` is a gap.
+    pub points: Vec<(f64, Option<f64>)>,
+    /// Its colour.
+    pub color: RGBColor,
+    /// Whether the values are drawn as dots (a value taken now and then) instead of a line.
+    pub dots: bool,
+}
+
+/// One panel: a title, the unit of its value axis, its lines and its target.
+pub(super) struct Panel {
+    /// Title over the panel.
+    pub title: String,
+    /// The value axis' label.
+    pub unit: &'static str,
+    /// What it draws.
+    pub lines: Vec<Line>,
+    /// A dashed horizontal line and its label, e.g. `(32.0, "target 32 ms")`.
+    pub target: Option<(f64, String)>,
+}
+
+/// The SVG of `panels` over `0..t_max` seconds.
+pub(super) fn svg(panels: &[Panel], t_max: f64) -> Result<String, String> {
+    let mut out = String::new();
+    let count = u32::try_from(panels.len()).map_err(|e| e.to_string())?;
+    let height = count * PANEL_HEIGHT + AXIS_HEIGHT;
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let breaks: Vec<u32> = (1..count).map(|i| i * PANEL_HEIGHT).collect();
+        let areas = root.split_by_breakpoints::<u32, u32, _, _>([], breaks);
+        let t_max = t_max.max(1.0);
+        for (i, (panel, area)) in panels.iter().zip(&areas).enumerate() {
+            draw_panel(panel, area, t_max, i + 1 == panels.len()).map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+fn draw_panel(
+    panel: &Panel,
+    area: &DrawingArea<SVGBackend, Shift>,
+    t_max: f64,
+    last: bool,
+) -> DrawResult {
+    let y_max = panel
+        .lines
+        .iter()
+        .flat_map(|line| line.points.iter().filter_map(|(_, v)| *v))
+        .chain(panel.target.as_ref().map(|(v, _)| *v))
+        .fold(0.0_f64, f64::max);
+    // Head room over the highest value, more where a legend sits in the upper left corner.
+    let room = if panel.lines.len() > 1 { 1.5 } else { 1.15 };
+    let y_max = if y_max > 0.0 { y_max * room } else { 1.0 };
+    // Past two minutes the time axis counts minutes, so its ticks fall on whole half minutes.
+    let minutes = t_max >= 120.0;
+    let x = |t: f64| if minutes { t / 60.0 } else { t };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 15))
+        .margin_left(8)
+        .margin_right(24)
+        .margin_top(4)
+        .x_label_area_size(if last { AXIS_HEIGHT } else { 8 })
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..x(t_max), 0.0..y_max)?;
+    let clock = |x: &f64| clock(if minutes { x * 60.0 } else { *x }, t_max);
+    let hide = |_: &f64| String::new();
+    let value = |v: &f64| tick(*v);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_labels(12)
+        .y_labels(5)
+        .y_desc(panel.unit)
+        .y_label_formatter(&value)
+        .max_light_lines(1)
+        .light_line_style(RGBColor(242, 242, 242))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .label_style(("sans-serif", 12));
+    if last {
+        mesh.x_desc(time_unit(t_max)).x_label_formatter(&clock);
+    } else {
+        mesh.x_label_formatter(&hide);
+    }
+    mesh.draw()?;
+
+    if let Some((target, label)) = &panel.target {
+        let grey = RGBColor(110, 110, 110);
+        chart.draw_series(DashedLineSeries::new(
+            [(0.0, *target), (x(t_max), *target)],
+            6,
+            4,
+            grey.stroke_width(1),
+        ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.clone(),
+            (x(t_max) * 0.995, *target),
+            ("sans-serif", 12)
+                .into_font()
+                .color(&grey)
+                .pos(Pos::new(HPos::Right, VPos::Bottom)),
+        )))?;
+    }
+    for line in &panel.lines {
+        let style = line.color.stroke_width(2);
+        let mut drawn = false;
+        if line.dots {
+            let dots = line
+                .points
+                .iter()
+                .filter_map(|(t, v)| Some(Circle::new((x(*t), (*v)?), 3, line.color.filled())));
+            chart
+                .draw_series(dots)?
+                .label(line.label)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 3, line.color.filled()));
+            continue;
+        }
+        for run in line
+            .points
+            .split(|(_, v)| v.is_none())
+            .filter(|r| !r.is_empty())
+        {
+            let points = run.iter().filter_map(|(t, v)| Some((x(*t), (*v)?)));
+            // A lone value between two gaps is a dot: a line of one point would not show.
+            let series = if run.len() == 1 {
+                chart.draw_series(points.map(|p| Circle::new(p, 2, line.color.filled())))?
+            } else {
+                chart.draw_series(LineSeries::new(points, style))?
+            };
+            if !drawn {
+                series
+                    .label(line.label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+                drawn = true;
+            }
+        }
+    }
+    if panel.lines.len() > 1 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 12))
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// The time axis' label: minutes and seconds past two minutes, seconds below.
+fn time_unit(t_max: f64) -> &'static str {
+    if t_max >= 120.0 {
+        "time since the start (min:s)"
+    } else {
+        "time since the start (s)"
+    }
+}
+
+/// A time tick: `m:ss` past two minutes, whole seconds below.
+fn clock(t: f64, t_max: f64) -> String {
+    if t_max >= 120.0 {
+        let seconds = t.round() as u64;
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    } else {
+        format!("{t:.0}")
+    }
+}
+
+/// A value tick: at most three significant decimals, no trailing zeros.
+pub(super) fn tick(value: f64) -> String {
+    let text = if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(0.1 + 0.2), "0.3");
+        assert_eq!(tick(12.26), "12.3");
+        assert_eq!(tick(150.0), "150");
+        assert_eq!(clock(90.0, 300.0), "1:30");
+        assert_eq!(clock(45.0, 60.0), "45");
+    }
+}
