@@ -452,7 +452,12 @@ impl Readiness {
 
 /// `/livez`, `/readyz` and the adapter's own `/metrics`.
 fn admin_router(telemetry: Arc<Telemetry>, readiness: Readiness) -> Router {
+    let readiness = Arc::new(readiness);
+    let for_metrics = readiness.clone();
     let metrics = get(move || {
+        let ready = for_metrics.check().0 == StatusCode::OK;
+        let synced = for_metrics.cluster.as_ref().map(|c| c.is_synced());
+        telemetry.readiness(ready, synced);
         let text = telemetry.render();
         async move {
             (
@@ -461,7 +466,6 @@ fn admin_router(telemetry: Arc<Telemetry>, readiness: Readiness) -> Router {
             )
         }
     });
-    let readiness = Arc::new(readiness);
     let readyz = get(move || {
         let answer = readiness.check();
         async move { answer }

@@ -11,6 +11,8 @@
 //! | `framescale_adapter_served_data_age_seconds` | gauge | age of the oldest value in the last answer with values |
 //! | `framescale_adapter_exporters{state="scraped"\|"failing"}` | gauge | direct backend: exporters scraped in the last round, and of those the failing |
 //! | `framescale_adapter_scrape_round_duration_seconds` | gauge | direct backend: time of the last round (every exporter at once) |
+//! | `framescale_adapter_ready` | gauge | 1 when `/readyz` answers 200, 0 while it answers 503 (read at each scrape) |
+//! | `framescale_adapter_watches_synced` | gauge | 1 once the watches of pods and Deployments have listed, 0 before; only when the adapter watches the Kubernetes API |
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
@@ -90,6 +92,8 @@ pub struct Telemetry {
     scrape_round: Gauge<f64, AtomicU64>,
     connections: Gauge,
     connections_refused: Counter,
+    ready: Gauge,
+    watches_synced: Family<Vec<(String, String)>, Gauge>,
     last_auth_log: Mutex<Option<(Instant, u64)>>,
 }
 
@@ -160,8 +164,22 @@ impl Default for Telemetry {
             "HTTPS connections closed at once: --max-connections were open",
             connections_refused.clone(),
         );
+        let ready = Gauge::default();
+        let watches_synced = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "framescale_adapter_ready",
+            "1 when /readyz answers 200, 0 while it answers 503",
+            ready.clone(),
+        );
+        registry.register(
+            "framescale_adapter_watches_synced",
+            "1 once the watches of pods and Deployments have listed from the Kubernetes API, 0 before",
+            watches_synced.clone(),
+        );
         Telemetry {
             registry,
+            ready,
+            watches_synced,
             connections,
             connections_refused,
             exporters,
@@ -259,6 +277,17 @@ impl Telemetry {
     /// Notes the age of the oldest value just served.
     pub fn served_age(&self, age: Duration) {
         self.data_age.set(age.as_secs_f64());
+    }
+
+    /// Notes whether the adapter is ready, and whether its watches of the Kubernetes API have
+    /// listed (`None`: it does not watch).
+    pub fn readiness(&self, ready: bool, watches_synced: Option<bool>) {
+        self.ready.set(i64::from(ready));
+        if let Some(synced) = watches_synced {
+            self.watches_synced
+                .get_or_create(&Vec::new())
+                .set(i64::from(synced));
+        }
     }
 
     /// The OpenMetrics text ([`CONTENT_TYPE`]).

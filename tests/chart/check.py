@@ -33,7 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CHART = os.path.join(ROOT, "charts", "framescale")
 NAMESPACE = "framescale"
 # Kinds Kubernetes does not define: checked by hand below, not against its schemas.
-CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "Issuer", "Certificate"}
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "Issuer", "Certificate", "PrometheusRule"}
+DASHBOARDS = os.path.join(CHART, "files", "dashboards")
+RULES = os.path.join(CHART, "files", "alerts", "framescale.rules.yml")
 
 DCGM = {"metrics": {"gpu": {"series": "DCGM_FI_PROF_SM_ACTIVE", "scale": 100, "window": "1s"}}}
 
@@ -53,7 +55,9 @@ COMBINATIONS = {
         "exporter": {"deviceSource": "cpu"},
     },
     "the two raw metrics": {"worker": {"hpa": {"metrics": "raw"}}},
-    "Prometheus Operator monitors, JSON logs": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}, "logFormat": "json"},
+    "Prometheus Operator monitors and rules, JSON logs, dashboards in Grafana's namespace": {
+        "serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+        "logFormat": "json", "dashboards": {"namespace": "monitoring"}},
     "Kubernetes 1.20 (autoscaling/v2beta2)": {"worker": {"hpa": {"apiVersion": "autoscaling/v2beta2"}}},
 }
 
@@ -212,7 +216,32 @@ def check_combination(chart, name, values, framescale):
         check([f"--state-dir={m['mountPath']}" for m in writable] == state_flags,
               f"{name}: the exporter's --state-dir is its one writable mount")
         check(ds["containers"][0]["securityContext"]["capabilities"]["drop"] == ["ALL"], f"{name}: the exporter drops every capability")
+    check_dashboards_and_rules(name, values, by_kind)
     print(f"  {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+
+
+def check_dashboards_and_rules(name, values, by_kind):
+    """Each dashboard file is one ConfigMap for Grafana's sidecar, its JSON byte for byte; the
+    PrometheusRule holds the plain rules file's groups."""
+    maps = [c for c in by_kind.get("ConfigMap", []) if c["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboards"]
+    files = sorted(os.listdir(DASHBOARDS))
+    enabled = values.get("dashboards", {}).get("enabled", True)
+    check(len(maps) == (len(files) if enabled else 0), f"{name}: a ConfigMap per dashboard ({len(maps)} of {len(files)})")
+    namespace = values.get("dashboards", {}).get("namespace") or NAMESPACE
+    for cm in maps:
+        check(cm["metadata"]["labels"].get("grafana_dashboard") == "1", f"{name}: {cm['metadata']['name']} has the sidecar's label")
+        check(cm["metadata"]["namespace"] == namespace, f"{name}: {cm['metadata']['name']} is in {namespace}")
+        (key, text), = cm["data"].items()
+        source = key.removeprefix("framescale-")
+        with open(os.path.join(DASHBOARDS, source), encoding="utf-8") as f:
+            check(text == f.read().rstrip("\n"), f"{name}: {cm['metadata']['name']} holds {source} as it is")
+        json.loads(text)
+    rules = by_kind.get("PrometheusRule", [])
+    enabled = values.get("prometheusRule", {}).get("enabled", False)
+    check(len(rules) == (1 if enabled else 0), f"{name}: a PrometheusRule only when asked for")
+    for rule in rules:
+        with open(RULES, encoding="utf-8") as f:
+            check(rule["spec"]["groups"] == yaml.safe_load(f)["groups"], f"{name}: the PrometheusRule holds the rules file's groups")
 
 
 def main():
