@@ -2,6 +2,7 @@
 
 mod adapter_cmd;
 mod demo;
+mod doctor;
 mod exporter_cmd;
 mod loadgen_cmd;
 mod logging;
@@ -35,8 +36,10 @@ enum Command {
     Loadgen(loadgen_cmd::LoadgenArgs),
     /// Run the whole loop on this machine: workers, exporter, adapter, a local HPA and load; writes a report.
     Demo(demo::DemoArgs),
-    /// Run the HPA model offline: check HPA test vectors.
+    /// Run the HPA model offline: check HPA test vectors, simulate a load profile or replay a trace.
     Simulate(simulate_cmd::SimulateArgs),
+    /// Say why an HPA on framescale's metrics does or does not scale: reads it, the APIServices, its metrics and pods.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => loadgen_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
