@@ -21,7 +21,7 @@ pub struct AdapterArgs {
         default_value = "0.0.0.0:6443"
     )]
     listen: SocketAddr,
-    /// Plain-HTTP address of /livez and /readyz.
+    /// Plain-HTTP address of /livez, /readyz and the adapter's own /metrics.
     #[arg(
         long,
         env = "FRAMESCALE_ADAPTER_ADMIN_LISTEN",

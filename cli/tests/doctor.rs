@@ -180,7 +180,7 @@ fn healthy() -> Answers {
         DISCOVERY.into(),
         (200, json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "custom.metrics.k8s.io/v1beta2", "resources": [
             {"name": "pods/render_frame_duration_ms", "singularName": "", "namespaced": true, "kind": "MetricValueList", "verbs": ["get"]},
-            {"name": "pods/render_gpu_duty_cycle_pct", "singularName": "", "namespaced": true, "kind": "MetricValueList", "verbs": ["get"]},
+            {"name": "pods/nvidia_gpu_duty_cycle", "singularName": "", "namespaced": true, "kind": "MetricValueList", "verbs": ["get"]},
             {"name": "pods/render_scaling_score", "singularName": "", "namespaced": true, "kind": "MetricValueList", "verbs": ["get"]}]})),
     );
     answers.insert(
@@ -405,7 +405,7 @@ fn a_metric_the_adapter_does_not_serve() {
     let (ok, stdout, _) = doctor(answers);
     assert!(!ok);
     assert!(
-        line(&stdout, "metric render_frametime").contains("the adapter does not serve render_frametime; it serves render_frame_duration_ms, render_gpu_duty_cycle_pct, render_scaling_score"),
+        line(&stdout, "metric render_frametime").contains("the adapter does not serve render_frametime; it serves nvidia_gpu_duty_cycle, render_frame_duration_ms, render_scaling_score"),
         "{stdout}"
     );
 }
