@@ -146,8 +146,13 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         })
         .count();
     let peak = rows.iter().map(|r| r.replicas).max().unwrap_or(0);
+    let over = rows
+        .iter()
+        .filter(|r| r.p95_ms.is_some_and(|p| p > config.score.frame_target_ms))
+        .count();
+    let replica_minutes = rows.iter().map(|r| f64::from(r.replicas)).sum::<f64>() / 60.0;
     notes.push(format!(
-        "{} s simulated, {changes} rescale(s), up to {peak} replicas",
+        "{} s simulated, {changes} rescale(s), up to {peak} replicas; mean P95 over its target for {over} s; {replica_minutes:.1} replica-minutes",
         rows.len()
     ));
     let report = Report {
