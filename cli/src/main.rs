@@ -8,6 +8,7 @@ mod loadgen_cmd;
 mod logging;
 mod shutdown;
 mod simulate_cmd;
+mod tune_cmd;
 mod worker_cmd;
 
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the HPA model offline: check HPA test vectors, simulate a load profile or replay a trace.
     Simulate(simulate_cmd::SimulateArgs),
+    /// Compare scaling policies (fused score, P95 only, duty only, both, CPU) on the same load through a per-frame worker model.
+    Tune(tune_cmd::TuneArgs),
     /// Say why an HPA on framescale's metrics does or does not scale: reads it, the APIServices, its metrics and pods.
     Doctor(doctor::DoctorArgs),
 }
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate_cmd::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Tune(args) => tune_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,12 +44,22 @@ pub struct SimulateArgs {
     /// Load model: how long a new pod is Pending, without load or metrics.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     startup: Duration,
+    #[command(flatten)]
+    hpa: HpaFlags,
+    /// Where report.csv and report.html are written.
+    #[arg(long, default_value = "framescale-simulation")]
+    report_dir: PathBuf,
+}
+
+/// The HPA's and the score's settings, shared by `simulate` and `tune`.
+#[derive(Debug, Args)]
+pub struct HpaFlags {
     /// The adapter's metrics file (YAML) for the score's targets, weights, holds and max age; default: ARCHITECTURE.md's.
     #[arg(long, value_name = "FILE")]
     metrics_config: Option<PathBuf>,
     /// An HPA manifest (YAML) whose minReplicas, maxReplicas and behavior replace the flags below.
-    #[arg(long, value_name = "FILE")]
-    hpa: Option<PathBuf>,
+    #[arg(long = "hpa", value_name = "FILE")]
+    manifest: Option<PathBuf>,
     /// Fewest replicas.
     #[arg(long, default_value_t = 1)]
     min_replicas: i32,
@@ -65,9 +75,43 @@ pub struct SimulateArgs {
     /// The HPA's tolerance.
     #[arg(long, default_value_t = 0.1)]
     tolerance: f64,
-    /// Where report.csv and report.html are written.
-    #[arg(long, default_value = "framescale-simulation")]
-    report_dir: PathBuf,
+}
+
+impl HpaFlags {
+    /// The metrics file, or the defaults.
+    pub fn metrics(&self) -> anyhow::Result<MetricsConfig> {
+        match &self.metrics_config {
+            Some(path) => MetricsConfig::load(path)
+                .with_context(|| format!("--metrics-config {}", path.display())),
+            None => MetricsConfig::parse("").map_err(anyhow::Error::msg),
+        }
+    }
+
+    /// The HPA, the controller and the score, for a run of `duration`.
+    pub fn simulation_config(&self, duration: Duration) -> anyhow::Result<SimulationConfig> {
+        let score = self.metrics()?;
+        let spec = match &self.manifest {
+            Some(path) => spec_from_manifest(path)?,
+            None => spec_from_flags(self.min_replicas, self.max_replicas, self.scale_down_window)?,
+        };
+        if self.sync_period < Duration::from_secs(1) {
+            bail!("--sync-period must be at least 1s");
+        }
+        if !(0.0..1.0).contains(&self.tolerance) {
+            bail!("--tolerance must be in [0, 1)");
+        }
+        Ok(SimulationConfig {
+            duration_s: duration.as_secs_f64(),
+            sync_period_s: self.sync_period.as_secs_f64(),
+            spec,
+            controller: ControllerConfig {
+                tolerance: self.tolerance,
+                sync_period_seconds: self.sync_period.as_secs_f64(),
+                ..ControllerConfig::default()
+            },
+            score: score.score,
+        })
+    }
 }
 
 /// Runs the simulation asked for.
@@ -81,29 +125,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
 
 #[allow(clippy::needless_pass_by_value)] // the flags are done with once the run starts
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let score = match &args.metrics_config {
-        Some(path) => MetricsConfig::load(path)
-            .with_context(|| format!("--metrics-config {}", path.display()))?,
-        None => MetricsConfig::parse("").map_err(anyhow::Error::msg)?,
-    };
-    let spec = match &args.hpa {
-        Some(path) => spec_from_manifest(path)?,
-        None => spec_from_flags(args.min_replicas, args.max_replicas, args.scale_down_window)?,
-    };
-    if args.sync_period < Duration::from_secs(1) {
-        bail!("--sync-period must be at least 1s");
-    }
-    let config = SimulationConfig {
-        duration_s: args.duration.as_secs_f64(),
-        sync_period_s: args.sync_period.as_secs_f64(),
-        spec,
-        controller: ControllerConfig {
-            tolerance: args.tolerance,
-            sync_period_seconds: args.sync_period.as_secs_f64(),
-            ..ControllerConfig::default()
-        },
-        score: score.score.clone(),
-    };
+    let max_age = args.hpa.metrics()?.max_age;
+    let config = args.hpa.simulation_config(args.duration)?;
     let mut notes = settings(&config);
     let rows = if let Some(text) = &args.profile {
         let profile = Profile::parse(text).context("--profile")?;
@@ -135,7 +158,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             path.display(),
             trace.len()
         ));
-        simulation::run_trace(&config, &trace, score.max_age.as_secs_f64())
+        simulation::run_trace(&config, &trace, max_age.as_secs_f64())
     };
     let changes = rows
         .iter()

@@ -10,6 +10,8 @@
     reason = "the JSON builders take what they embed"
 )]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -208,12 +210,7 @@ fn serve(runtime: &tokio::runtime::Runtime, answers: Answers) -> SocketAddr {
             }
         }
     });
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(async move { axum::serve(listener, app).await });
-    addr
+    support::apiserver::serve(runtime, app)
 }
 
 /// Runs `framescale doctor` against `answers`: (succeeded, stdout, stderr).

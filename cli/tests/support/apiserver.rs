@@ -86,6 +86,11 @@ pub fn fake_apiserver(
                 }
             }),
         );
+    serve(runtime, app)
+}
+
+/// Serves `app` on a free port of 127.0.0.1 from `runtime`; returns its address.
+pub fn serve(runtime: &tokio::runtime::Runtime, app: axum::Router) -> SocketAddr {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

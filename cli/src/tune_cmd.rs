@@ -1,0 +1,215 @@
+//! `framescale tune`: scaling policies side by side on the same load — framescale's fused
+//! score, P95 only, duty only, both as two metrics, and CPU utilization — through the
+//! per-frame worker model (`framescale_sim::frames`) and the HPA model, with one HPA behavior,
+//! replica bounds and sync period for all. Prints, per load profile, each policy's minutes with
+//! the users' P95 above the SLO, rejected frames, replica-hours, rescales and flapping.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use framescale_sim::compare::{self, Outcome, Policy};
+use framescale_sim::frames::WorkerModel;
+use framescale_worker::profile::Profile;
+
+use crate::simulate_cmd::HpaFlags;
+
+/// Flags of `framescale tune`.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// A load profile (frames/s: constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMP,PERIOD, csv:FILE); repeat for several. Default: a step, a ramp, a sine and bursts, sized to the model.
+    #[arg(long)]
+    profile: Vec<String>,
+    /// Time simulated per profile.
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Seed of the arrivals and render times: a run is the same for the same seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The latency (queue + render) users accept, ms, as a P95 per minute; default: 5 × --render-ms.
+    #[arg(long)]
+    slo_ms: Option<f64>,
+    /// Model: median render time of a frame alone on an idle device, ms.
+    #[arg(long, default_value_t = 20.0)]
+    render_ms: f64,
+    /// Model: spread of render times (sigma of a log-normal; 0: all alike).
+    #[arg(long, default_value_t = 0.2)]
+    render_sigma: f64,
+    /// Model: frames a pod renders at once.
+    #[arg(long, default_value_t = 1)]
+    slots: usize,
+    /// Model: frames a pod queues beyond its slots (rejected beyond).
+    #[arg(long, default_value_t = 4)]
+    queue: usize,
+    /// Model: frames the device runs at full speed at once (more share it).
+    #[arg(long, default_value_t = 1.0)]
+    parallelism: f64,
+    /// Model: how long a new pod is Pending.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    startup: Duration,
+    /// Model: the exporter's window for the P95.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Model: CPU utilization per unit of device duty (0.3: a GPU render feeding its device; 1: the CPU renders, as the demo's worker).
+    #[arg(long, default_value_t = 0.3)]
+    cpu_share: f64,
+    /// Target of the CPU utilization policy, percent.
+    #[arg(long, default_value_t = 70.0)]
+    cpu_target_pct: f64,
+    #[command(flatten)]
+    hpa: HpaFlags,
+}
+
+/// Runs every policy on every profile and prints the tables.
+#[allow(clippy::needless_pass_by_value)] // every subcommand's run takes its flags by value
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let model = WorkerModel {
+        render_ms: args.render_ms,
+        render_sigma: args.render_sigma,
+        slots: args.slots,
+        queue: args.queue,
+        parallelism: args.parallelism,
+        startup_s: args.startup.as_secs_f64(),
+        window_s: args.window.as_secs_f64(),
+        cpu_share: args.cpu_share,
+    };
+    validate(&args, &model)?;
+    let config = args.hpa.simulation_config(args.duration)?;
+    let slo_ms = args.slo_ms.unwrap_or(5.0 * model.render_ms);
+    let mut policies = Policy::standard(&config.score);
+    if let Some(Policy::Cpu(target)) = policies.last_mut() {
+        *target = args.cpu_target_pct;
+    }
+    let profiles = profiles(&args, &model)?;
+    println!("HPA: {}", config.spec.describe(&config.controller));
+    println!("{}", config.score.describe());
+    println!(
+        "model: {} ms frames (sigma {}), {} slot(s) and {} queue places per pod, {} at full speed, {} to start, CPU {} × duty; SLO: P95 latency {slo_ms} ms; seed {}",
+        model.render_ms,
+        model.render_sigma,
+        model.slots,
+        model.queue,
+        model.parallelism,
+        humantime::format_duration(args.startup),
+        model.cpu_share,
+        args.seed
+    );
+    let duration = config.duration_s;
+    for profile in &profiles {
+        println!(
+            "\nload: {profile} over {}",
+            humantime::format_duration(args.duration)
+        );
+        let outcomes: Vec<Outcome> = policies
+            .iter()
+            .map(|policy| {
+                compare::run(
+                    policy,
+                    &model,
+                    &config,
+                    &|t| profile.rate_at(t, duration),
+                    slo_ms,
+                    args.seed,
+                )
+            })
+            .collect();
+        print!("{}", table(&outcomes));
+    }
+    Ok(())
+}
+
+fn validate(args: &TuneArgs, model: &WorkerModel) -> anyhow::Result<()> {
+    if !(model.render_ms > 0.0 && model.parallelism > 0.0 && model.slots > 0) {
+        bail!("--render-ms, --parallelism and --slots must be above 0");
+    }
+    if !(model.render_sigma >= 0.0 && model.cpu_share >= 0.0) {
+        bail!("--render-sigma and --cpu-share must be 0 or more");
+    }
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if args.slo_ms.is_some_and(|s| !positive(s)) || !positive(args.cpu_target_pct) {
+        bail!("--slo-ms and --cpu-target-pct must be above 0");
+    }
+    if args.duration < Duration::from_mins(1) {
+        bail!("--duration must be at least 1m");
+    }
+    Ok(())
+}
+
+/// The profiles asked for, or the standard four sized to one pod's capacity.
+fn profiles(args: &TuneArgs, model: &WorkerModel) -> anyhow::Result<Vec<Profile>> {
+    if !args.profile.is_empty() {
+        return args
+            .profile
+            .iter()
+            .map(|p| Profile::parse(p).with_context(|| format!("--profile {p}")))
+            .collect();
+    }
+    let capacity = model.parallelism * 1000.0 / model.render_ms;
+    let seconds = args.duration.as_secs_f64();
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    let cycles = (seconds / 240.0).ceil() as u32;
+    let bursts = (0..cycles)
+        .map(|i| f64::from(i) * 240.0)
+        .flat_map(|t| {
+            [
+                (t, 0.5 * capacity),
+                (t + 119.0, 0.5 * capacity),
+                (t + 120.0, 4.0 * capacity),
+                (t + 179.0, 4.0 * capacity),
+                (t + 180.0, 0.5 * capacity),
+            ]
+        })
+        .map(|(t, r)| (t, round(r)))
+        .collect();
+    Ok(vec![
+        Profile::Step {
+            low: round(0.5 * capacity),
+            high: round(6.0 * capacity),
+            at: (0.1 * seconds).round(),
+            until: Some((0.5 * seconds).round()),
+        },
+        Profile::Ramp {
+            from: round(0.5 * capacity),
+            to: round(8.0 * capacity),
+        },
+        Profile::Sine {
+            mean: round(4.0 * capacity),
+            amplitude: round(3.5 * capacity),
+            period: (seconds / 2.0).round(),
+        },
+        Profile::Points(bursts),
+    ])
+}
+
+/// One line per policy.
+fn table(outcomes: &[Outcome]) -> String {
+    let width = outcomes
+        .iter()
+        .map(|o| o.policy.chars().count())
+        .max()
+        .unwrap_or(6);
+    let mut out = format!(
+        "  {:<width$}  {:>11}  {:>16}  {:>13}  {:>8}  {:>12}\n",
+        "policy", "SLO minutes", "rejected frames", "replica-hours", "rescales", "flaps/10 min"
+    );
+    for o in outcomes {
+        let share = if o.frames == 0 {
+            0.0
+        } else {
+            100.0 * o.rejected as f64 / o.frames as f64
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>11}  {:>8} {:>6.2} %  {:>13.2}  {:>8}  {:>12.2}",
+            o.policy,
+            o.slo_minutes,
+            o.rejected,
+            share,
+            o.replica_hours,
+            o.scale_events,
+            o.flaps_per_10_min
+        );
+    }
+    out
+}

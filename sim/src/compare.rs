@@ -1,0 +1,476 @@
+//! Scaling policies side by side on the same load, through the per-frame worker model
+//! ([`crate::frames`]) and the HPA model: what each costs (replica-hours) and what users feel
+//! (minutes with the P95 of their frames' latency above the SLO, rejected frames), with the
+//! same HPA behavior, replica bounds and sync period for all.
+//!
+//! A policy is what the HPA is given to scale on:
+//!
+//! - **fused**: framescale's score (`render_scaling_score`, target 1), with its holds and boost;
+//! - **frame only**: one Pods metric, the P95 frame time against its target;
+//! - **GPU only**: one Pods metric, the device duty against its target;
+//! - **two metrics**: both Pods metrics (the HPA takes the larger proposal);
+//! - **CPU**: CPU utilization against `averageUtilization` (a Resource metric; with equal
+//!   requests per pod its ratio is the pods' mean utilization over the target, computed here as
+//!   a Pods average).
+
+use std::collections::BTreeMap;
+
+use crate::frames::{Felt, Pod, PodReading, Rng, WorkerModel, work};
+use crate::hpa::controller::{Controller, Observation, Scale};
+use crate::hpa::replicas::{Phase, PodState};
+use crate::report::Row;
+use crate::simulation::SimulationConfig;
+use framescale_core::metrics::custom;
+use framescale_core::quantity;
+use framescale_core::score::{HoldTracker, ScoreConfig, Signals, score};
+
+/// What the HPA scales on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// framescale's fused score with these settings.
+    Fused(ScoreConfig),
+    /// The P95 frame time, target in ms.
+    FrameOnly(f64),
+    /// The device duty, target in percent.
+    GpuOnly(f64),
+    /// Both: (frame target ms, duty target percent).
+    TwoMetrics(f64, f64),
+    /// CPU utilization, target in percent.
+    Cpu(f64),
+}
+
+impl Policy {
+    /// The five policies with the targets of contract 3 and CPU at 70 %.
+    #[must_use]
+    pub fn standard(score: &ScoreConfig) -> Vec<Policy> {
+        vec![
+            Policy::Fused(score.clone()),
+            Policy::FrameOnly(score.frame_target_ms),
+            Policy::GpuOnly(score.gpu_target_pct),
+            Policy::TwoMetrics(score.frame_target_ms, score.gpu_target_pct),
+            Policy::Cpu(70.0),
+        ]
+    }
+
+    /// A short name for tables.
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self {
+            Policy::Fused(_) => "fused score".into(),
+            Policy::FrameOnly(t) => format!("P95 only ({t} ms)"),
+            Policy::GpuOnly(t) => format!("duty only ({t} %)"),
+            Policy::TwoMetrics(f, g) => format!("P95 and duty ({f} ms, {g} %)"),
+            Policy::Cpu(t) => format!("CPU utilization ({t} %)"),
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The policy's name.
+    pub policy: String,
+    /// Minutes in which the P95 of the frames' latency (queue + render; a rejected frame counts
+    /// as too slow) was above the SLO.
+    pub slo_minutes: u32,
+    /// Frames that arrived.
+    pub frames: u64,
+    /// Frames rejected (a full pod, no Ready pod, or lost with a removed pod).
+    pub rejected: u64,
+    /// Replica-hours, Pending pods included.
+    pub replica_hours: f64,
+    /// Rescales.
+    pub scale_events: u32,
+    /// Rescales whose direction differs from the one before, per 10 minutes.
+    pub flaps_per_10_min: f64,
+    /// One row per second, for the report.
+    pub rows: Vec<Row>,
+}
+
+/// The per-pod state a policy keeps between seconds.
+struct Scaled {
+    pod: Pod,
+    tracker: HoldTracker,
+    reading: Option<PodReading>,
+}
+
+/// Runs `policy` over `rate(t)` frames per second for `config.duration_s`; `slo_ms` is the
+/// latency users accept. Deterministic for `seed`.
+pub fn run(
+    policy: &Policy,
+    model: &WorkerModel,
+    config: &SimulationConfig,
+    rate: &dyn Fn(f64) -> f64,
+    slo_ms: f64,
+    seed: u64,
+) -> Outcome {
+    let mut rng = Rng::new(seed);
+    let mut controller = Controller::new(config.controller);
+    let mut pods: Vec<Scaled> = Vec::new();
+    let mut started = 0_u32;
+    let mut add = |pods: &mut Vec<Scaled>, ready_at: f64| {
+        pods.push(Scaled {
+            pod: Pod::new(format!("pod-{started}"), ready_at),
+            tracker: HoldTracker::default(),
+            reading: None,
+        });
+        started += 1;
+    };
+    for _ in 0..config.spec.min_replicas {
+        add(&mut pods, 0.0);
+    }
+    let mut felt = Felt::default();
+    let (mut frames, mut replica_seconds) = (0_u64, 0.0);
+    let (mut scale_events, mut flaps, mut last_direction) = (0, 0, 0_i32);
+    let mut rows = Vec::new();
+    let mut next_arrival = 0.0;
+    let mut next_sync = config.sync_period_s;
+    let mut t = 0.0;
+    while t < config.duration_s {
+        let offered = rate(t);
+        frames += offer(
+            &mut pods,
+            model,
+            &mut rng,
+            &mut felt,
+            t,
+            offered,
+            &mut next_arrival,
+        );
+        let now = t + 1.0;
+        let (p95s, duties, values) = observe(&mut pods, model, policy, now, &mut felt);
+        replica_seconds += pods.len() as f64;
+        let mut row = Row {
+            t: now,
+            offered_rate: Some(offered),
+            replicas: pods.len() as u32,
+            p95_ms: mean(&p95s),
+            duty_pct: mean(&duties),
+            score: mean(&values),
+            ..Row::default()
+        };
+        if now >= next_sync {
+            next_sync += config.sync_period_s;
+            let replicas = i32::try_from(pods.len()).unwrap_or(i32::MAX);
+            let decision = controller.sync(
+                now,
+                &config.spec,
+                Scale {
+                    spec_replicas: replicas,
+                    status_replicas: replicas,
+                },
+                &observations(policy, &pods),
+            );
+            row.desired = Some(decision.desired as u32);
+            if decision.rescale {
+                scale_events += 1;
+                let direction = (decision.desired - replicas).signum();
+                if last_direction != 0 && direction != last_direction {
+                    flaps += 1;
+                }
+                last_direction = direction;
+                row.decision = Some(format!(
+                    "{replicas} → {}: {}",
+                    decision.desired, decision.message
+                ));
+            } else {
+                row.decision = Some(format!("keep {replicas}: {}", decision.message));
+            }
+            while pods.len() < decision.desired as usize {
+                add(&mut pods, now + model.startup_s);
+            }
+            for removed in pods.drain((decision.desired as usize).min(pods.len())..) {
+                for arrived in removed.pod.held() {
+                    felt.reject(arrived);
+                }
+            }
+        }
+        rows.push(row);
+        t = now;
+    }
+    Outcome {
+        policy: policy.name(),
+        slo_minutes: felt.minutes_over(slo_ms),
+        frames,
+        rejected: felt.rejected,
+        replica_hours: replica_seconds / 3600.0,
+        scale_events,
+        flaps_per_10_min: f64::from(flaps) / (config.duration_s / 600.0),
+        rows,
+    }
+}
+
+/// The frames arriving in `[t, t + 1)`, Poisson at `offered` per second, each sent to a Ready
+/// pod at random (or rejected when none is); returns how many arrived.
+fn offer(
+    pods: &mut [Scaled],
+    model: &WorkerModel,
+    rng: &mut Rng,
+    felt: &mut Felt,
+    t: f64,
+    offered: f64,
+    next_arrival: &mut f64,
+) -> u64 {
+    if offered <= 0.0 {
+        *next_arrival = t + 1.0;
+        return 0;
+    }
+    if *next_arrival < t {
+        *next_arrival = t + rng.exponential(1.0 / offered);
+    }
+    // The pods Ready during this second (a pod Ready mid-second takes frames from the next
+    // one), listed once: the Service's endpoints.
+    let ready: Vec<usize> = (0..pods.len())
+        .filter(|&i| pods[i].pod.ready_at <= t)
+        .collect();
+    let mut frames = 0;
+    while *next_arrival < t + 1.0 {
+        frames += 1;
+        if ready.is_empty() {
+            felt.reject(*next_arrival);
+        } else {
+            let i = ready[rng.below(ready.len())];
+            let w = work(model, rng);
+            pods[i].pod.arrive(model, *next_arrival, w, felt);
+        }
+        *next_arrival += rng.exponential(1.0 / offered);
+    }
+    frames
+}
+
+/// Advances every pod to `now` and reads it as the exporter would; the fused policy's hold
+/// trackers observe the readings. Returns the Ready pods' P95s, duties and scores.
+fn observe(
+    pods: &mut [Scaled],
+    model: &WorkerModel,
+    policy: &Policy,
+    now: f64,
+    felt: &mut Felt,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut p95s, mut duties, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for scaled in pods {
+        scaled.pod.advance(model, now, felt);
+        scaled.reading = (scaled.pod.ready_at <= now).then(|| scaled.pod.observe(model, now));
+        let Some(reading) = scaled.reading else {
+            continue;
+        };
+        p95s.extend(reading.p95_ms);
+        duties.push(reading.duty_pct);
+        if let Policy::Fused(config) = policy {
+            let signals = Signals {
+                p95_ms: reading.p95_ms,
+                duty_pct: Some(reading.duty_pct),
+            };
+            scaled
+                .tracker
+                .observe(config, signals, (now * 1000.0) as u64);
+            if let Some(s) = score(config, signals, scaled.tracker.holds(config)) {
+                values.push(s.value);
+            }
+        }
+    }
+    (p95s, duties, values)
+}
+
+/// What the HPA observes this sync, for `policy`.
+fn observations(policy: &Policy, pods: &[Scaled]) -> Vec<Observation> {
+    let states: Vec<PodState> = pods
+        .iter()
+        .map(|p| {
+            let ready = p.reading.is_some();
+            PodState {
+                name: p.pod.name.clone(),
+                phase: if ready {
+                    Phase::Running
+                } else {
+                    Phase::Pending
+                },
+                ready,
+                deleted: false,
+            }
+        })
+        .collect();
+    let pods_metric = |name: &str, target: f64, value: &dyn Fn(&Scaled) -> Option<f64>| {
+        let values_milli: BTreeMap<String, i64> = pods
+            .iter()
+            .filter_map(|p| Some((p.pod.name.clone(), quantity::to_milli(value(p)?).ok()?)))
+            .collect();
+        Observation::PodsAverageValue {
+            name: name.to_owned(),
+            target_milli: (target * 1000.0).round() as i64,
+            pods: states.clone(),
+            values_milli,
+        }
+    };
+    let frame = |target| pods_metric(custom::FRAME_DURATION_MS, target, &|p| p.reading?.p95_ms);
+    let duty = |target| {
+        pods_metric(custom::GPU_DUTY_CYCLE, target, &|p| {
+            Some(p.reading?.duty_pct)
+        })
+    };
+    match policy {
+        Policy::Fused(config) => vec![pods_metric(custom::SCALING_SCORE, 1.0, &|p| {
+            let reading = p.reading?;
+            let signals = Signals {
+                p95_ms: reading.p95_ms,
+                duty_pct: Some(reading.duty_pct),
+            };
+            score(config, signals, p.tracker.holds(config)).map(|s| s.value)
+        })],
+        Policy::FrameOnly(target) => vec![frame(*target)],
+        Policy::GpuOnly(target) => vec![duty(*target)],
+        Policy::TwoMetrics(f, g) => vec![frame(*f), duty(*g)],
+        Policy::Cpu(target) => vec![pods_metric("cpu", *target, &|p| Some(p.reading?.cpu_pct))],
+    }
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hpa::behavior::Behavior;
+    use crate::hpa::controller::{ControllerConfig, HpaSpec};
+
+    fn config(duration_s: f64) -> SimulationConfig {
+        let behavior: Behavior = serde_json::from_value(serde_json::json!({
+            "scaleDown": {"stabilizationWindowSeconds": 60}
+        }))
+        .unwrap();
+        SimulationConfig {
+            duration_s,
+            sync_period_s: 15.0,
+            spec: HpaSpec {
+                min_replicas: 1,
+                max_replicas: 10,
+                behavior: Some(behavior),
+            },
+            controller: ControllerConfig::default(),
+            score: ScoreConfig::default(),
+        }
+    }
+
+    fn step(t: f64) -> f64 {
+        if (120.0..600.0).contains(&t) {
+            150.0
+        } else {
+            10.0
+        }
+    }
+
+    #[test]
+    fn runs_are_deterministic_for_a_seed() {
+        let model = WorkerModel::default();
+        let policy = Policy::Fused(ScoreConfig::default());
+        let a = run(&policy, &model, &config(300.0), &step, 32.0, 3);
+        let b = run(&policy, &model, &config(300.0), &step, 32.0, 3);
+        assert_eq!(a, b);
+        let c = run(&policy, &model, &config(300.0), &step, 32.0, 4);
+        assert_ne!(a.frames, c.frames, "another seed, other arrivals");
+    }
+
+    /// Peak replicas during the step, and replicas at the end.
+    fn peak_and_end(outcome: &Outcome) -> (u32, u32) {
+        let peak = outcome.rows.iter().map(|r| r.replicas).max().unwrap();
+        (peak, outcome.rows.last().unwrap().replicas)
+    }
+
+    #[test]
+    fn every_policy_that_sees_the_load_scales_up_on_the_step_and_back_down() {
+        // The CPU renders here (as in the demo), so CPU utilization sees the load too.
+        let model = WorkerModel {
+            cpu_share: 1.0,
+            ..WorkerModel::default()
+        };
+        for policy in Policy::standard(&ScoreConfig::default()) {
+            if matches!(policy, Policy::FrameOnly(_)) {
+                continue;
+            }
+            let outcome = run(&policy, &model, &config(900.0), &step, 64.0, 1);
+            let (peak, end) = peak_and_end(&outcome);
+            assert_eq!(outcome.rows[100].replicas, 1, "{}", outcome.policy);
+            assert!(
+                peak >= 3,
+                "{}: 150 frames/s of 20 ms frames need 3 pods, got {peak}",
+                outcome.policy
+            );
+            // With one slot the render time's P95 does not fall with the load either: an HPA
+            // that takes the larger of two proposals keeps the pods the P95 asked for.
+            if !matches!(policy, Policy::TwoMetrics(..)) {
+                assert!(end < peak, "{}: down after the step", outcome.policy);
+            }
+            let arrived = outcome.frames as f64;
+            let offered = 10.0 * 420.0 + 150.0 * 480.0;
+            assert!((arrived - offered).abs() < offered * 0.05, "{arrived}");
+        }
+    }
+
+    #[test]
+    fn render_time_sees_overload_only_where_frames_share_the_device() {
+        // One slot: an overloaded pod queues frames (users wait), but each render takes as
+        // long as ever, so a P95 of render time never asks for pods.
+        let one_slot = WorkerModel::default();
+        let outcome = run(
+            &Policy::FrameOnly(32.0),
+            &one_slot,
+            &config(900.0),
+            &step,
+            64.0,
+            1,
+        );
+        assert_eq!(peak_and_end(&outcome).0, 1);
+        assert!(outcome.rejected > 10_000, "{}", outcome.rejected);
+        // Two slots time-sliced on one device: overload stretches every render.
+        let shared = WorkerModel {
+            slots: 2,
+            ..WorkerModel::default()
+        };
+        let outcome = run(
+            &Policy::FrameOnly(45.0),
+            &shared,
+            &config(900.0),
+            &step,
+            64.0,
+            1,
+        );
+        assert!(
+            peak_and_end(&outcome).0 >= 3,
+            "{:?}",
+            peak_and_end(&outcome)
+        );
+    }
+
+    #[test]
+    fn a_cpu_policy_blind_to_a_gpu_renders_too_few_pods() {
+        // A GPU render that keeps the CPU 20 % busy: CPU utilization never reaches 70 %, the
+        // HPA on it never scales, and users feel it.
+        let model = WorkerModel {
+            cpu_share: 0.2,
+            ..WorkerModel::default()
+        };
+        let fused = run(
+            &Policy::Fused(ScoreConfig::default()),
+            &model,
+            &config(900.0),
+            &step,
+            64.0,
+            1,
+        );
+        let cpu = run(&Policy::Cpu(70.0), &model, &config(900.0), &step, 64.0, 1);
+        assert_eq!(cpu.rows.iter().map(|r| r.replicas).max(), Some(1));
+        assert!(
+            cpu.slo_minutes >= fused.slo_minutes,
+            "cpu {} vs fused {}",
+            cpu.slo_minutes,
+            fused.slo_minutes
+        );
+        assert!(
+            cpu.rejected > fused.rejected * 5,
+            "cpu {} vs fused {}",
+            cpu.rejected,
+            fused.rejected
+        );
+    }
+}

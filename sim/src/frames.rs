@@ -1,0 +1,457 @@
+//! A per-frame, discrete-event model of the render worker, for comparing scaling policies on
+//! what users feel.
+//!
+//! Frames arrive as a Poisson process at the profile's rate and go to a Ready pod chosen at
+//! random (as a Service spreads them). A pod renders up to `slots` frames at once and queues up
+//! to `queue` more; a frame that finds both full is rejected (the worker's 429). A frame's work
+//! is drawn from a log-normal around `render_ms`; the device runs `parallelism` frames at full
+//! speed, and more than that share it (time-slicing: each runs at `parallelism / running`). A new
+//! pod is Pending for `startup_s`; a removed pod's frames are lost with it, counted as rejected.
+//!
+//! Each second every Ready pod is observed the way the exporter observes it: the P95 of the
+//! render times of the frames it finished in the last `window_s` (from its log lines: render
+//! time, not queueing), the device duty over the last second, and the CPU utilization a
+//! kubelet would report (`cpu_share` of the duty: a GPU render keeps a CPU core busy only part
+//! of the time). What the user feels is each frame's latency, queue plus render, and the
+//! rejected frames.
+
+use std::collections::VecDeque;
+
+/// The worker and its pods.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerModel {
+    /// Median render time of a frame alone on an idle device, ms.
+    pub render_ms: f64,
+    /// Spread of render times: the log-normal's sigma (0: every frame takes `render_ms`).
+    pub render_sigma: f64,
+    /// Frames a pod renders at once.
+    pub slots: usize,
+    /// Frames a pod queues beyond its slots; more are rejected.
+    pub queue: usize,
+    /// Frames the device runs at full speed at once; more share it.
+    pub parallelism: f64,
+    /// Seconds a new pod is Pending.
+    pub startup_s: f64,
+    /// The exporter's window for the P95, seconds.
+    pub window_s: f64,
+    /// CPU utilization of a pod per unit of device duty (1: the CPU is the device).
+    pub cpu_share: f64,
+}
+
+impl Default for WorkerModel {
+    /// A GPU render pod as the bundled worker runs by default: 20 ms frames, 1 slot, 4 queue
+    /// places, 10 s to start, the exporter's default 60 s window, a CPU core 30 % as busy as the
+    /// GPU.
+    fn default() -> Self {
+        WorkerModel {
+            render_ms: 20.0,
+            render_sigma: 0.2,
+            slots: 1,
+            queue: 4,
+            parallelism: 1.0,
+            startup_s: 10.0,
+            window_s: 60.0,
+            cpu_share: 0.3,
+        }
+    }
+}
+
+/// What the exporter (and a kubelet) would report for one pod at one second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PodReading {
+    /// P95 render time over the window, ms; `None` when no frame ended in it.
+    pub p95_ms: Option<f64>,
+    /// Device duty over the last second, percent.
+    pub duty_pct: f64,
+    /// CPU utilization of the pod's request over the last second, percent.
+    pub cpu_pct: f64,
+}
+
+/// A small, fast, seeded generator (SplitMix64): runs are deterministic for a seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    pub fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// Exponential with mean `mean`.
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * self.unit().ln()
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// An index below `n` (> 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.unit() * n as f64).ceil() as usize - 1
+    }
+}
+
+/// Log-spaced buckets of render times (5 % wide, 0.1 ms to about 100 s): the P95 is read from
+/// counts, as the exporter's HDR histograms are, to within one bucket.
+const BUCKETS: usize = 284;
+const BUCKET_BASE_MS: f64 = 0.1;
+const BUCKET_GROWTH: f64 = 1.05;
+
+fn bucket(ms: f64) -> usize {
+    if ms <= BUCKET_BASE_MS {
+        return 0;
+    }
+    ((ms / BUCKET_BASE_MS).ln() / BUCKET_GROWTH.ln())
+        .ceil()
+        .min((BUCKETS - 1) as f64) as usize
+}
+
+fn bucket_top(index: usize) -> f64 {
+    BUCKET_BASE_MS * BUCKET_GROWTH.powf(index as f64)
+}
+
+struct Running {
+    /// Work left, ms of solo rendering.
+    left: f64,
+    arrived: f64,
+    started: f64,
+}
+
+/// One pod of the model.
+pub struct Pod {
+    /// Its name.
+    pub name: String,
+    /// When it is Ready.
+    pub ready_at: f64,
+    running: Vec<Running>,
+    queue: VecDeque<(f64, f64)>,
+    clock: f64,
+    busy: f64,
+    window: VecDeque<(f64, usize)>,
+    counts: Vec<u32>,
+    in_window: u32,
+}
+
+/// What users felt: each minute's frame latencies (queue + render) as bucket counts, and the
+/// rejected frames, counted by the minute they arrived in. Memory does not grow with frames.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Felt {
+    minutes: Vec<Minute>,
+    /// Frames rejected in all.
+    pub rejected: u64,
+    /// Every latency, `(arrived, ms)`, when asked for with [`Felt::logging`] (tests).
+    pub log: Option<Vec<(f64, f64)>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Minute {
+    counts: Vec<u32>,
+    rejected: u32,
+}
+
+impl Felt {
+    /// A record that also keeps every latency.
+    #[must_use]
+    pub fn logging() -> Self {
+        Felt {
+            log: Some(Vec::new()),
+            ..Felt::default()
+        }
+    }
+
+    fn minute(&mut self, arrived: f64) -> &mut Minute {
+        let index = (arrived.max(0.0) / 60.0) as usize;
+        if self.minutes.len() <= index {
+            self.minutes.resize(
+                index + 1,
+                Minute {
+                    counts: vec![0; BUCKETS],
+                    rejected: 0,
+                },
+            );
+        }
+        &mut self.minutes[index]
+    }
+
+    /// A frame that arrived at `arrived` and was done `latency_ms` later.
+    pub fn done(&mut self, arrived: f64, latency_ms: f64) {
+        self.minute(arrived).counts[bucket(latency_ms)] += 1;
+        if let Some(log) = &mut self.log {
+            log.push((arrived, latency_ms));
+        }
+    }
+
+    /// A frame that arrived at `arrived` and was rejected (or lost).
+    pub fn reject(&mut self, arrived: f64) {
+        self.minute(arrived).rejected += 1;
+        self.rejected += 1;
+    }
+
+    /// Minutes whose latency P95, a rejected frame counting as too slow, is above `slo_ms`
+    /// (to within one 5 % bucket: a bucket counts as its top).
+    #[must_use]
+    pub fn minutes_over(&self, slo_ms: f64) -> u32 {
+        self.minutes
+            .iter()
+            .filter(|m| {
+                let total = m.counts.iter().sum::<u32>() + m.rejected;
+                if total == 0 {
+                    return false;
+                }
+                let rank = (0.95 * f64::from(total)).ceil() as u32;
+                let mut seen = 0;
+                match m.counts.iter().position(|c| {
+                    seen += c;
+                    seen >= rank
+                }) {
+                    Some(index) => bucket_top(index) > slo_ms,
+                    None => true, // the rank falls among the rejected
+                }
+            })
+            .count() as u32
+    }
+}
+
+impl Pod {
+    /// A pod named `name`, Ready at `ready_at`.
+    #[must_use]
+    pub fn new(name: String, ready_at: f64) -> Self {
+        Pod {
+            name,
+            ready_at,
+            running: Vec::new(),
+            queue: VecDeque::new(),
+            clock: ready_at,
+            busy: 0.0,
+            window: VecDeque::new(),
+            counts: vec![0; BUCKETS],
+            in_window: 0,
+        }
+    }
+
+    /// Advances the pod's frames to time `t` (seconds), recording what finishes in `felt`.
+    pub fn advance(&mut self, model: &WorkerModel, t: f64, felt: &mut Felt) {
+        while self.clock < t {
+            if self.running.is_empty() {
+                self.clock = t;
+                break;
+            }
+            let n = self.running.len() as f64;
+            let rate = (model.parallelism / n).min(1.0);
+            let (first, least) = self
+                .running
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, r.left))
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            let finish = self.clock + least / rate / 1000.0;
+            let until = finish.min(t);
+            let elapsed_ms = (until - self.clock) * 1000.0;
+            for r in &mut self.running {
+                r.left -= elapsed_ms * rate;
+            }
+            self.busy += (until - self.clock) * (n / model.parallelism).min(1.0);
+            self.clock = until;
+            if finish <= t {
+                let done = self.running.swap_remove(first);
+                let render_ms = (self.clock - done.started) * 1000.0;
+                felt.done(done.arrived, (self.clock - done.arrived) * 1000.0);
+                self.record(render_ms);
+                if let Some((arrived, work)) = self.queue.pop_front() {
+                    self.running.push(Running {
+                        left: work,
+                        arrived,
+                        started: self.clock,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A frame of `work_ms` arriving at `t` (the pod is advanced to `t` first).
+    pub fn arrive(&mut self, model: &WorkerModel, t: f64, work_ms: f64, felt: &mut Felt) {
+        self.advance(model, t, felt);
+        if self.running.len() < model.slots {
+            self.running.push(Running {
+                left: work_ms,
+                arrived: t,
+                started: t,
+            });
+        } else if self.queue.len() < model.queue {
+            self.queue.push_back((t, work_ms));
+        } else {
+            felt.reject(t);
+        }
+    }
+
+    fn record(&mut self, render_ms: f64) {
+        let b = bucket(render_ms);
+        self.counts[b] += 1;
+        self.in_window += 1;
+        self.window.push_back((self.clock, b));
+    }
+
+    /// What the exporter reports at `t` (the pod advanced to `t`): P95 over the window, duty
+    /// and CPU over the last second. Resets the second's busy time.
+    pub fn observe(&mut self, model: &WorkerModel, t: f64) -> PodReading {
+        while let Some(&(at, b)) = self.window.front() {
+            if at > t - model.window_s {
+                break;
+            }
+            self.window.pop_front();
+            self.counts[b] -= 1;
+            self.in_window -= 1;
+        }
+        let p95_ms = (self.in_window > 0).then(|| {
+            let rank = (0.95 * f64::from(self.in_window)).ceil() as u32;
+            let mut seen = 0;
+            let index = self
+                .counts
+                .iter()
+                .position(|c| {
+                    seen += c;
+                    seen >= rank
+                })
+                .unwrap_or(BUCKETS - 1);
+            bucket_top(index)
+        });
+        let duty = (self.busy * 100.0).min(100.0);
+        self.busy = 0.0;
+        PodReading {
+            p95_ms,
+            duty_pct: duty,
+            cpu_pct: duty * model.cpu_share,
+        }
+    }
+
+    /// Frames held (running and queued): lost when the pod is removed.
+    #[must_use]
+    pub fn held(&self) -> Vec<f64> {
+        self.running
+            .iter()
+            .map(|r| r.arrived)
+            .chain(self.queue.iter().map(|q| q.0))
+            .collect()
+    }
+}
+
+/// A frame's work, ms: log-normal around `render_ms`.
+pub fn work(model: &WorkerModel, rng: &mut Rng) -> f64 {
+    model.render_ms * (model.render_sigma * rng.normal()).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> WorkerModel {
+        WorkerModel {
+            render_sigma: 0.0,
+            window_s: 20.0,
+            ..WorkerModel::default()
+        }
+    }
+
+    #[test]
+    fn a_lone_frame_takes_its_render_time() {
+        let (model, mut felt) = (model(), Felt::logging());
+        let mut pod = Pod::new("p".into(), 0.0);
+        pod.arrive(&model, 1.0, 20.0, &mut felt);
+        pod.advance(&model, 2.0, &mut felt);
+        let log = felt.log.unwrap();
+        assert_eq!(log.len(), 1);
+        assert!((log[0].1 - 20.0).abs() < 1e-6);
+        let reading = pod.observe(&model, 2.0);
+        assert!((reading.duty_pct - 2.0).abs() < 1e-6, "{reading:?}");
+        assert!((reading.p95_ms.unwrap() - 20.0).abs() < 20.0 * 0.05);
+    }
+
+    #[test]
+    fn a_full_pod_queues_then_rejects() {
+        let (model, mut felt) = (model(), Felt::logging());
+        let mut pod = Pod::new("p".into(), 0.0);
+        for _ in 0..7 {
+            pod.arrive(&model, 1.0, 20.0, &mut felt);
+        }
+        assert_eq!(felt.rejected, 2, "1 slot + 4 queued");
+        pod.advance(&model, 2.0, &mut felt);
+        let latencies: Vec<f64> = felt.log.unwrap().iter().map(|l| l.1.round()).collect();
+        assert_eq!(latencies, [20.0, 40.0, 60.0, 80.0, 100.0]);
+    }
+
+    #[test]
+    fn frames_beyond_the_device_share_it() {
+        let model = WorkerModel {
+            slots: 2,
+            ..model()
+        };
+        let mut felt = Felt::logging();
+        let mut pod = Pod::new("p".into(), 0.0);
+        pod.arrive(&model, 1.0, 20.0, &mut felt);
+        pod.arrive(&model, 1.0, 20.0, &mut felt);
+        pod.advance(&model, 2.0, &mut felt);
+        // Two frames on a device that runs one at full speed: both take 40 ms.
+        for (_, latency) in felt.log.as_ref().unwrap() {
+            assert!((latency - 40.0).abs() < 1e-6, "{felt:?}");
+        }
+        let reading = pod.observe(&model, 2.0);
+        assert!((reading.duty_pct - 4.0).abs() < 1e-6, "{reading:?}");
+    }
+
+    #[test]
+    fn minutes_over_the_slo_count_rejections_as_too_slow() {
+        let mut felt = Felt::default();
+        for i in 0..100 {
+            felt.done(f64::from(i) * 0.5, 10.0);
+        }
+        for _ in 0..10 {
+            felt.reject(70.0);
+        }
+        // Minute 0: 100 fast frames; minute 1: 10 rejected only.
+        assert_eq!(felt.minutes_over(32.0), 1);
+        for _ in 0..6 {
+            felt.done(1.0, 50.0);
+        }
+        // Minute 0 now has 6 of 106 frames at 50 ms: its P95 is one of them.
+        assert_eq!(felt.minutes_over(32.0), 2);
+        assert_eq!(felt.rejected, 10);
+    }
+
+    #[test]
+    fn the_window_forgets() {
+        let (model, mut felt) = (model(), Felt::default());
+        let mut pod = Pod::new("p".into(), 0.0);
+        pod.arrive(&model, 1.0, 20.0, &mut felt);
+        pod.advance(&model, 2.0, &mut felt);
+        assert!(pod.observe(&model, 2.0).p95_ms.is_some());
+        assert!(pod.observe(&model, 30.0).p95_ms.is_none(), "absent, not 0");
+    }
+
+    #[test]
+    fn the_generator_is_deterministic_and_spread() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        let xs: Vec<f64> = (0..1000).map(|_| a.exponential(2.0)).collect();
+        let ys: Vec<f64> = (0..1000).map(|_| b.exponential(2.0)).collect();
+        assert_eq!(xs, ys);
+        let mean = xs.iter().sum::<f64>() / 1000.0;
+        assert!((mean - 2.0).abs() < 0.2, "{mean}");
+        assert!((0..1000).all(|_| a.below(3) < 3));
+    }
+}
