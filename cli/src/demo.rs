@@ -169,6 +169,7 @@ fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result
     let report = Report {
         title: "framescale demo".into(),
         notes,
+        figures: Vec::new(),
         frame_target_ms: plan.frame_target_ms,
         gpu_target_pct: args.gpu_target_pct,
         rows,

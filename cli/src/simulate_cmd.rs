@@ -181,6 +181,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let report = Report {
         title: "framescale simulate".into(),
         notes,
+        figures: Vec::new(),
         frame_target_ms: config.score.frame_target_ms,
         gpu_target_pct: config.score.gpu_target_pct,
         rows,

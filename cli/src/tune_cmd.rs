@@ -5,12 +5,17 @@
 //! the users' P95 above the SLO, rejected frames, replica-hours, rescales and flapping.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_sim::compare::{self, Outcome, Policy};
 use framescale_sim::frames::WorkerModel;
+use framescale_sim::report::{self, Report};
+use framescale_sim::simulation::SimulationConfig;
+use framescale_sim::sweep::{self, Bench, Scored};
 use framescale_worker::profile::Profile;
 
 use crate::simulate_cmd::HpaFlags;
@@ -57,6 +62,15 @@ pub struct TuneArgs {
     /// Target of the CPU utilization policy, percent.
     #[arg(long, default_value_t = 70.0)]
     cpu_target_pct: f64,
+    /// Settings of the score and scale-down behavior to search (a seeded sample of a grid of 1,728); 0: compare the policies only.
+    #[arg(long, default_value_t = 300)]
+    max_settings: usize,
+    /// Threads of the search; default: one per CPU.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where the search's report.html, recommended-metrics.yaml and recommended-hpa.yaml are written.
+    #[arg(long, default_value = "framescale-tune")]
+    report_dir: PathBuf,
     #[command(flatten)]
     hpa: HpaFlags,
 }
@@ -116,6 +130,195 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             .collect();
         print!("{}", table(&outcomes));
     }
+    if args.max_settings > 0 {
+        search(&args, &model, &config, &profiles, slo_ms)?;
+    }
+    Ok(())
+}
+
+/// The settings search: runs the sample, prints the front and the recommendation, writes the
+/// report and the recommended files.
+fn search(
+    args: &TuneArgs,
+    model: &WorkerModel,
+    config: &SimulationConfig,
+    profiles: &[Profile],
+    slo_ms: f64,
+) -> anyhow::Result<()> {
+    let settings = sweep::sample(sweep::grid(&config.score), args.max_settings, args.seed);
+    let duration = config.duration_s;
+    let rates: Vec<Box<dyn Fn(f64) -> f64 + Sync + '_>> = profiles
+        .iter()
+        .map(|p| Box::new(move |t| p.rate_at(t, duration)) as Box<dyn Fn(f64) -> f64 + Sync>)
+        .collect();
+    let rates: Vec<&(dyn Fn(f64) -> f64 + Sync)> = rates.iter().map(AsRef::as_ref).collect();
+    let bench = Bench {
+        model,
+        base: config,
+        profiles: &rates,
+        slo_ms,
+        seed: args.seed,
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let started = Instant::now();
+    let total = settings.len();
+    println!(
+        "\nsearch: {total} settings × {} profiles on {threads} thread(s)",
+        profiles.len()
+    );
+    let scored = bench.evaluate(&settings, threads, &|done| {
+        if done == total || done % 10 == 0 {
+            eprint!(
+                "\rtune: {done}/{total} settings ({:.0} %), {:.1} s",
+                100.0 * done as f64 / total as f64,
+                started.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    });
+    eprintln!();
+    let front = sweep::pareto(&scored);
+    let chosen = sweep::recommend(&scored, &front).context("the search scored no setting")?;
+    let defaults = &scored[0];
+    println!(
+        "{} s; the Pareto front of SLO minutes against replica-hours ({} of {total} settings):",
+        (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        front.len()
+    );
+    print!("{}", front_table(&scored, &front, chosen));
+    let best = &scored[chosen];
+    println!(
+        "the defaults: {} SLO minutes, {:.2} replica-hours; recommended: {} SLO minutes, {:.2} replica-hours ({})",
+        defaults.slo_minutes,
+        defaults.replica_hours,
+        best.slo_minutes,
+        best.replica_hours,
+        best.setting.describe()
+    );
+    let found = Found {
+        scored: &scored,
+        front: &front,
+        chosen,
+    };
+    write_recommendation(args, model, config, profiles, slo_ms, &found)
+}
+
+/// What the search found.
+struct Found<'a> {
+    scored: &'a [Scored],
+    front: &'a [usize],
+    chosen: usize,
+}
+
+fn front_table(scored: &[Scored], front: &[usize], chosen: usize) -> String {
+    let mut out = format!(
+        "  {:>11}  {:>13}  {:>15}  {:>12}  setting\n",
+        "SLO minutes", "replica-hours", "rejected frames", "flaps/10 min"
+    );
+    for &i in front {
+        let s = &scored[i];
+        let share = 100.0 * s.rejected as f64 / s.frames.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "{} {:>11}  {:>13.2}  {:>13.2} %  {:>12.2}  {}",
+            if i == chosen { "*" } else { " " },
+            s.slo_minutes,
+            s.replica_hours,
+            share,
+            s.flaps_per_10_min,
+            s.setting.describe()
+        );
+    }
+    out
+}
+
+/// report.html (the front, and the chosen setting's run on the first profile),
+/// recommended-metrics.yaml and recommended-hpa.yaml.
+fn write_recommendation(
+    args: &TuneArgs,
+    model: &WorkerModel,
+    config: &SimulationConfig,
+    profiles: &[Profile],
+    slo_ms: f64,
+    found: &Found,
+) -> anyhow::Result<()> {
+    let (scored, front, chosen) = (found.scored, found.front, found.chosen);
+    let dir = &args.report_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let best = &scored[chosen];
+    let header = format!(
+        "framescale tune's recommendation ({} settings, {} profiles of {}, seed {}, SLO P95 latency {slo_ms} ms):\n{} SLO minutes and {:.2} replica-hours, against {} and {:.2} with the defaults.",
+        scored.len(),
+        profiles.len(),
+        humantime::format_duration(args.duration),
+        args.seed,
+        best.slo_minutes,
+        best.replica_hours,
+        scored[0].slo_minutes,
+        scored[0].replica_hours
+    );
+    let metrics = dir.join("recommended-metrics.yaml");
+    std::fs::write(&metrics, best.setting.metrics_file(&header))
+        .with_context(|| format!("cannot write {}", metrics.display()))?;
+    let hpa = dir.join("recommended-hpa.yaml");
+    std::fs::write(
+        &hpa,
+        best.setting
+            .hpa_manifest(&header, config.spec.min_replicas, config.spec.max_replicas),
+    )
+    .with_context(|| format!("cannot write {}", hpa.display()))?;
+
+    let points: Vec<(f64, f64)> = scored
+        .iter()
+        .map(|s| (s.replica_hours, f64::from(s.slo_minutes)))
+        .collect();
+    let front_points: Vec<(f64, f64)> = front.iter().map(|&i| points[i]).collect();
+    let svg = report::scatter(
+        &points,
+        &front_points,
+        &[("the defaults", points[0]), ("recommended", points[chosen])],
+        "replica-hours (summed over the profiles)",
+        "SLO minutes",
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut run_config = config.clone();
+    run_config.spec.behavior = Some(best.setting.behavior());
+    run_config.score = best.setting.score.clone();
+    let duration = config.duration_s;
+    let outcome = compare::run(
+        &Policy::Fused(best.setting.score.clone()),
+        model,
+        &run_config,
+        &|t| profiles[0].rate_at(t, duration),
+        slo_ms,
+        args.seed,
+    );
+    let report = Report {
+        title: "framescale tune".into(),
+        notes: header
+            .lines()
+            .map(str::to_owned)
+            .chain([
+                format!("recommended: {}", best.setting.describe()),
+                format!("below: the recommended setting on {}", profiles[0]),
+            ])
+            .collect(),
+        figures: vec![("The settings searched".into(), svg)],
+        frame_target_ms: best.setting.score.frame_target_ms,
+        gpu_target_pct: best.setting.score.gpu_target_pct,
+        rows: outcome.rows,
+    };
+    let (_, html) = report
+        .write(dir)
+        .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+    println!(
+        "written: {}, {} and {}",
+        metrics.display(),
+        hpa.display(),
+        html.display()
+    );
     Ok(())
 }
 

@@ -18,7 +18,7 @@ fn tune(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn every_policy_on_every_standard_profile() {
-    let (ok, stdout, stderr) = tune(&["--duration=5m"]);
+    let (ok, stdout, stderr) = tune(&["--duration=5m", "--max-settings=0"]);
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(
         stdout.matches("\nload: ").count(),
@@ -61,14 +61,74 @@ fn every_policy_on_every_standard_profile() {
 
 #[test]
 fn a_seed_gives_one_answer() {
-    let args = ["--duration=3m", "--profile=step:10,150,30,120"];
+    let args = [
+        "--duration=3m",
+        "--profile=step:10,150,30,120",
+        "--max-settings=0",
+    ];
     let (_, first, _) = tune(&args);
     let (_, again, _) = tune(&args);
     assert_eq!(first, again);
-    let (_, other, _) = tune(&[args[0], args[1], "--seed=2"]);
+    let (_, other, _) = tune(&[args[0], args[1], args[2], "--seed=2"]);
     assert_ne!(
         first.lines().skip(3).collect::<Vec<_>>(),
         other.lines().skip(3).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_search_writes_a_recommendation_framescale_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("tune");
+    let (ok, stdout, stderr) = tune(&[
+        "--duration=2m",
+        "--max-settings=8",
+        "--threads=2",
+        &format!("--report-dir={}", report.display()),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("search: 8 settings × 4 profiles on 2 thread(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the Pareto front of SLO minutes against replica-hours"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with('*')).count(),
+        1,
+        "one recommended:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("tune: 8/8 settings (100 %)"),
+        "progress: {stderr}"
+    );
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "the front and the recommended run"
+    );
+    assert!(html.contains("the Pareto front"));
+    // The recommended files are what the adapter and the HPA model read.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .args(["simulate", "--profile=constant:10", "--duration=1m"])
+        .arg(format!(
+            "--metrics-config={}",
+            report.join("recommended-metrics.yaml").display()
+        ))
+        .arg(format!(
+            "--hpa={}",
+            report.join("recommended-hpa.yaml").display()
+        ))
+        .arg(format!("--report-dir={}", dir.path().join("sim").display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -1,7 +1,8 @@
 //! framescale's offline tools, used by the `framescale` CLI only: a model of the Kubernetes HPA
 //! v2 controller ([`hpa`], checked against every reference vector), the simulation of load
 //! profiles and recorded traces through it and the fused score ([`simulation`]), a per-frame
-//! model of the worker ([`frames`]) on which scaling policies are compared ([`compare`]), and
+//! model of the worker ([`frames`]) on which scaling policies are compared ([`compare`]) and
+//! settings searched ([`sweep`]), and
 //! the scaling report ([`report`]: CSV and a self-contained HTML page, written to files).
 //!
 //! It builds on the contracts in `framescale-core` (the score, quantities) and owns no server:
@@ -12,3 +13,4 @@ pub mod frames;
 pub mod hpa;
 pub mod report;
 pub mod simulation;
+pub mod sweep;

@@ -10,6 +10,7 @@ mod chart;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+pub use chart::scatter;
 use chart::{Line, Panel};
 use plotters::style::{BLACK, BLUE, GREEN, RED, RGBColor};
 
@@ -44,6 +45,8 @@ pub struct Report {
     pub title: String,
     /// Lines under the title (settings, summary).
     pub notes: Vec<String>,
+    /// Figures (title, SVG) shown before the time series: the settings search's front.
+    pub figures: Vec<(String, String)>,
     /// P95 target, milliseconds.
     pub frame_target_ms: f64,
     /// Duty target, percent.
@@ -97,7 +100,15 @@ impl Report {
         for note in &self.notes {
             let _ = writeln!(out, "<li>{}</li>", escape(note));
         }
-        out.push_str("</ul>\n<figure>\n");
+        out.push_str("</ul>\n");
+        for (title, svg) in &self.figures {
+            let _ = write!(
+                out,
+                "<h2>{}</h2>\n<figure>\n{svg}\n</figure>\n",
+                escape(title)
+            );
+        }
+        out.push_str("<figure>\n");
         match chart::svg(&panels, t_max) {
             Ok(svg) => out.push_str(&svg),
             Err(error) => {
@@ -227,6 +238,7 @@ mod tests {
         Report {
             title: "demo <1>".into(),
             notes: vec!["seed 1".into()],
+            figures: Vec::new(),
             frame_target_ms: 32.0,
             gpu_target_pct: 65.0,
             rows: vec![

@@ -169,6 +169,83 @@ fn draw_panel(
     Ok(())
 }
 
+/// A scatter of `points` (x, y) with the `front` drawn as a line through its points and the
+/// `marks` labelled: the settings search's SLO minutes against replica-hours.
+pub fn scatter(
+    points: &[(f64, f64)],
+    front: &[(f64, f64)],
+    marks: &[(&str, (f64, f64))],
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let x_max = points.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.1;
+        let y_max = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Every setting: SLO minutes against replica-hours",
+                ("sans-serif", 15),
+            )
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| e.to_string())?;
+        let value = |v: &f64| tick(*v);
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&value)
+            .y_label_formatter(&value)
+            .max_light_lines(1)
+            .light_line_style(RGBColor(242, 242, 242))
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let grey = RGBColor(170, 170, 170);
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 2, grey.filled())))
+            .map_err(|e| e.to_string())?
+            .label("a setting")
+            .legend(move |(x, y)| Circle::new((x + 10, y), 2, grey.filled()));
+        let blue = RGBColor(31, 119, 180);
+        chart
+            .draw_series(LineSeries::new(front.iter().copied(), blue.stroke_width(2)).point_size(3))
+            .map_err(|e| e.to_string())?
+            .label("the Pareto front")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(2)));
+        for (label, at) in marks {
+            chart
+                .draw_series([Circle::new(*at, 5, RED.stroke_width(2))])
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    (*label).to_owned(),
+                    *at,
+                    ("sans-serif", 12)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
 /// The time axis' label: minutes and seconds past two minutes, seconds below.
 fn time_unit(t_max: f64) -> &'static str {
     if t_max >= 120.0 {

@@ -1,0 +1,360 @@
+//! The settings search of `framescale tune`: a grid over the score's weights, targets, holds
+//! and boost and the HPA's scale-down behavior, each setting run through the per-frame model
+//! ([`crate::compare`]) on every load profile, scored on the users' SLO minutes and the
+//! replica-hours, and the Pareto front of the two. Deterministic: the grid is sampled with a
+//! seed, every run is seeded, and the threads only share out the work.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::compare::{self, Policy};
+use crate::frames::{Rng, WorkerModel};
+use crate::hpa::behavior::{Behavior, Policy as RatePolicy, PolicyKind, Rules};
+use crate::simulation::SimulationConfig;
+use framescale_core::score::ScoreConfig;
+
+/// One point of the search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The score's settings.
+    pub score: ScoreConfig,
+    /// Scale-down stabilization window, seconds.
+    pub down_window_s: u32,
+    /// Scale-down rate: at most this percent of the replicas per minute.
+    pub down_percent: i32,
+}
+
+impl Setting {
+    /// The HPA behavior: the API's default scale-up, this setting's scale-down.
+    #[must_use]
+    pub fn behavior(&self) -> Behavior {
+        Behavior {
+            scale_up: None,
+            scale_down: Some(Rules {
+                stabilization_window_seconds: Some(self.down_window_s),
+                select_policy: None,
+                policies: Some(vec![RatePolicy {
+                    kind: PolicyKind::Percent,
+                    value: self.down_percent,
+                    period_seconds: 60,
+                }]),
+                tolerance: None,
+            }),
+        }
+    }
+
+    /// A short description for tables.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let s = &self.score;
+        format!(
+            "weights {}/{}, targets {} ms/{} %, holds {}/{}/{} s, boost {}, down {} s at {} %/min",
+            s.frame_weight,
+            s.gpu_weight,
+            s.frame_target_ms,
+            s.gpu_target_pct,
+            s.frame_bound_hold.as_secs(),
+            s.gpu_bound_hold.as_secs(),
+            s.both_hold.as_secs(),
+            s.boost,
+            self.down_window_s,
+            self.down_percent
+        )
+    }
+
+    /// The adapter's metrics file for this setting (`score:` keys only; the rest default).
+    #[must_use]
+    pub fn metrics_file(&self, header: &str) -> String {
+        let s = &self.score;
+        let mut out = String::new();
+        for line in header.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+        let _ = write!(
+            out,
+            "score:\n  frame_target_ms: {}\n  gpu_target_pct: {}\n  frame_weight: {}\n  gpu_weight: {}\n  holds:\n    frame_bound: {}s\n    gpu_bound: {}s\n    both: {}s\n  boost: {}\n",
+            s.frame_target_ms,
+            s.gpu_target_pct,
+            s.frame_weight,
+            s.gpu_weight,
+            s.frame_bound_hold.as_secs(),
+            s.gpu_bound_hold.as_secs(),
+            s.both_hold.as_secs(),
+            s.boost
+        );
+        out
+    }
+
+    /// An HPA manifest with this setting's behavior, on the fused score.
+    #[must_use]
+    pub fn hpa_manifest(&self, header: &str, min_replicas: i32, max_replicas: i32) -> String {
+        let mut out = String::new();
+        for line in header.lines() {
+            let _ = writeln!(out, "# {line}");
+        }
+        let _ = write!(
+            out,
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: render\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: render}}\n  minReplicas: {min_replicas}\n  maxReplicas: {max_replicas}\n  metrics:\n    - type: Pods\n      pods:\n        metric: {{name: render_scaling_score}}\n        target: {{type: AverageValue, averageValue: \"1\"}}\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: {}\n      policies:\n        - {{type: Percent, value: {}, periodSeconds: 60}}\n",
+            self.down_window_s, self.down_percent
+        );
+        out
+    }
+}
+
+/// The grid around `base` (its targets' neighbours, weights, holds, boost, scale-down), the
+/// setting closest to the defaults first.
+#[must_use]
+pub fn grid(base: &ScoreConfig) -> Vec<Setting> {
+    let mut settings = Vec::new();
+    let holds = [(30, 15, 10), (10, 5, 5), (60, 30, 20)];
+    for frame_weight in [0.4, 0.2, 0.0, 0.6] {
+        for gpu_factor in [1.0, 0.85, 0.7, 1.15] {
+            for frame_factor in [1.0, 0.75, 1.5] {
+                for (frame_bound, gpu_bound, both) in holds {
+                    for boost in [1.5, 1.0, 2.0] {
+                        for (down_window_s, down_percent) in
+                            [(300, 100), (60, 50), (60, 100), (300, 50)]
+                        {
+                            settings.push(Setting {
+                                score: ScoreConfig {
+                                    frame_weight,
+                                    gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
+                                    gpu_target_pct: (base.gpu_target_pct * gpu_factor).round(),
+                                    frame_target_ms: (base.frame_target_ms * frame_factor).round(),
+                                    frame_bound_hold: Duration::from_secs(frame_bound),
+                                    gpu_bound_hold: Duration::from_secs(gpu_bound),
+                                    both_hold: Duration::from_secs(both),
+                                    boost,
+                                    ..base.clone()
+                                },
+                                down_window_s,
+                                down_percent,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    settings
+}
+
+/// At most `max` settings of `grid`: the first (the defaults) always, the rest drawn with `seed`.
+#[must_use]
+pub fn sample(mut grid: Vec<Setting>, max: usize, seed: u64) -> Vec<Setting> {
+    if grid.len() <= max {
+        return grid;
+    }
+    let mut rng = Rng::new(seed);
+    // Fisher–Yates over everything after the first.
+    for i in (2..grid.len()).rev() {
+        let j = 1 + rng.below(i);
+        grid.swap(i, j);
+    }
+    grid.truncate(max.max(1));
+    grid
+}
+
+/// How one setting did over every profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The setting.
+    pub setting: Setting,
+    /// SLO minutes, summed over the profiles.
+    pub slo_minutes: u32,
+    /// Replica-hours, summed.
+    pub replica_hours: f64,
+    /// Rejected frames, summed.
+    pub rejected: u64,
+    /// Frames offered, summed.
+    pub frames: u64,
+    /// Direction changes per 10 minutes, the mean over the profiles.
+    pub flaps_per_10_min: f64,
+}
+
+/// What every setting is run on.
+pub struct Bench<'a> {
+    /// The worker model.
+    pub model: &'a WorkerModel,
+    /// The HPA, controller and run length (the behavior and score are the setting's).
+    pub base: &'a SimulationConfig,
+    /// The load profiles, frames per second at `t`.
+    pub profiles: &'a [&'a (dyn Fn(f64) -> f64 + Sync)],
+    /// The users' latency SLO, ms.
+    pub slo_ms: f64,
+    /// The seed of every run.
+    pub seed: u64,
+}
+
+impl Bench<'_> {
+    /// Runs every setting on every profile (`threads` at a time), calling `progress(done)`
+    /// after each; the results are in the settings' order.
+    pub fn evaluate(
+        &self,
+        settings: &[Setting],
+        threads: usize,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Vec<Scored> {
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Scored>>> = Mutex::new(vec![None; settings.len()]);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(setting) = settings.get(i) else {
+                            break;
+                        };
+                        let scored = self.score(setting);
+                        results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(scored);
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// One setting over every profile.
+    #[must_use]
+    pub fn score(&self, setting: &Setting) -> Scored {
+        let mut config = self.base.clone();
+        config.spec.behavior = Some(setting.behavior());
+        config.score = setting.score.clone();
+        let policy = Policy::Fused(setting.score.clone());
+        let mut scored = Scored {
+            setting: setting.clone(),
+            slo_minutes: 0,
+            replica_hours: 0.0,
+            rejected: 0,
+            frames: 0,
+            flaps_per_10_min: 0.0,
+        };
+        for profile in self.profiles {
+            let outcome = compare::run(
+                &policy,
+                self.model,
+                &config,
+                profile,
+                self.slo_ms,
+                self.seed,
+            );
+            scored.slo_minutes += outcome.slo_minutes;
+            scored.replica_hours += outcome.replica_hours;
+            scored.rejected += outcome.rejected;
+            scored.frames += outcome.frames;
+            scored.flaps_per_10_min += outcome.flaps_per_10_min / self.profiles.len() as f64;
+        }
+        scored
+    }
+}
+
+/// The indices of the Pareto front of SLO minutes against replica-hours (no other setting is as
+/// good on both and better on one), by replica-hours.
+#[must_use]
+pub fn pareto(scored: &[Scored]) -> Vec<usize> {
+    let dominated = |i: usize| {
+        scored.iter().any(|o| {
+            o.slo_minutes <= scored[i].slo_minutes
+                && o.replica_hours <= scored[i].replica_hours
+                && (o.slo_minutes < scored[i].slo_minutes
+                    || o.replica_hours < scored[i].replica_hours)
+        })
+    };
+    let mut front: Vec<usize> = (0..scored.len()).filter(|&i| !dominated(i)).collect();
+    front.sort_by(|&a, &b| scored[a].replica_hours.total_cmp(&scored[b].replica_hours));
+    // One of each (SLO minutes, replica-hours) pair: equal settings add nothing.
+    front.dedup_by(|a, b| {
+        scored[*a].slo_minutes == scored[*b].slo_minutes
+            && (scored[*a].replica_hours - scored[*b].replica_hours).abs() < 1e-9
+    });
+    front
+}
+
+/// The recommendation: on the front, the fewest replica-hours among the settings within 10 %
+/// (at least one minute) of the fewest SLO minutes.
+#[must_use]
+pub fn recommend(scored: &[Scored], front: &[usize]) -> Option<usize> {
+    let best = front.iter().map(|&i| scored[i].slo_minutes).min()?;
+    let allowed = best + (best / 10).max(1);
+    front
+        .iter()
+        .copied()
+        .filter(|&i| scored[i].slo_minutes <= allowed)
+        .min_by(|&a, &b| scored[a].replica_hours.total_cmp(&scored[b].replica_hours))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(slo: u32, hours: f64) -> Scored {
+        Scored {
+            setting: grid(&ScoreConfig::default())[0].clone(),
+            slo_minutes: slo,
+            replica_hours: hours,
+            rejected: 0,
+            frames: 0,
+            flaps_per_10_min: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_front_keeps_what_nothing_beats() {
+        let all = [
+            scored(10, 1.0),
+            scored(5, 2.0),
+            scored(6, 2.5),
+            scored(1, 4.0),
+            scored(5, 2.0),
+        ];
+        assert_eq!(pareto(&all), [0, 1, 3]);
+        // Within a minute of the best (1): only index 3.
+        assert_eq!(recommend(&all, &pareto(&all)), Some(3));
+        let cheaper = [scored(40, 1.0), scored(44, 0.5), scored(45, 0.4)];
+        // Within 10 % of 40 minutes: 44 at 0.5 replica-hours, not 45 at 0.4.
+        assert_eq!(recommend(&cheaper, &pareto(&cheaper)), Some(1));
+    }
+
+    #[test]
+    fn the_grid_starts_at_the_defaults_and_sampling_keeps_them() {
+        let defaults = ScoreConfig::default();
+        let grid = grid(&defaults);
+        assert_eq!(grid.len(), 4 * 4 * 3 * 3 * 3 * 4);
+        assert_eq!(grid[0].score, defaults);
+        assert_eq!((grid[0].down_window_s, grid[0].down_percent), (300, 100));
+        for setting in &grid {
+            setting.score.validate().unwrap();
+        }
+        let a = sample(grid.clone(), 50, 9);
+        assert_eq!(a.len(), 50);
+        assert_eq!(a[0].score, defaults);
+        assert_eq!(
+            a,
+            sample(grid.clone(), 50, 9),
+            "the same seed, the same sample"
+        );
+        assert_ne!(a, sample(grid, 50, 10));
+    }
+
+    #[test]
+    fn a_setting_writes_files_framescale_reads() {
+        let setting = &grid(&ScoreConfig::default())[5];
+        let yaml = setting.metrics_file("a header\non two lines");
+        assert!(yaml.starts_with("# a header\n# on two lines\nscore:\n"));
+        let behavior: Behavior = serde_json::from_value(serde_json::json!({
+            "scaleDown": {"stabilizationWindowSeconds": setting.down_window_s,
+                          "policies": [{"type": "Percent", "value": setting.down_percent, "periodSeconds": 60}]}
+        }))
+        .unwrap();
+        assert_eq!(setting.behavior(), behavior);
+    }
+}
