@@ -6,6 +6,7 @@ mod doctor;
 mod exporter_cmd;
 mod loadgen_cmd;
 mod logging;
+mod record_cmd;
 mod shutdown;
 mod simulate_cmd;
 mod tune_cmd;
@@ -41,6 +42,8 @@ enum Command {
     Simulate(simulate_cmd::SimulateArgs),
     /// Compare scaling policies (fused score, P95 only, duty only, both, CPU) on the same load through a per-frame worker model.
     Tune(tune_cmd::TuneArgs),
+    /// Record load and per-pod signals from a real Prometheus as a load profile and a trace for tune and simulate.
+    Record(record_cmd::RecordArgs),
     /// Say why an HPA on framescale's metrics does or does not scale: reads it, the APIServices, its metrics and pods.
     Doctor(doctor::DoctorArgs),
 }
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Tune(args) => tune_cmd::run(args),
+        Command::Record(args) => record_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,8 @@
 //!
 //! Forms (`--profile`): `constant:R`, `step:LOW,HIGH,AT[,UNTIL]` (HIGH from AT until UNTIL,
 //! LOW otherwise), `ramp:FROM,TO` (linear over the run), `sine:MEAN,AMPLITUDE,PERIOD`, and
-//! `csv:FILE` with lines `seconds,rate` (a header line is allowed), linear between points and
+//! `csv:FILE` with lines `seconds,rate[,…]` (a header line is allowed; further cells are ignored,
+//! so the demo's and `framescale record`'s CSVs are profiles too), linear between points and
 //! held after the last. Rates are requests per second; times take units (`30s`, `2m`) or bare
 //! seconds.
 
@@ -340,7 +341,9 @@ fn points(contents: &str) -> Result<Vec<(f64, f64)>, CsvError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let parsed = line.split_once(',').and_then(|(t, r)| {
+        // The first two cells: `seconds,rate`, or the demo's report.csv (t_s,offered_rate,…).
+        let mut cells = line.split(',');
+        let parsed = cells.next().zip(cells.next()).and_then(|(t, r)| {
             Some((t.trim().parse::<f64>().ok()?, r.trim().parse::<f64>().ok()?))
         });
         match parsed {
@@ -424,6 +427,14 @@ mod tests {
             [5.0, 15.0, 99.0].map(|t| csv.rate_at(t, 100.0)),
             [5.0, 7.0, 4.0]
         );
+        // The demo's report.csv: the rate is its second cell.
+        std::fs::write(
+            &dir,
+            "t_s,offered_rate,replicas,desired,p95_ms,duty_pct,score,decision\n0.000,2.000,1,,,,,\"\"\n10.000,6.000,1,2,20.1,50.0,0.9,\"keep 1: x\"\n",
+        )
+        .unwrap();
+        let demo = Profile::parse(&format!("csv:{}", dir.display())).unwrap();
+        assert_eq!(demo.rate_at(5.0, 10.0), 4.0);
         std::fs::write(&dir, "0,1\n0,2\n").unwrap();
         assert!(matches!(
             Profile::parse(&format!("csv:{}", dir.display())),
