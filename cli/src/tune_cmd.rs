@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use framescale_sim::compare::{self, Outcome, Policy};
+use framescale_sim::compare::{self, Forecast, Outcome, Policy};
 use framescale_sim::frames::WorkerModel;
 use framescale_sim::report::{self, Report};
 use framescale_sim::simulation::SimulationConfig;
@@ -62,6 +62,21 @@ pub struct TuneArgs {
     /// Target of the CPU utilization policy, percent.
     #[arg(long, default_value_t = 70.0)]
     cpu_target_pct: f64,
+    /// Also run the experimental predictive term (the fused score raised by a forecast of the frame throughput) and judge it against the reactive score.
+    #[arg(long)]
+    predictive: bool,
+    /// Predictive term: smoothing of the throughput's level (Holt's alpha).
+    #[arg(long, default_value_t = 0.1)]
+    forecast_alpha: f64,
+    /// Predictive term: smoothing of its trend (Holt's beta).
+    #[arg(long, default_value_t = 0.05)]
+    forecast_beta: f64,
+    /// Predictive term: the most it raises the score (a factor of 1 + this).
+    #[arg(long, default_value_t = 0.5)]
+    forecast_bound: f64,
+    /// Predictive term: forecast growth below this is noise and raises nothing.
+    #[arg(long, default_value_t = 0.0)]
+    forecast_deadband: f64,
     /// Settings of the score and scale-down behavior to search (a seeded sample of a grid of 1,728); 0: compare the policies only.
     #[arg(long, default_value_t = 300)]
     max_settings: usize,
@@ -94,6 +109,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let mut policies = Policy::standard(&config.score);
     if let Some(Policy::Cpu(target)) = policies.last_mut() {
         *target = args.cpu_target_pct;
+    }
+    if args.predictive {
+        policies.push(Policy::Predictive(config.score.clone(), forecast(&args)?));
     }
     let profiles = profiles(&args, &model)?;
     println!("HPA: {}", config.spec.describe(&config.controller));
@@ -129,6 +147,12 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
             })
             .collect();
         print!("{}", table(&outcomes));
+        if args.predictive {
+            println!("{}", versus(&outcomes[0], &outcomes[outcomes.len() - 1]));
+        }
+    }
+    if args.predictive {
+        steady_load(&args, &model, &config, slo_ms)?;
     }
     if args.max_settings > 0 {
         search(&args, &model, &config, &profiles, slo_ms)?;
@@ -318,6 +342,93 @@ fn write_recommendation(
         metrics.display(),
         hpa.display(),
         html.display()
+    );
+    Ok(())
+}
+
+fn forecast(args: &TuneArgs) -> anyhow::Result<Forecast> {
+    let unit = |v: f64| (0.0..=1.0).contains(&v);
+    if !(unit(args.forecast_alpha) && unit(args.forecast_beta)) {
+        bail!("--forecast-alpha and --forecast-beta must be in [0, 1]");
+    }
+    if !(args.forecast_bound.is_finite() && args.forecast_bound >= 0.0)
+        || !(args.forecast_deadband.is_finite() && args.forecast_deadband >= 0.0)
+    {
+        bail!("--forecast-bound and --forecast-deadband must be 0 or more");
+    }
+    Ok(Forecast {
+        alpha: args.forecast_alpha,
+        beta: args.forecast_beta,
+        bound: args.forecast_bound,
+        deadband: args.forecast_deadband,
+    })
+}
+
+/// The predictive term against the reactive score on one profile.
+fn versus(reactive: &Outcome, predictive: &Outcome) -> String {
+    let change = |from: f64, to: f64| {
+        if from == 0.0 {
+            if to == 0.0 {
+                "±0 %".to_owned()
+            } else {
+                "from 0".to_owned()
+            }
+        } else {
+            format!("{:+.0} %", 100.0 * (to - from) / from)
+        }
+    };
+    format!(
+        "  forecast against reactive: SLO minutes {} → {} ({}), replica-hours {:.2} → {:.2} ({}), flaps/10 min {:.2} → {:.2}",
+        reactive.slo_minutes,
+        predictive.slo_minutes,
+        change(
+            f64::from(reactive.slo_minutes),
+            f64::from(predictive.slo_minutes)
+        ),
+        reactive.replica_hours,
+        predictive.replica_hours,
+        change(reactive.replica_hours, predictive.replica_hours),
+        reactive.flaps_per_10_min,
+        predictive.flaps_per_10_min
+    )
+}
+
+/// The predictive term at a steady load (3 pods at 65 %, with Poisson noise), starting from
+/// those 3 pods so no start-up transient counts: it must not flap more, nor cost more, than the
+/// reactive score.
+fn steady_load(
+    args: &TuneArgs,
+    model: &WorkerModel,
+    config: &SimulationConfig,
+    slo_ms: f64,
+) -> anyhow::Result<()> {
+    let rate = 3.0 * model.parallelism * 1000.0 / model.render_ms * 0.65;
+    let mut steady = config.clone();
+    steady.spec.min_replicas = steady
+        .spec
+        .min_replicas
+        .max(3)
+        .min(steady.spec.max_replicas);
+    let config = &steady;
+    let reactive = compare::run(
+        &Policy::Fused(config.score.clone()),
+        model,
+        config,
+        &|_| rate,
+        slo_ms,
+        args.seed,
+    );
+    let predictive = compare::run(
+        &Policy::Predictive(config.score.clone(), forecast(args)?),
+        model,
+        config,
+        &|_| rate,
+        slo_ms,
+        args.seed,
+    );
+    println!(
+        "\nsteady load: a constant {rate:.1} frames/s\n{}",
+        versus(&reactive, &predictive)
     );
     Ok(())
 }

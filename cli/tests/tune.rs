@@ -133,6 +133,34 @@ fn the_search_writes_a_recommendation_framescale_reads() {
 }
 
 #[test]
+fn the_predictive_term_is_judged_against_the_reactive_score() {
+    let (ok, stdout, stderr) = tune(&[
+        "--duration=5m",
+        "--max-settings=0",
+        "--predictive",
+        "--profile=ramp:25,400",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("\n  fused + forecast "), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("forecast against reactive: SLO minutes")
+            .count(),
+        2,
+        "the ramp and the steady load:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("steady load: a constant 97.5 frames/s"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = tune(&["--predictive", "--forecast-alpha=2"]);
+    assert!(
+        !ok && stderr.contains("--forecast-alpha and --forecast-beta must be in [0, 1]"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_flags_are_named() {
     for (flag, want) in [
         ("--slots=0", "--slots must be above 0"),

@@ -24,11 +24,74 @@ use framescale_core::metrics::custom;
 use framescale_core::quantity;
 use framescale_core::score::{HoldTracker, ScoreConfig, Signals, score};
 
+/// The experimental predictive term: Holt's linear trend of the workload's frame throughput
+/// (what the exporters' frame counters give), and the score raised by the growth it forecasts
+/// one start-up time plus one sync period ahead — never lowered, at most by `bound`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    /// Smoothing of the level (0..1).
+    pub alpha: f64,
+    /// Smoothing of the trend (0..1).
+    pub beta: f64,
+    /// The largest factor on the score is `1 + bound`.
+    pub bound: f64,
+    /// Forecast growth below this is noise: the factor stays 1 (the HPA's tolerance is 0.1).
+    pub deadband: f64,
+}
+
+impl Default for Forecast {
+    fn default() -> Self {
+        Forecast {
+            alpha: 0.1,
+            beta: 0.05,
+            bound: 0.5,
+            deadband: 0.0,
+        }
+    }
+}
+
+/// Holt's linear trend, one observation a second.
+#[derive(Debug, Clone, Copy, Default)]
+struct Holt {
+    level: f64,
+    trend: f64,
+    seen: u32,
+}
+
+impl Holt {
+    fn observe(&mut self, forecast: &Forecast, value: f64) {
+        if self.seen == 0 {
+            self.level = value;
+        } else {
+            let previous = self.level;
+            self.level =
+                forecast.alpha * value + (1.0 - forecast.alpha) * (self.level + self.trend);
+            self.trend =
+                forecast.beta * (self.level - previous) + (1.0 - forecast.beta) * self.trend;
+        }
+        self.seen += 1;
+    }
+
+    /// The factor on the score: forecast `horizon_s` ahead over the level, in `[1, 1 + bound]`.
+    fn factor(&self, forecast: &Forecast, horizon_s: f64) -> f64 {
+        if self.seen < 30 || self.level < 1.0 {
+            return 1.0;
+        }
+        let growth = (self.level + horizon_s * self.trend) / self.level;
+        if growth < 1.0 + forecast.deadband {
+            return 1.0;
+        }
+        growth.min(1.0 + forecast.bound)
+    }
+}
+
 /// What the HPA scales on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Policy {
     /// framescale's fused score with these settings.
     Fused(ScoreConfig),
+    /// The fused score raised by a forecast of the load (experimental).
+    Predictive(ScoreConfig, Forecast),
     /// The P95 frame time, target in ms.
     FrameOnly(f64),
     /// The device duty, target in percent.
@@ -57,6 +120,7 @@ impl Policy {
     pub fn name(&self) -> String {
         match self {
             Policy::Fused(_) => "fused score".into(),
+            Policy::Predictive(..) => "fused + forecast".into(),
             Policy::FrameOnly(t) => format!("P95 only ({t} ms)"),
             Policy::GpuOnly(t) => format!("duty only ({t} %)"),
             Policy::TwoMetrics(f, g) => format!("P95 and duty ({f} ms, {g} %)"),
@@ -125,6 +189,8 @@ pub fn run(
     let mut rows = Vec::new();
     let mut next_arrival = 0.0;
     let mut next_sync = config.sync_period_s;
+    let (mut holt, mut finished) = (Holt::default(), 0);
+    let horizon_s = model.startup_s + config.sync_period_s;
     let mut t = 0.0;
     while t < config.duration_s {
         let offered = rate(t);
@@ -138,7 +204,18 @@ pub fn run(
             &mut next_arrival,
         );
         let now = t + 1.0;
-        let (p95s, duties, values) = observe(&mut pods, model, policy, now, &mut felt);
+        let (p95s, duties, mut values) = observe(&mut pods, model, policy, now, &mut felt);
+        let factor = match policy {
+            Policy::Predictive(_, forecast) => {
+                holt.observe(forecast, (felt.finished - finished) as f64);
+                holt.factor(forecast, horizon_s)
+            }
+            _ => 1.0,
+        };
+        finished = felt.finished;
+        for value in &mut values {
+            *value *= factor;
+        }
         replica_seconds += pods.len() as f64;
         let mut row = Row {
             t: now,
@@ -159,7 +236,7 @@ pub fn run(
                     spec_replicas: replicas,
                     status_replicas: replicas,
                 },
-                &observations(policy, &pods),
+                &observations(policy, &pods, factor),
             );
             row.desired = Some(decision.desired as u32);
             if decision.rescale {
@@ -256,7 +333,7 @@ fn observe(
         };
         p95s.extend(reading.p95_ms);
         duties.push(reading.duty_pct);
-        if let Policy::Fused(config) = policy {
+        if let Policy::Fused(config) | Policy::Predictive(config, _) = policy {
             let signals = Signals {
                 p95_ms: reading.p95_ms,
                 duty_pct: Some(reading.duty_pct),
@@ -273,7 +350,7 @@ fn observe(
 }
 
 /// What the HPA observes this sync, for `policy`.
-fn observations(policy: &Policy, pods: &[Scaled]) -> Vec<Observation> {
+fn observations(policy: &Policy, pods: &[Scaled], factor: f64) -> Vec<Observation> {
     let states: Vec<PodState> = pods
         .iter()
         .map(|p| {
@@ -309,14 +386,16 @@ fn observations(policy: &Policy, pods: &[Scaled]) -> Vec<Observation> {
         })
     };
     match policy {
-        Policy::Fused(config) => vec![pods_metric(custom::SCALING_SCORE, 1.0, &|p| {
-            let reading = p.reading?;
-            let signals = Signals {
-                p95_ms: reading.p95_ms,
-                duty_pct: Some(reading.duty_pct),
-            };
-            score(config, signals, p.tracker.holds(config)).map(|s| s.value)
-        })],
+        Policy::Fused(config) | Policy::Predictive(config, _) => {
+            vec![pods_metric(custom::SCALING_SCORE, 1.0, &|p| {
+                let reading = p.reading?;
+                let signals = Signals {
+                    p95_ms: reading.p95_ms,
+                    duty_pct: Some(reading.duty_pct),
+                };
+                score(config, signals, p.tracker.holds(config)).map(|s| s.value * factor)
+            })]
+        }
         Policy::FrameOnly(target) => vec![frame(*target)],
         Policy::GpuOnly(target) => vec![duty(*target)],
         Policy::TwoMetrics(f, g) => vec![frame(*f), duty(*g)],
@@ -358,6 +437,65 @@ mod tests {
         } else {
             10.0
         }
+    }
+
+    #[test]
+    fn the_forecast_raises_on_a_trend_only_and_within_its_bound() {
+        let forecast = Forecast::default();
+        let mut flat = Holt::default();
+        for _ in 0..120 {
+            flat.observe(&forecast, 100.0);
+        }
+        assert_eq!(flat.factor(&forecast, 25.0), 1.0);
+        let mut rising = Holt::default();
+        for t in 0..120 {
+            rising.observe(&forecast, 100.0 + f64::from(t));
+        }
+        let factor = rising.factor(&forecast, 25.0);
+        assert!(factor > 1.1 && factor < 1.5, "{factor}");
+        let mut steep = Holt::default();
+        for t in 0..120 {
+            steep.observe(&forecast, 100.0 * 1.05_f64.powi(t));
+        }
+        assert_eq!(steep.factor(&forecast, 25.0), 1.5, "bounded");
+        let mut falling = Holt::default();
+        for t in 0..120 {
+            falling.observe(&forecast, 500.0 - f64::from(t));
+        }
+        assert_eq!(
+            falling.factor(&forecast, 25.0),
+            1.0,
+            "never below the reactive score"
+        );
+    }
+
+    #[test]
+    fn the_forecast_scales_earlier_on_a_ramp() {
+        let model = WorkerModel::default();
+        let ramp = |t: f64| 25.0 + 375.0 * t / 1200.0;
+        let reactive = run(
+            &Policy::Fused(ScoreConfig::default()),
+            &model,
+            &config(1200.0),
+            &ramp,
+            100.0,
+            1,
+        );
+        let predictive = run(
+            &Policy::Predictive(ScoreConfig::default(), Forecast::default()),
+            &model,
+            &config(1200.0),
+            &ramp,
+            100.0,
+            1,
+        );
+        assert!(
+            predictive.slo_minutes < reactive.slo_minutes,
+            "{} vs {}",
+            predictive.slo_minutes,
+            reactive.slo_minutes
+        );
+        assert!(predictive.rejected < reactive.rejected);
     }
 
     #[test]

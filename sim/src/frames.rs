@@ -156,6 +156,8 @@ pub struct Felt {
     minutes: Vec<Minute>,
     /// Frames rejected in all.
     pub rejected: u64,
+    /// Frames finished in all (what the exporters' frame counters count).
+    pub finished: u64,
     /// Every latency, `(arrived, ms)`, when asked for with [`Felt::logging`] (tests).
     pub log: Option<Vec<(f64, f64)>>,
 }
@@ -193,6 +195,7 @@ impl Felt {
     /// A frame that arrived at `arrived` and was done `latency_ms` later.
     pub fn done(&mut self, arrived: f64, latency_ms: f64) {
         self.minute(arrived).counts[bucket(latency_ms)] += 1;
+        self.finished += 1;
         if let Some(log) = &mut self.log {
             log.push((arrived, latency_ms));
         }
