@@ -160,6 +160,50 @@ fn the_predictive_term_is_judged_against_the_reactive_score() {
     );
 }
 
+/// The model against a real demo run (fixtures/demo/report.csv) with the demo's settings.
+#[test]
+fn the_model_follows_a_real_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("demo-metrics.yaml");
+    std::fs::write(
+        &metrics,
+        "score:\n  frame_target_ms: 27\n  holds: { frame_bound: 5s, gpu_bound: 5s, both: 5s }\n",
+    )
+    .unwrap();
+    let report = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/demo/report.csv");
+    let (ok, stdout, stderr) = tune(&[
+        &format!("--calibrate={report}"),
+        "--render-ms=17.8",
+        "--render-sigma=0.13",
+        "--window=20s",
+        "--cpu-share=1",
+        "--scale-down-window=30s",
+        "--max-replicas=4",
+        "--startup=1s",
+        &format!("--metrics-config={}", metrics.display()),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("first scale-up: demo 46 s, model 46 s"),
+        "{stdout}"
+    );
+    let error: f64 = stdout
+        .split("mean |model - demo| ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        error < 1.0,
+        "replicas within one of the demo's on average: {stdout}"
+    );
+    let (ok, _, stderr) = tune(&["--calibrate=/nonexistent/report.csv"]);
+    assert!(
+        !ok && stderr.contains("--calibrate /nonexistent/report.csv"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bad_flags_are_named() {
     for (flag, want) in [
