@@ -5,7 +5,7 @@
 //! the users' P95 above the SLO, rejected frames, replica-hours, rescales and flapping.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -198,17 +198,24 @@ fn search(
         "\nsearch: {total} settings × {} profiles on {threads} thread(s)",
         profiles.len()
     );
+    // On a terminal one line rewritten in place; in a log a line every 10 %.
+    let terminal = std::io::stderr().is_terminal();
     let scored = bench.evaluate(&settings, threads, &|done| {
-        if done == total || done % 10 == 0 {
+        let step = (total / 10).max(1);
+        if terminal || done == total || done % step == 0 {
             eprint!(
-                "\rtune: {done}/{total} settings ({:.0} %), {:.1} s",
+                "{}tune: {done}/{total} settings ({:.0} %), {:.1} s{}",
+                if terminal { "\r" } else { "" },
                 100.0 * done as f64 / total as f64,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                if terminal { "" } else { "\n" }
             );
             let _ = std::io::stderr().flush();
         }
     });
-    eprintln!();
+    if terminal {
+        eprintln!();
+    }
     let front = sweep::pareto(&scored);
     let chosen = sweep::recommend(&scored, &front).context("the search scored no setting")?;
     let defaults = &scored[0];
