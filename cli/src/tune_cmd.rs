@@ -631,8 +631,14 @@ fn table(outcomes: &[Outcome]) -> String {
         .max()
         .unwrap_or(6);
     let mut out = format!(
-        "  {:<width$}  {:>11}  {:>16}  {:>13}  {:>8}  {:>12}\n",
-        "policy", "SLO minutes", "rejected frames", "replica-hours", "rescales", "flaps/10 min"
+        "  {:<width$}  {:>11}  {:>16}  {:>13}  {:>8}  {:>12}  {:>8}\n",
+        "policy",
+        "SLO minutes",
+        "rejected frames",
+        "replica-hours",
+        "rescales",
+        "flaps/10 min",
+        "recovery"
     );
     for o in outcomes {
         let share = if o.frames == 0 {
@@ -642,14 +648,16 @@ fn table(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<width$}  {:>11}  {:>8} {:>6.2} %  {:>13.2}  {:>8}  {:>12.2}",
+            "  {:<width$}  {:>11}  {:>8} {:>6.2} %  {:>13.2}  {:>8}  {:>12.2}  {:>8}",
             o.policy,
             o.slo_minutes,
             o.rejected,
             share,
             o.replica_hours,
             o.scale_events,
-            o.flaps_per_10_min
+            o.flaps_per_10_min,
+            o.recovery_s
+                .map_or_else(|| "—".to_owned(), |s| format!("{s:.0} s"))
         );
     }
     out

@@ -147,6 +147,10 @@ pub struct Outcome {
     pub scale_events: u32,
     /// Rescales whose direction differs from the one before, per 10 minutes.
     pub flaps_per_10_min: f64,
+    /// Seconds from the load's largest rise (at least doubling from one second to the next)
+    /// until the frames are back within the SLO for a minute; `None` without such a rise, or
+    /// when they never are.
+    pub recovery_s: Option<f64>,
     /// One row per second, for the report.
     pub rows: Vec<Row>,
 }
@@ -183,7 +187,8 @@ pub fn run(
     for _ in 0..config.spec.min_replicas {
         add(&mut pods, 0.0);
     }
-    let mut felt = Felt::default();
+    let mut felt = Felt::watching(slo_ms);
+    let mut step = StepWatch::default();
     let (mut frames, mut replica_seconds) = (0_u64, 0.0);
     let mut rescales = Rescales::default();
     let mut rows = Vec::new();
@@ -194,6 +199,7 @@ pub fn run(
     let mut t = 0.0;
     while t < config.duration_s {
         let offered = rate(t);
+        step.see(t, offered);
         frames += offer(
             &mut pods,
             model,
@@ -258,9 +264,30 @@ pub fn run(
         frames,
         rejected: felt.rejected,
         replica_hours: replica_seconds / 3600.0,
+        recovery_s: step.at.and_then(|(at, _)| felt.recovery(at)),
         scale_events: rescales.events,
         flaps_per_10_min: f64::from(rescales.flaps) / (config.duration_s / 600.0),
         rows,
+    }
+}
+
+/// The load's largest rise that at least doubles it from one second to the next.
+#[derive(Default)]
+struct StepWatch {
+    /// (time, rise) of the largest.
+    at: Option<(f64, f64)>,
+    last: Option<f64>,
+}
+
+impl StepWatch {
+    fn see(&mut self, t: f64, rate: f64) {
+        if let Some(last) = self.last {
+            let rise = rate - last;
+            if rate >= 2.0 * last && rise > 0.0 && self.at.is_none_or(|(_, r)| rise > r) {
+                self.at = Some((t, rise));
+            }
+        }
+        self.last = Some(rate);
     }
 }
 

@@ -160,6 +160,9 @@ pub struct Felt {
     pub finished: u64,
     /// Every latency, `(arrived, ms)`, when asked for with [`Felt::logging`] (tests).
     pub log: Option<Vec<(f64, f64)>>,
+    /// With [`Felt::watching`]: per second of arrival, (frames, frames slower than the SLO or
+    /// rejected).
+    seconds: Option<(f64, Vec<(u32, u32)>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +179,40 @@ impl Felt {
             log: Some(Vec::new()),
             ..Felt::default()
         }
+    }
+
+    /// A record that also counts, per second, the frames slower than `slo_ms` (for the time
+    /// to recover after a step).
+    #[must_use]
+    pub fn watching(slo_ms: f64) -> Self {
+        Felt {
+            seconds: Some((slo_ms, Vec::new())),
+            ..Felt::default()
+        }
+    }
+
+    fn second(&mut self, arrived: f64, slow: bool) {
+        if let Some((_, seconds)) = &mut self.seconds {
+            let index = arrived.max(0.0) as usize;
+            if seconds.len() <= index {
+                seconds.resize(index + 1, (0, 0));
+            }
+            seconds[index].0 += 1;
+            seconds[index].1 += u32::from(slow);
+        }
+    }
+
+    /// Seconds from `from` until the frames are back within the SLO — the first second after
+    /// which, for 60 s, at most 5 % of each second's frames are slower or rejected; `None` if
+    /// that never happens (or without [`Felt::watching`]).
+    #[must_use]
+    pub fn recovery(&self, from: f64) -> Option<f64> {
+        let (_, seconds) = self.seconds.as_ref()?;
+        let good = |(frames, slow): &(u32, u32)| f64::from(*slow) <= 0.05 * f64::from(*frames);
+        let start = from.max(0.0) as usize;
+        (start..seconds.len().saturating_sub(60))
+            .find(|&s| seconds[s..s + 60].iter().all(good))
+            .map(|s| (s - start) as f64)
     }
 
     fn minute(&mut self, arrived: f64) -> &mut Minute {
@@ -196,6 +233,11 @@ impl Felt {
     pub fn done(&mut self, arrived: f64, latency_ms: f64) {
         self.minute(arrived).counts[bucket(latency_ms)] += 1;
         self.finished += 1;
+        let slow = self
+            .seconds
+            .as_ref()
+            .is_some_and(|(slo, _)| latency_ms > *slo);
+        self.second(arrived, slow);
         if let Some(log) = &mut self.log {
             log.push((arrived, latency_ms));
         }
@@ -205,6 +247,7 @@ impl Felt {
     pub fn reject(&mut self, arrived: f64) {
         self.minute(arrived).rejected += 1;
         self.rejected += 1;
+        self.second(arrived, true);
     }
 
     /// Minutes whose latency P95, a rejected frame counting as too slow, is above `slo_ms`
@@ -435,6 +478,24 @@ mod tests {
         // Minute 0 now has 6 of 106 frames at 50 ms: its P95 is one of them.
         assert_eq!(felt.minutes_over(32.0), 2);
         assert_eq!(felt.rejected, 10);
+    }
+
+    #[test]
+    fn recovery_is_the_time_until_a_minute_within_the_slo() {
+        let mut felt = Felt::watching(50.0);
+        for second in 0..200 {
+            let latency = if (10..40).contains(&second) {
+                500.0
+            } else {
+                20.0
+            };
+            for _ in 0..20 {
+                felt.done(f64::from(second) + 0.5, latency);
+            }
+        }
+        assert_eq!(felt.recovery(10.0), Some(30.0));
+        assert_eq!(felt.recovery(150.0), None, "not a minute left to judge");
+        assert_eq!(Felt::default().recovery(10.0), None);
     }
 
     #[test]
