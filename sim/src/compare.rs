@@ -19,7 +19,7 @@ use crate::frames::{Felt, Pod, PodReading, Rng, WorkerModel, work};
 use crate::hpa::controller::{Controller, Observation, Scale};
 use crate::hpa::replicas::{Phase, PodState};
 use crate::report::Row;
-use crate::simulation::SimulationConfig;
+use crate::simulation::{SimulationConfig, mean};
 use framescale_core::metrics::custom;
 use framescale_core::quantity;
 use framescale_core::score::{HoldTracker, ScoreConfig, Signals, score};
@@ -439,10 +439,6 @@ fn observations(policy: &Policy, pods: &[Scaled], factor: f64) -> Vec<Observatio
         Policy::TwoMetrics(f, g) => vec![frame(*f), duty(*g)],
         Policy::Cpu(target) => vec![pods_metric("cpu", *target, &|p| Some(p.reading?.cpu_pct))],
     }
-}
-
-fn mean(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
 #[cfg(test)]

@@ -368,7 +368,8 @@ fn record(row: &mut Row, decision: &Decision, replicas: usize) {
     });
 }
 
-fn mean(values: &[f64]) -> Option<f64> {
+/// The mean, `None` of nothing.
+pub(crate) fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
