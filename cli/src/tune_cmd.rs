@@ -234,12 +234,51 @@ fn search(
         best.replica_hours,
         best.setting.describe()
     );
+    compare_recommended(args, model, config, profiles, slo_ms, &best.setting);
     let found = Found {
         scored: &scored,
         front: &front,
         chosen,
     };
     write_recommendation(args, model, config, profiles, slo_ms, &found)
+}
+
+/// The recommended setting against the defaults, profile by profile, in the comparison's table.
+fn compare_recommended(
+    args: &TuneArgs,
+    model: &WorkerModel,
+    config: &SimulationConfig,
+    profiles: &[Profile],
+    slo_ms: f64,
+    setting: &sweep::Setting,
+) {
+    let mut tuned = config.clone();
+    tuned.spec.behavior = Some(setting.behavior());
+    tuned.score = setting.score.clone();
+    let duration = config.duration_s;
+    for profile in profiles {
+        let rate = |t| profile.rate_at(t, duration);
+        let mut defaults = compare::run(
+            &Policy::Fused(config.score.clone()),
+            model,
+            config,
+            &rate,
+            slo_ms,
+            args.seed,
+        );
+        defaults.policy = "fused score (defaults)".into();
+        let mut recommended = compare::run(
+            &Policy::Fused(setting.score.clone()),
+            model,
+            &tuned,
+            &rate,
+            slo_ms,
+            args.seed,
+        );
+        recommended.policy = "fused score (recommended)".into();
+        println!("\nload: {profile}");
+        print!("{}", table(&[defaults, recommended]));
+    }
 }
 
 /// What the search found.
