@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use framescale_sim::calibration;
 use framescale_sim::compare::{self, Forecast, Outcome, Policy};
 use framescale_sim::frames::WorkerModel;
 use framescale_sim::report::{self, Report};
@@ -398,54 +399,14 @@ fn write_recommendation(
     Ok(())
 }
 
-/// One second of a demo's report.csv: time, replicas, mean P95 (ms) if any.
-fn demo_rows(path: &std::path::Path) -> anyhow::Result<Vec<(f64, u32, Option<f64>)>> {
+/// Replays a demo's load through the model with the demo's settings and prints the difference.
+fn calibrate(args: &TuneArgs, model: &WorkerModel, path: &std::path::Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("--calibrate {}", path.display()))?;
-    let mut lines = text.lines();
-    if !lines
-        .next()
-        .is_some_and(|h| h.starts_with("t_s,offered_rate,replicas,desired,p95_ms"))
-    {
-        bail!(
-            "--calibrate {}: not a demo report (its header is t_s,offered_rate,replicas,desired,p95_ms,…)",
-            path.display()
-        );
-    }
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split(',').collect();
-        let parsed = (|| {
-            Some((
-                cells.first()?.parse().ok()?,
-                cells.get(2)?.parse().ok()?,
-                cells.get(4)?,
-            ))
-        })();
-        let Some((t, replicas, p95)) = parsed else {
-            bail!(
-                "--calibrate {}: line {} is not a report row: {line}",
-                path.display(),
-                i + 2
-            );
-        };
-        rows.push((t, replicas, p95.parse().ok()));
-    }
-    if rows.len() < 60 {
-        bail!(
-            "--calibrate {}: {} rows; a demo of at least a minute is needed",
-            path.display(),
-            rows.len()
-        );
-    }
-    Ok(rows)
-}
-
-/// Replays a demo's load through the model with the demo's settings and compares the two runs.
-fn calibrate(args: &TuneArgs, model: &WorkerModel, path: &std::path::Path) -> anyhow::Result<()> {
-    let demo = demo_rows(path)?;
+    let demo = calibration::parse_demo_report(&text)
+        .with_context(|| format!("--calibrate {}", path.display()))?;
     let profile = Profile::parse(&format!("csv:{}", path.display())).context("--calibrate")?;
-    let end = demo.last().map_or(0.0, |r| r.0).floor();
+    let end = demo.last().map_or(0.0, |s| s.t).floor();
     let config = args.hpa.simulation_config(Duration::from_secs_f64(end))?;
     let outcome = compare::run(
         &Policy::Fused(config.score.clone()),
@@ -455,60 +416,24 @@ fn calibrate(args: &TuneArgs, model: &WorkerModel, path: &std::path::Path) -> an
         args.slo_ms.unwrap_or(5.0 * model.render_ms),
         args.seed,
     );
-    let at = |t: f64| {
-        demo.iter()
-            .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
-    };
-    let (mut replica_error, mut p95_pairs, mut n) = (0.0_f64, Vec::new(), 0.0_f64);
-    for row in &outcome.rows {
-        let Some(&(_, replicas, p95)) = at(row.t) else {
-            continue;
-        };
-        replica_error += (f64::from(row.replicas) - f64::from(replicas)).abs();
-        n += 1.0;
-        if let (Some(model_p95), Some(demo_p95)) = (row.p95_ms, p95) {
-            p95_pairs.push((model_p95, demo_p95));
-        }
-    }
-    let mean = |v: &mut dyn Iterator<Item = f64>| {
-        let (sum, count) = v.fold((0.0, 0.0), |(s, c), x| (s + x, c + 1.0));
-        sum / f64::max(count, 1.0)
-    };
-    let first_up = |replicas: Vec<(f64, u32)>| {
-        replicas
-            .windows(2)
-            .find(|pair| pair[1].1 > pair[0].1)
-            .map(|pair| pair[1].0)
-    };
-    let demo_up = first_up(demo.iter().map(|r| (r.0, r.1)).collect());
-    let model_up = first_up(outcome.rows.iter().map(|r| (r.t, r.replicas)).collect());
+    let c = calibration::compare(&demo, &outcome.rows);
     println!(
-        "calibration against {} ({} s of the demo's load replayed through the model):",
-        path.display(),
-        end
+        "calibration against {} ({end} s of the demo's load replayed through the model):",
+        path.display()
     );
     println!(
         "  replicas: mean |model - demo| {:.2} per second; replica-seconds demo {:.0}, model {:.0}",
-        replica_error / n.max(1.0),
-        mean(&mut demo.iter().map(|r| f64::from(r.1))) * end,
-        outcome
-            .rows
-            .iter()
-            .map(|r| f64::from(r.replicas))
-            .sum::<f64>()
+        c.replica_error, c.demo_replica_seconds, c.model_replica_seconds
     );
     println!(
         "  P95 frame time (mean of the pods): demo {:.1} ms, model {:.1} ms, mean |model - demo| {:.1} ms over {} seconds with both",
-        mean(&mut p95_pairs.iter().map(|p| p.1)),
-        mean(&mut p95_pairs.iter().map(|p| p.0)),
-        mean(&mut p95_pairs.iter().map(|p| (p.0 - p.1).abs())),
-        p95_pairs.len()
+        c.demo_p95_ms, c.model_p95_ms, c.p95_error_ms, c.p95_seconds
     );
     let show = |t: Option<f64>| t.map_or("never".to_owned(), |t| format!("{t:.0} s"));
     println!(
         "  first scale-up: demo {}, model {}",
-        show(demo_up),
-        show(model_up)
+        show(c.demo_first_up),
+        show(c.model_first_up)
     );
     Ok(())
 }
