@@ -84,7 +84,7 @@ impl Reader {
             Err(kube::Error::Api(status)) => {
                 Err(failure(status.code, &status.reason, &status.message))
             }
-            Err(error) => Err(failure(0, "", &describe(&error))),
+            Err(error) => Err(failure(0, "", &crate::describe(&anyhow::Error::new(error)))),
         }
     }
 
@@ -253,28 +253,12 @@ fn failure(code: u16, reason: &str, message: &str) -> Failure {
     }
 }
 
-/// An error with its causes, `outer: inner`.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text = format!("{text}: {inner_text}");
-        }
-        cause = inner.source();
-    }
-    text
-}
-
-/// Percent-encodes a label selector for a query string.
+/// Percent-encodes a label selector for a query string (everything but unreserved characters).
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
