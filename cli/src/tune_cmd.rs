@@ -135,6 +135,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         args.seed
     );
     let duration = config.duration_s;
+    // The fused score at the defaults on each profile: the search compares its recommendation
+    // with these runs.
+    let mut fused_defaults = Vec::with_capacity(profiles.len());
     for profile in &profiles {
         println!(
             "\nload: {profile} over {}",
@@ -157,12 +160,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         if args.predictive {
             println!("{}", versus(&outcomes[0], &outcomes[outcomes.len() - 1]));
         }
+        fused_defaults.extend(outcomes.into_iter().next());
     }
     if args.predictive {
         steady_load(&args, &model, &config, slo_ms)?;
     }
     if args.max_settings > 0 {
-        search(&args, &model, &config, &profiles, slo_ms)?;
+        search(&args, &model, &config, &profiles, slo_ms, fused_defaults)?;
     }
     Ok(())
 }
@@ -175,6 +179,7 @@ fn search(
     config: &SimulationConfig,
     profiles: &[Profile],
     slo_ms: f64,
+    fused_defaults: Vec<Outcome>,
 ) -> anyhow::Result<()> {
     let settings = sweep::sample(sweep::grid(&config.score), args.max_settings, args.seed);
     let duration = config.duration_s;
@@ -235,7 +240,15 @@ fn search(
         best.replica_hours,
         best.setting.describe()
     );
-    compare_recommended(args, model, config, profiles, slo_ms, &best.setting);
+    compare_recommended(
+        args,
+        model,
+        config,
+        profiles,
+        slo_ms,
+        &best.setting,
+        fused_defaults,
+    );
     let found = Found {
         scored: &scored,
         front: &front,
@@ -244,7 +257,8 @@ fn search(
     write_recommendation(args, model, config, profiles, slo_ms, &found)
 }
 
-/// The recommended setting against the defaults, profile by profile, in the comparison's table.
+/// The recommended setting against the defaults (`fused_defaults`, the comparison's runs),
+/// profile by profile, in the comparison's table.
 fn compare_recommended(
     args: &TuneArgs,
     model: &WorkerModel,
@@ -252,27 +266,19 @@ fn compare_recommended(
     profiles: &[Profile],
     slo_ms: f64,
     setting: &sweep::Setting,
+    fused_defaults: Vec<Outcome>,
 ) {
     let mut tuned = config.clone();
     tuned.spec.behavior = Some(setting.behavior());
     tuned.score = setting.score.clone();
     let duration = config.duration_s;
-    for profile in profiles {
-        let rate = |t| profile.rate_at(t, duration);
-        let mut defaults = compare::run(
-            &Policy::Fused(config.score.clone()),
-            model,
-            config,
-            &rate,
-            slo_ms,
-            args.seed,
-        );
+    for (profile, mut defaults) in profiles.iter().zip(fused_defaults) {
         defaults.policy = "fused score (defaults)".into();
         let mut recommended = compare::run(
             &Policy::Fused(setting.score.clone()),
             model,
             &tuned,
-            &rate,
+            &|t| profile.rate_at(t, duration),
             slo_ms,
             args.seed,
         );
