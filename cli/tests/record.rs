@@ -5,21 +5,8 @@
 mod support;
 
 use std::fmt::Write as _;
-use std::process::Command;
 
-use support::Prometheus;
-
-fn framescale(args: &[String]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use support::{Prometheus, framescale};
 
 /// Ten minutes ending a minute ago: two pods rendering 5 frames/s each (one with a 30 s gap in
 /// its duty), and a pod of another namespace.

@@ -2,21 +2,15 @@
 //! expectation or an unknown kind fails with a line per vector saying what differs), and runs
 //! over a load profile or a trace that write the report.
 
+mod support;
+
 use std::fmt::Write as _;
-use std::process::Command;
 
 /// `framescale simulate <args>`: (success, stdout, stderr).
 fn simulate(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .arg("simulate")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["simulate"];
+    all.extend(args);
+    support::framescale(&all)
 }
 
 fn check_vectors(path: &std::path::Path) -> (bool, String, String) {

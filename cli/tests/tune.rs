@@ -1,19 +1,13 @@
 //! `framescale tune` end to end: every policy on the standard profiles, the same output for the
 //! same seed, another for another seed, bad flags named.
 
-use std::process::Command;
+mod support;
 
+/// `framescale tune <args>`: (success, stdout, stderr).
 fn tune(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .arg("tune")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["tune"];
+    all.extend(args);
+    support::framescale(&all)
 }
 
 #[test]
@@ -114,24 +108,18 @@ fn the_search_writes_a_recommendation_framescale_reads() {
     );
     assert!(html.contains("the Pareto front"));
     // The recommended files are what the adapter and the HPA model read.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .args(["simulate", "--profile=constant:10", "--duration=1m"])
-        .arg(format!(
+    let (ok, _, stderr) = support::framescale(&[
+        "simulate".to_owned(),
+        "--profile=constant:10".to_owned(),
+        "--duration=1m".to_owned(),
+        format!(
             "--metrics-config={}",
             report.join("recommended-metrics.yaml").display()
-        ))
-        .arg(format!(
-            "--hpa={}",
-            report.join("recommended-hpa.yaml").display()
-        ))
-        .arg(format!("--report-dir={}", dir.path().join("sim").display()))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        ),
+        format!("--hpa={}", report.join("recommended-hpa.yaml").display()),
+        format!("--report-dir={}", dir.path().join("sim").display()),
+    ]);
+    assert!(ok, "{stderr}");
 }
 
 #[test]

@@ -19,6 +19,19 @@ use framescale_exporter::cri::format_rfc3339;
 pub mod apiserver;
 pub mod browser;
 
+/// Runs `framescale <args>` to its end: (succeeded, stdout, stderr).
+pub fn framescale<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A real fixture file's text.
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/../fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
