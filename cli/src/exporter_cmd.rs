@@ -28,9 +28,9 @@ pub struct ExporterArgs {
     /// Window of the frame-time quantiles.
     #[arg(long, env = "FRAMESCALE_WINDOW", default_value = "60s", value_parser = humantime::parse_duration)]
     window: Duration,
-    /// Sub-windows the window slides by (the window moves in steps of window / sub-windows).
-    #[arg(long, env = "FRAMESCALE_SUB_WINDOWS", default_value_t = 6)]
-    sub_windows: usize,
+    /// Sub-windows the window slides by (the window moves in steps of window / sub-windows); default: the count nearest to 6 that splits --window into whole milliseconds (20s: 5 of 4 s).
+    #[arg(long, env = "FRAMESCALE_SUB_WINDOWS")]
+    sub_windows: Option<usize>,
     /// How often log files are read.
     #[arg(long, env = "FRAMESCALE_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
@@ -113,8 +113,19 @@ enum DeviceSourceArg {
 impl ExporterArgs {
     /// Validates the flags into a configuration; each error names the flag to change.
     pub fn into_config(self) -> anyhow::Result<ExporterConfig> {
-        let window =
-            WindowConfig::new(self.window, self.sub_windows).context("--window / --sub-windows")?;
+        let window = match self.sub_windows {
+            Some(sub_windows) => WindowConfig::new(self.window, sub_windows),
+            None => WindowConfig::fitting(self.window, 6),
+        }
+        .context("--window / --sub-windows")?;
+        if self.sub_windows.is_none() && window.sub_windows() != 6 {
+            tracing::info!(
+                window = %humantime::format_duration(self.window),
+                sub_windows = window.sub_windows(),
+                "The window does not split into 6 sub-windows of whole milliseconds: it slides in {} steps instead",
+                window.sub_windows()
+            );
+        }
         let containers = regex_lite::Regex::new(&self.container_regex).with_context(|| {
             format!(
                 "--container-regex {:?} is not a valid regular expression",

@@ -10,6 +10,9 @@ pub enum Outcome {
     Ok,
     /// The frame was started but not produced.
     Failed,
+    /// The pod turned the frame away before rendering it (its slots and queue were full): the
+    /// user never got it. Counted as later than any latency target.
+    Refused,
 }
 
 impl Outcome {
@@ -19,6 +22,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
         }
     }
 }
@@ -58,6 +62,30 @@ impl FrameRecord {
             outcome: Outcome::Ok,
             output: None,
             error: None,
+        }
+    }
+
+    /// A frame the pod refused (no slot and no queue place), after waiting `queue` if it did.
+    #[must_use]
+    pub fn refused(frame: Option<u64>, queue: Option<Duration>) -> Self {
+        FrameRecord {
+            frame,
+            duration: None,
+            queue,
+            outcome: Outcome::Refused,
+            output: None,
+            error: None,
+        }
+    }
+
+    /// How long the user waited for the frame — queue plus render — when the pod produced it;
+    /// a pod that reports no queue time is taken at its render time. `None` for a failed or
+    /// refused frame.
+    #[must_use]
+    pub fn latency(&self) -> Option<Duration> {
+        match (self.outcome, self.duration) {
+            (Outcome::Ok, Some(render)) => Some(render + self.queue.unwrap_or_default()),
+            _ => None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! framescale.frame frame=12 duration_ms=31.2 queue_ms=4.1 outcome=ok
 //! framescale.frame frame=13 outcome=failed error="scene \"city\" not found"
+//! framescale.frame queue_ms=0 outcome=refused
 //! ```
 //!
 //! The line starts with `framescale.frame` and a space, then `key=value` pairs separated by
@@ -12,7 +13,7 @@
 //! | key | value | required |
 //! |---|---|---|
 //! | `duration_ms` | render time in milliseconds, a finite number ≥ 0 | when `outcome=ok` |
-//! | `outcome` | `ok` or `failed` | no, default `ok` |
+//! | `outcome` | `ok`, `failed` or `refused` (turned away before rendering: no slot, no queue place) | no, default `ok` |
 //! | `frame` | frame number, integer ≥ 0 | no |
 //! | `queue_ms` | time queued before rendering, milliseconds ≥ 0 | no |
 //! | `output` | where the frame was written | no |
@@ -163,7 +164,8 @@ fn apply(record: &mut FrameRecord, key: &str, value: Cow<'_, str>) -> Result<(),
             record.outcome = match value.as_ref() {
                 "ok" => Outcome::Ok,
                 "failed" => Outcome::Failed,
-                _ => return Err(bad("`ok` or `failed`")),
+                "refused" => Outcome::Refused,
+                _ => return Err(bad("`ok`, `failed` or `refused`")),
             }
         }
         "output" => record.output = Some(value.into_owned()),
@@ -232,6 +234,7 @@ mod tests {
         assert_eq!(got.duration, Some(ms(31.2)));
         assert_eq!(got.queue, Some(ms(4.1)));
         assert_eq!(got.outcome, Outcome::Ok);
+        assert_eq!(got.latency(), Some(ms(31.2) + ms(4.1)));
 
         let got =
             parse(br#"framescale.frame outcome=failed error="scene \"city\" not found" new_key=1"#)
@@ -240,6 +243,11 @@ mod tests {
         assert_eq!(got.outcome, Outcome::Failed);
         assert_eq!(got.error.as_deref(), Some(r#"scene "city" not found"#));
         assert_eq!(got.duration, None);
+
+        // A refused frame needs no frame number and no duration.
+        let got = parse(b"framescale.frame outcome=refused").unwrap().unwrap();
+        assert_eq!(got, FrameRecord::refused(None, None));
+        assert_eq!(got.latency(), None);
 
         let got = parse(b"framescale.frame   duration_ms=0  ")
             .unwrap()
@@ -273,9 +281,12 @@ mod tests {
             ("framescale.frame duration_ms=inf", "finite"),
             ("framescale.frame duration_ms=3600001", "at most one hour"),
             ("framescale.frame duration_ms=1 frame=-3", "integer"),
+            ("framescale.frame duration_ms=1 queue_ms=-2", "≥ 0"),
+            ("framescale.frame outcome=refused queue_ms=inf", "finite"),
+            ("framescale.frame duration_ms=1 queue_ms=1e300", "at most one hour"),
             (
                 "framescale.frame duration_ms=1 outcome=meh",
-                "`ok` or `failed`",
+                "`ok`, `failed` or `refused`",
             ),
             (
                 "framescale.frame duration_ms=1 duration_ms=2",

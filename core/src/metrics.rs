@@ -5,6 +5,10 @@
 
 /// Summary of the time to render one frame, in seconds; quantiles over the sliding window.
 pub const FRAME_DURATION_SECONDS: &str = "framescale_frame_duration_seconds";
+/// Summary of a frame's latency — queue plus render, a refused frame at an hour — in seconds;
+/// quantiles over the sliding window; [`MEASURE_LABEL`] says `queue_and_render`, or `render`
+/// where the pod reports no queue time.
+pub const FRAME_LATENCY_SECONDS: &str = "framescale_frame_latency_seconds";
 /// Counter of frames finished, labelled with [`OUTCOME_LABEL`].
 pub const FRAMES_TOTAL: &str = "framescale_frames_total";
 /// Counter of errors a renderer reported outside any frame (a scene that does not load, a
@@ -30,11 +34,12 @@ pub const CONTAINER_LABEL: &str = "container";
 pub const DEVICE_LABEL: &str = "device";
 /// Label on the device gauges: the device's UUID (`cpu` for the CPU source).
 pub const UUID_LABEL: &str = "uuid";
-/// Label on [`GPU_DUTY_CYCLE_RATIO`]: what the share measures — `sm_active` (GPM SM
-/// utilization), `busy_time` (NVML's `utilization.gpu`), `process_sm` (a pod's processes on a
-/// shared GPU), `cpu_time` (the CPU source).
+/// Label on [`GPU_DUTY_CYCLE_RATIO`] and [`FRAME_LATENCY_SECONDS`]: what the value measures.
+/// Duty: `sm_active` (GPM SM utilization), `busy_time` (NVML's `utilization.gpu`),
+/// `process_sm` (a pod's processes on a shared GPU), `cpu_time` (the CPU source). Latency:
+/// `queue_and_render`, or `render` where the pod reports no queue time.
 pub const MEASURE_LABEL: &str = "measure";
-/// Label on [`FRAMES_TOTAL`]: `ok` or `failed`.
+/// Label on [`FRAMES_TOTAL`]: `ok`, `failed` or `refused`.
 pub const OUTCOME_LABEL: &str = "outcome";
 
 /// Gauge of each exporter: the window its frame-time quantiles cover, in seconds (`--window`).
@@ -46,8 +51,10 @@ pub const EXPORTER_DEVICE_POLL_INTERVAL_SECONDS: &str =
 
 /// Names of the custom metrics API (ARCHITECTURE.md, contract 2): what an HPA asks for.
 pub mod custom {
-    /// P95 frame time per pod, in milliseconds.
+    /// P95 render time per pod, in milliseconds.
     pub const FRAME_DURATION_MS: &str = "render_frame_duration_ms";
+    /// P95 frame latency (queue + render, refusals as an hour) per pod, in milliseconds.
+    pub const FRAME_LATENCY_MS: &str = "render_frame_latency_ms";
     /// Device duty per pod, in percent (0..100).
     pub const GPU_DUTY_CYCLE: &str = "nvidia_gpu_duty_cycle";
     /// The fused score: dimensionless, 1.0 = at target.

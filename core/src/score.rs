@@ -1,11 +1,15 @@
 //! The fused render score (ARCHITECTURE.md, contract 3).
 //!
-//! Per pod, `f = p95_ms / frame_target_ms` and `g = duty_pct / gpu_target_pct`;
-//! `score = w_f·f + w_g·g`, where 1.0 means "at target". The score is a ratio, not clamped to
-//! 0..1, so the HPA's `ceil(replicas × avg(score))` scales in proportion to the overload; a cap
-//! bounds outliers. A regime — frame-bound (`f > 1`, `g ≤ 1`), GPU-bound (`f ≤ 1`, `g > 1`) or
-//! both — must have held for its hold time before the score may exceed 1.0; until then it is
-//! held at 1.0. When both are over (and held), the score is multiplied by the boost.
+//! Per pod, `f = latency_p95_ms / frame_target_ms` (the latency users accept: queue plus
+//! render, a refused frame later than any target) and `g = duty_pct / gpu_target_pct`;
+//! `score = w_f·max(f, g) + w_g·g`, where 1.0 means "at target". While frames are on time
+//! relative to the device (`f ≤ g`) the score is the duty ratio itself, so a steady load settles
+//! with the device at its target; frames later than the device is busy (`f > g`) pull the score
+//! up by `w_f·(f − g)`. The score is a ratio, not clamped to 0..1, so the HPA's
+//! `ceil(replicas × avg(score))` scales in proportion to the overload; a cap bounds outliers. A
+//! regime — frame-bound (`f > 1`, `g ≤ 1`), GPU-bound (`f ≤ 1`, `g > 1`) or both — must have
+//! held for its hold time before the score may exceed 1.0; until then it is held at 1.0. When
+//! both are over (and held), the score is multiplied by the boost.
 //!
 //! Missing data is never zero: a pod with neither signal has no score; a pod with one signal is
 //! scored on that one alone (its ratio), or left out, as [`PartialPolicy`] says.
@@ -25,7 +29,8 @@ pub enum PartialPolicy {
 /// Every setting of the score, with the defaults of contract 3.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreConfig {
-    /// P95 frame time that counts as "at target", in milliseconds (default 32).
+    /// P95 frame latency (queue + render) users accept, in milliseconds: the frame ratio is 1
+    /// there (default 100).
     pub frame_target_ms: f64,
     /// GPU duty that counts as "at target", in percent (default 65).
     pub gpu_target_pct: f64,
@@ -50,7 +55,7 @@ pub struct ScoreConfig {
 impl Default for ScoreConfig {
     fn default() -> Self {
         ScoreConfig {
-            frame_target_ms: 32.0,
+            frame_target_ms: 100.0,
             gpu_target_pct: 65.0,
             frame_weight: 0.4,
             gpu_weight: 0.6,
@@ -119,11 +124,12 @@ impl ScoreConfig {
             PartialPolicy::LeaveOut => "left out",
         };
         format!(
-            "score = {} × P95 / {} ms + {} × duty / {} %; above 1 only once the regime has held \
-             (frames slow {}, device busy {}, both {} — then × {}); at most {}; a pod with one \
-             signal is {partial}",
+            "score = {} × max(latency P95 / {} ms, duty / {} %) + {} × duty / {} %; above 1 only \
+             once the regime has held (frames late {}, device busy {}, both {} — then × {}); at \
+             most {}; a pod with one signal is {partial}",
             self.frame_weight,
             self.frame_target_ms,
+            self.gpu_target_pct,
             self.gpu_weight,
             self.gpu_target_pct,
             seconds(self.frame_bound_hold),
@@ -134,7 +140,7 @@ impl ScoreConfig {
         )
     }
 
-    /// The frame ratio `f` of a P95 in milliseconds.
+    /// The frame ratio `f` of a latency P95 in milliseconds.
     #[must_use]
     pub fn frame_ratio(&self, p95_ms: f64) -> f64 {
         p95_ms / self.frame_target_ms
@@ -176,7 +182,8 @@ impl Regime {
 /// The two measured signals of one pod; `None` is missing (or stale), never 0.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Signals {
-    /// P95 frame time over the window, in milliseconds.
+    /// P95 frame latency (queue + render; render time where the pod reports no queue time)
+    /// over the window, in milliseconds.
     pub p95_ms: Option<f64>,
     /// Device duty over the window, in percent.
     pub duty_pct: Option<f64>,
@@ -217,7 +224,7 @@ pub fn score(config: &ScoreConfig, signals: Signals, holds: Holds) -> Option<Sco
         .map(|v| config.gpu_ratio(v));
     let (raw, regime) = match (f, g) {
         (Some(f), Some(g)) => (
-            config.frame_weight * f + config.gpu_weight * g,
+            config.frame_weight * f.max(g) + config.gpu_weight * g,
             regime_of(f > 1.0, g > 1.0),
         ),
         (Some(_), None) | (None, Some(_)) if config.partial == PartialPolicy::LeaveOut => {
@@ -318,9 +325,9 @@ mod tests {
     fn the_default_settings_read_in_words() {
         assert_eq!(
             ScoreConfig::default().describe(),
-            "score = 0.4 × P95 / 32 ms + 0.6 × duty / 65 %; above 1 only once the regime has held \
-             (frames slow 30 s, device busy 15 s, both 10 s — then × 1.5); at most 10; a pod \
-             with one signal is scored on the signal it has"
+            "score = 0.4 × max(latency P95 / 100 ms, duty / 65 %) + 0.6 × duty / 65 %; above 1 \
+             only once the regime has held (frames late 30 s, device busy 15 s, both 10 s — then \
+             × 1.5); at most 10; a pod with one signal is scored on the signal it has"
         );
     }
 
@@ -342,7 +349,10 @@ mod tests {
     #[test]
     #[allow(clippy::too_many_lines, reason = "one table of cases")]
     fn score_table() {
-        let config = ScoreConfig::default();
+        let config = ScoreConfig {
+            frame_target_ms: 32.0,
+            ..ScoreConfig::default()
+        };
         // (p95 ms, duty %, holds, want value, want regime, want held back)
         let cases = [
             // At target exactly: 0.4·1 + 0.6·1.
@@ -360,6 +370,25 @@ mod tests {
                 Some(32.5),
                 NONE_HELD,
                 Some(0.5),
+                Regime::None,
+                false,
+            ),
+            // Frames on time and the device at target: the frame term does not dilute the
+            // score, which is 1 at the duty target whatever the latency below it.
+            (
+                Some(8.0),
+                Some(65.0),
+                NONE_HELD,
+                Some(1.0),
+                Regime::None,
+                false,
+            ),
+            // Frames later than the device is busy pull the score up: 0.4·0.9 + 0.6·0.5.
+            (
+                Some(28.8),
+                Some(32.5),
+                NONE_HELD,
+                Some(0.66),
                 Regime::None,
                 false,
             ),
@@ -390,12 +419,13 @@ mod tests {
                 Regime::FrameBound,
                 false,
             ),
-            // GPU-bound, held: 0.4·0.5 + 0.6·1.4 = 1.04.
+            // GPU-bound, held: frames on time relative to the device (f ≤ g), so the score is
+            // the duty ratio: 0.4·1.4 + 0.6·1.4 = 1.4.
             (
                 Some(16.0),
                 Some(91.0),
                 ALL_HELD,
-                Some(1.04),
+                Some(1.4),
                 Regime::GpuBound,
                 false,
             ),
@@ -495,7 +525,10 @@ mod tests {
 
     #[test]
     fn holds_follow_the_observations() {
-        let config = ScoreConfig::default();
+        let config = ScoreConfig {
+            frame_target_ms: 32.0,
+            ..ScoreConfig::default()
+        };
         let mut tracker = HoldTracker::default();
         let over_both = signals(Some(64.0), Some(91.0));
         let at = |tracker: &mut HoldTracker, millis: u64, s: Signals| {
@@ -543,7 +576,10 @@ mod tests {
 
     #[test]
     fn time_without_observations_completes_no_hold() {
-        let config = ScoreConfig::default();
+        let config = ScoreConfig {
+            frame_target_ms: 32.0,
+            ..ScoreConfig::default()
+        };
         let over_frame = signals(Some(40.0), None);
         let mut tracker = HoldTracker::default();
         for millis in (0..=5_000).step_by(1_000) {

@@ -73,6 +73,33 @@ impl WindowConfig {
         })
     }
 
+    /// A window of `window` split into the number of sub-windows nearest to `preferred` that
+    /// splits it into whole milliseconds (the fewer on a tie): `20s` with 6 preferred is 5 of
+    /// 4 s. Fails only for a window of zero or of a fraction of a millisecond.
+    pub fn fitting(window: Duration, preferred: usize) -> Result<Self, ConfigError> {
+        let preferred = preferred.clamp(1, 3600);
+        let uneven = ConfigError::Uneven {
+            window,
+            sub_windows: preferred,
+        };
+        let millis = window.as_millis();
+        if millis == 0 || !window.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(uneven);
+        }
+        (0..3600)
+            .flat_map(|d| [preferred.checked_sub(d), Some(preferred + d)])
+            .flatten()
+            .filter(|&n| (1..=3600).contains(&n))
+            .find(|&n| millis.is_multiple_of(n as u128))
+            .map_or(Err(uneven), |n| Self::new(window, n))
+    }
+
+    /// How many sub-windows the window slides by.
+    #[must_use]
+    pub fn sub_windows(&self) -> usize {
+        self.sub_windows
+    }
+
     /// The whole window.
     #[must_use]
     pub fn window(&self) -> Duration {
@@ -319,6 +346,21 @@ fn micros(value: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_a_user_picks_fits_into_sub_windows() {
+        let fit = |secs: f64| WindowConfig::fitting(Duration::from_secs_f64(secs), 6).unwrap();
+        assert_eq!(fit(60.0).sub_windows(), 6);
+        assert_eq!(fit(20.0).sub_windows(), 5, "20 s: 5 of 4 s");
+        assert_eq!(fit(10.0).sub_windows(), 5, "10 s: 5 of 2 s");
+        assert_eq!(fit(7.0).sub_windows(), 5);
+        assert_eq!(fit(0.001).sub_windows(), 1);
+        for secs in [20.0, 10.0, 7.0, 45.0, 90.0, 0.25] {
+            assert_eq!(fit(secs).window(), Duration::from_secs_f64(secs));
+        }
+        assert!(WindowConfig::fitting(Duration::ZERO, 6).is_err());
+        assert!(WindowConfig::fitting(Duration::from_micros(1500), 6).is_err());
+    }
     use proptest::prelude::*;
 
     const QS: [f64; 4] = [0.5, 0.9, 0.95, 0.99];

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use framescale_core::metrics::{
     CONTAINER_LABEL, DEVICE_LABEL, EXPORTER_DEVICE_POLL_INTERVAL_SECONDS, EXPORTER_WINDOW_SECONDS,
-    FRAME_DURATION_SECONDS, FRAMES_TOTAL, GPU_DUTY_CYCLE_RATIO, GPU_MEMORY_USED_BYTES,
+    FRAME_DURATION_SECONDS, FRAME_LATENCY_SECONDS, FRAMES_TOTAL, GPU_DUTY_CYCLE_RATIO, GPU_MEMORY_USED_BYTES,
     MEASURE_LABEL, NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL, RENDER_ERRORS_TOTAL,
     SUMMARY_QUANTILES, UUID_LABEL,
 };
@@ -81,6 +81,7 @@ pub fn render(
         .collect();
     let mut out = String::with_capacity(256 + series.len() * 900);
     write_frame_durations(&mut out, format, &series, now_millis, scratch);
+    write_frame_latencies(&mut out, format, &series, now_millis, scratch);
     write_frame_counts(&mut out, format, &series);
     header(
         &mut out,
@@ -136,6 +137,44 @@ fn write_frame_durations(
     }
 }
 
+/// The latency summary: queue plus render (a refused frame at an hour), labelled with what the
+/// pod's latency is made of (`queue_and_render`, or `render` where it reports no queue time).
+fn write_frame_latencies(
+    out: &mut String,
+    format: Format,
+    series: &[(String, &Series)],
+    now_millis: u64,
+    scratch: &mut Scratch,
+) {
+    let name = FRAME_LATENCY_SECONDS;
+    let quantiles = SUMMARY_QUANTILES.map(|(q, _)| q);
+    header(
+        out,
+        format,
+        name,
+        Kind::Summary,
+        "Time from a frame's arrival to its end (queue + render; a refused frame counts as 3600 s); measure says of what (queue_and_render, or render where the pod reports no queue time).",
+        Some("seconds"),
+    );
+    for (labels, s) in series {
+        if s.latency_count == 0 {
+            continue;
+        }
+        let labels = format!(
+            "{labels},{MEASURE_LABEL}=\"{}\"",
+            s.latency_measure().label()
+        );
+        if let Some(snapshot) = s.latency_snapshot(now_millis, &quantiles, scratch) {
+            for ((_, label), value) in SUMMARY_QUANTILES.iter().zip(&snapshot.values) {
+                let labels = format!("{labels},quantile=\"{label}\"");
+                sample(out, name, &labels, value.as_secs_f64());
+            }
+        }
+        sample(out, &format!("{name}_sum"), &labels, s.latency_sum_seconds);
+        sample(out, &format!("{name}_count"), &labels, s.latency_count);
+    }
+}
+
 fn write_frame_counts(out: &mut String, format: Format, series: &[(String, &Series)]) {
     header(
         out,
@@ -146,7 +185,11 @@ fn write_frame_counts(out: &mut String, format: Format, series: &[(String, &Seri
         None,
     );
     for (labels, s) in series {
-        for (outcome, count) in [("ok", s.frames_ok), ("failed", s.frames_failed)] {
+        for (outcome, count) in [
+            ("ok", s.frames_ok),
+            ("failed", s.frames_failed),
+            ("refused", s.frames_refused),
+        ] {
             sample(
                 out,
                 FRAMES_TOTAL,

@@ -57,6 +57,7 @@ enum PushedOutcome {
     #[default]
     Ok,
     Failed,
+    Refused,
 }
 
 /// Parses a whole body into frames and the series they belong to.
@@ -104,6 +105,7 @@ fn validate(pushed: PushedFrame) -> Result<(SeriesKey, FrameRecord), String> {
         }
         PushedOutcome::Ok => Outcome::Ok,
         PushedOutcome::Failed => Outcome::Failed,
+        PushedOutcome::Refused => Outcome::Refused,
     };
     let key = SeriesKey::new(&pushed.namespace, &pushed.pod, &pushed.container);
     let record = FrameRecord {
@@ -129,9 +131,11 @@ mod tests {
         let body = br#"{"namespace":"r","pod":"w-0","container":"worker","frame":12,"duration_ms":31.2,"queue_ms":4.1,"outcome":"ok"}
 
 {"namespace":"r","pod":"w-0","container":"worker","outcome":"failed","error":"scene missing"}
+{"namespace":"r","pod":"w-0","container":"worker","outcome":"refused","queue_ms":0}
 "#;
         let frames = parse_body(body).unwrap();
-        assert_eq!(frames.len(), 2);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[2].1.outcome, Outcome::Refused);
         assert_eq!(frames[0].0, SeriesKey::new("r", "w-0", "worker"));
         assert_eq!(frames[0].1.duration, Some(Duration::from_secs_f64(0.0312)));
         assert_eq!(frames[1].1.outcome, Outcome::Failed);

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use framescale_core::frame::{FrameRecord, Outcome, RenderEvent};
+use framescale_core::frame_line::MAX_DURATION;
 use framescale_core::window::{QuantileWindow, Scratch, WindowConfig, WindowSnapshot};
 
 /// Identity of a series: the labels it carries.
@@ -43,26 +44,71 @@ pub struct SeriesCounts {
     pub frames_ok: u64,
     /// Frames that failed.
     pub frames_failed: u64,
+    /// Frames the pod refused.
+    #[serde(default)]
+    pub frames_refused: u64,
     /// Successful frames with a duration.
     pub duration_count: u64,
     /// Sum of their durations, seconds.
     pub duration_sum_seconds: f64,
+    /// Frames in the latency summary (produced and refused).
+    #[serde(default)]
+    pub latency_count: u64,
+    /// Sum of their latencies, seconds (a refused frame counts [`REFUSED_LATENCY`]).
+    #[serde(default)]
+    pub latency_sum_seconds: f64,
+    /// Whether the pod has reported queue times (or refusals).
+    #[serde(default)]
+    pub queue_reported: bool,
     /// Errors outside any frame.
     pub job_errors: u64,
+}
+
+/// The latency a refused frame counts as: the top of the windows' range (one hour), later than
+/// any target, so that a pod refusing more than 5 % of its frames has a latency P95 of an hour.
+pub const REFUSED_LATENCY: Duration = MAX_DURATION;
+
+/// What a series' latency is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyMeasure {
+    /// Queue plus render: the pod reports the time each frame waited (and its refusals).
+    QueueAndRender,
+    /// Render time alone: the pod reports no queue time (Blender's console).
+    Render,
+}
+
+impl LatencyMeasure {
+    /// The value of the `measure` label on the latency summary.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            LatencyMeasure::QueueAndRender => "queue_and_render",
+            LatencyMeasure::Render => "render",
+        }
+    }
 }
 
 /// What is known of one series.
 #[derive(Debug, Clone)]
 pub struct Series {
     window: QuantileWindow,
+    latency_window: QuantileWindow,
     /// Frames that ended, by outcome.
     pub frames_ok: u64,
     /// Frames that failed.
     pub frames_failed: u64,
+    /// Frames the pod refused.
+    pub frames_refused: u64,
     /// Successful frames with a duration, ever (the summary's `_count`).
     pub duration_count: u64,
     /// Sum of their durations in seconds (the summary's `_sum`).
     pub duration_sum_seconds: f64,
+    /// Frames in the latency summary, ever: produced with a duration, and refused.
+    pub latency_count: u64,
+    /// Sum of their latencies in seconds.
+    pub latency_sum_seconds: f64,
+    /// Whether any frame carried a queue time or was refused.
+    pub queue_reported: bool,
     /// Errors the renderer reported outside any frame.
     pub job_errors: u64,
     /// The last time (ms since the epoch) its source was seen.
@@ -73,10 +119,15 @@ impl Series {
     fn new(config: WindowConfig, now_millis: u64) -> Self {
         Series {
             window: QuantileWindow::new(config),
+            latency_window: QuantileWindow::new(config),
             frames_ok: 0,
             frames_failed: 0,
+            frames_refused: 0,
             duration_count: 0,
             duration_sum_seconds: 0.0,
+            latency_count: 0,
+            latency_sum_seconds: 0.0,
+            queue_reported: false,
             job_errors: 0,
             last_seen_millis: now_millis,
         }
@@ -93,20 +144,54 @@ impl Series {
         self.window.snapshot(now_millis, quantiles, scratch)
     }
 
-    /// Counts a frame; false when its duration was too old for the window.
+    /// Quantiles of the frame latencies (queue + render, a refused frame at
+    /// [`REFUSED_LATENCY`]) in the window ending `now_millis`; `None` when it holds no frame.
+    pub fn latency_snapshot(
+        &self,
+        now_millis: u64,
+        quantiles: &[f64],
+        scratch: &mut Scratch,
+    ) -> Option<WindowSnapshot> {
+        self.latency_window.snapshot(now_millis, quantiles, scratch)
+    }
+
+    /// What the series' latency is made of.
+    #[must_use]
+    pub fn latency_measure(&self) -> LatencyMeasure {
+        if self.queue_reported {
+            LatencyMeasure::QueueAndRender
+        } else {
+            LatencyMeasure::Render
+        }
+    }
+
+    /// Counts a frame; false when it was too old for the windows.
     fn record_frame(&mut self, frame: &FrameRecord, at_millis: u64) -> bool {
         match frame.outcome {
             Outcome::Ok => self.frames_ok += 1,
             Outcome::Failed => self.frames_failed += 1,
+            Outcome::Refused => self.frames_refused += 1,
         }
+        self.queue_reported |= frame.queue.is_some() || frame.outcome == Outcome::Refused;
         // A failed frame's time says how fast it failed, not how fast frames render: only
-        // produced frames enter the duration summary.
+        // produced frames enter the duration summary. A refused frame never reached the user:
+        // it enters the latency summary as later than any target.
+        let latency = match frame.outcome {
+            Outcome::Refused => Some(REFUSED_LATENCY),
+            _ => frame.latency(),
+        };
+        let mut in_window = true;
         if let (Outcome::Ok, Some(duration)) = (frame.outcome, frame.duration) {
             self.duration_count += 1;
             self.duration_sum_seconds += duration.as_secs_f64();
-            return self.window.record(duration, at_millis);
+            in_window &= self.window.record(duration, at_millis);
         }
-        true
+        if let Some(latency) = latency {
+            self.latency_count += 1;
+            self.latency_sum_seconds += latency.as_secs_f64();
+            in_window &= self.latency_window.record(latency.min(MAX_DURATION), at_millis);
+        }
+        in_window
     }
 }
 
@@ -172,8 +257,12 @@ impl SeriesStore {
                 let counts = SeriesCounts {
                     frames_ok: s.frames_ok,
                     frames_failed: s.frames_failed,
+                    frames_refused: s.frames_refused,
                     duration_count: s.duration_count,
                     duration_sum_seconds: s.duration_sum_seconds,
+                    latency_count: s.latency_count,
+                    latency_sum_seconds: s.latency_sum_seconds,
+                    queue_reported: s.queue_reported,
                     job_errors: s.job_errors,
                 };
                 (key.clone(), counts)
@@ -188,8 +277,12 @@ impl SeriesStore {
             let series = self.entry(key, now_millis);
             series.frames_ok = c.frames_ok;
             series.frames_failed = c.frames_failed;
+            series.frames_refused = c.frames_refused;
             series.duration_count = c.duration_count;
             series.duration_sum_seconds = c.duration_sum_seconds;
+            series.latency_count = c.latency_count;
+            series.latency_sum_seconds = c.latency_sum_seconds;
+            series.queue_reported = c.queue_reported;
             series.job_errors = c.job_errors;
         }
     }
@@ -274,6 +367,52 @@ mod tests {
             snap.count, 2,
             "the failed frame's 9 s stays out of the window"
         );
+    }
+
+    #[test]
+    fn latency_is_queue_plus_render_and_a_refusal_is_later_than_any_target() {
+        let mut store = SeriesStore::new(WindowConfig::default());
+        let worker = SeriesKey::new("render", "worker-0", "worker");
+        let mut queued = FrameRecord::ok(Some(1), Duration::from_millis(20));
+        queued.queue = Some(Duration::from_millis(30));
+        for _ in 0..19 {
+            store.record(&worker, &RenderEvent::Frame(queued.clone()), NOW);
+        }
+        let at = |store: &SeriesStore, key: &SeriesKey, q: f64| {
+            let (_, s) = store.iter().find(|(k, _)| *k == key).unwrap();
+            let snap = s.latency_snapshot(NOW, &[q], &mut Scratch::default());
+            (snap.map(|s| s.values[0]), s.latency_measure())
+        };
+        let (p95, measure) = at(&store, &worker, 0.95);
+        let p95 = p95.unwrap();
+        assert!(p95.abs_diff(Duration::from_millis(50)) < Duration::from_micros(100), "{p95:?}");
+        assert_eq!(measure, LatencyMeasure::QueueAndRender);
+        // One refused frame in 20 is the top 5 %: the P95 is still a produced frame's, the
+        // maximum is the refusal's hour.
+        let refused = RenderEvent::Frame(FrameRecord::refused(None, None));
+        store.record(&worker, &refused, NOW);
+        assert!(at(&store, &worker, 0.95).0.unwrap() < Duration::from_secs(1));
+        assert!(at(&store, &worker, 1.0).0.unwrap() >= REFUSED_LATENCY);
+        store.record(&worker, &refused, NOW);
+        assert!(at(&store, &worker, 0.95).0.unwrap() >= REFUSED_LATENCY);
+        let (_, s) = store.iter().next().unwrap();
+        assert_eq!((s.frames_ok, s.frames_refused, s.latency_count), (19, 2, 21));
+        assert_eq!(s.duration_count, 19, "a refusal has no render time");
+
+        // Blender's console carries no queue time: latency is the render time, and says so.
+        let blender = SeriesKey::new("render", "blender-0", "blender");
+        store.record(&blender, &ok(100), NOW);
+        let (p95, measure) = at(&store, &blender, 0.95);
+        assert!(p95.unwrap().abs_diff(Duration::from_millis(100)) < Duration::from_millis(1));
+        assert_eq!(measure, LatencyMeasure::Render);
+        // A failed frame is neither late nor on time.
+        store.record(
+            &blender,
+            &RenderEvent::Frame(FrameRecord::failed(None, None, "x".into())),
+            NOW,
+        );
+        let (_, s) = store.iter().find(|(k, _)| **k == blender).unwrap();
+        assert_eq!(s.latency_count, 1);
     }
 
     #[test]
