@@ -1,7 +1,8 @@
 //! `framescale worker` as a process on 127.0.0.1: frames rendered and logged as
 //! `framescale.frame` lines on stdout, deterministic PNGs, clear errors, SIGTERM finishing every
-//! admitted frame, and the Blender backend running Debian's Blender for real. (429 beyond the
-//! slots and the queue is the server's own test, with a renderer it holds.)
+//! admitted frame, a refused frame logged as refused, and the Blender backend running Debian's
+//! Blender for real. (429 beyond the slots and the queue is the server's own test, with a
+//! renderer it holds.)
 
 mod support;
 
@@ -192,6 +193,38 @@ fn sigterm_finishes_every_admitted_frame() {
         std::net::TcpStream::connect(&worker.addr).is_err(),
         "the listener is closed"
     );
+}
+
+#[test]
+fn a_refused_frame_is_a_frame_line_too() {
+    // One slot, one queue place: of three slow frames sent at once, one is refused.
+    let worker = Worker::start(1, 1);
+    let addr = worker.addr.clone();
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || post(&addr, SLOW, ""))
+        })
+        .collect();
+    let mut statuses: Vec<u16> = requests
+        .into_iter()
+        .map(|r| r.join().unwrap().status)
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 429]);
+    let lines = worker.frame_lines();
+    let refused: Vec<_> = lines
+        .iter()
+        .filter(|l| l.outcome == Outcome::Refused)
+        .collect();
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    assert_eq!(refused[0].frame, Some(3));
+    assert_eq!(refused[0].duration, None);
+    assert_eq!(
+        lines.iter().filter(|l| l.outcome == Outcome::Ok).count(),
+        2
+    );
+    assert!(lines.iter().all(|l| l.queue.is_some()), "every line says its queue time");
 }
 
 #[test]

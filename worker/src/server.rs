@@ -1,6 +1,7 @@
 //! The render API: `POST /v1/render` (one frame: the PNG, or only its timings), `/livez`,
 //! `/readyz`. A fixed number of render slots and a bounded queue: a request beyond both is
-//! answered 429 with `Retry-After`; every admitted frame is rendered, and logged on stdout as a
+//! answered 429 with `Retry-After` and logged as a `framescale.frame` line with
+//! `outcome=refused`; every admitted frame is rendered, and logged on stdout as a
 //! `framescale.frame` line with its render and queue time.
 
 use std::io::Write as _;
@@ -123,6 +124,11 @@ async fn render(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json"));
     let Some(admitted) = worker.admit() else {
+        // The user never gets this frame: the exporter counts it as later than any target.
+        log_frame(&FrameRecord::refused(
+            Some(request.frame),
+            Some(Duration::ZERO),
+        ));
         let mut response = problem(
             StatusCode::TOO_MANY_REQUESTS,
             "every render slot is busy and the queue is full",
@@ -144,7 +150,7 @@ async fn render(
         .await
         .unwrap_or_else(|e| Err(RenderError::Failed(format!("the render panicked: {e}"))));
     drop(slot);
-    log_frame(&request, queue_time, &result);
+    log_frame(&rendered_record(&request, queue_time, &result));
     drop(admitted);
     let rendered = match result {
         Ok(rendered) => rendered,
@@ -173,10 +179,13 @@ async fn render(
     response
 }
 
-/// One `framescale.frame` line on stdout per frame, so the exporter measures the worker like any
-/// other pod.
-fn log_frame(request: &FrameRequest, queue: Duration, result: &Result<Rendered, RenderError>) {
-    let record = FrameRecord {
+/// The record of a frame that was rendered, or failed to.
+fn rendered_record(
+    request: &FrameRequest,
+    queue: Duration,
+    result: &Result<Rendered, RenderError>,
+) -> FrameRecord {
+    FrameRecord {
         frame: Some(request.frame),
         duration: result.as_ref().ok().map(|r| r.render_time),
         queue: Some(queue),
@@ -187,8 +196,13 @@ fn log_frame(request: &FrameRequest, queue: Duration, result: &Result<Rendered, 
         },
         output: None,
         error: result.as_ref().err().map(ToString::to_string),
-    };
-    let line = frame_line::format(&record);
+    }
+}
+
+/// One `framescale.frame` line on stdout per frame, refused ones included, so the exporter
+/// measures the worker like any other pod.
+fn log_frame(record: &FrameRecord) {
+    let line = frame_line::format(record);
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
