@@ -4,7 +4,11 @@
 //!
 //! ```yaml
 //! metrics:
-//!   frame:                       # P95 frame time per pod, in milliseconds
+//!   latency:                     # P95 frame latency per pod (queue + render), in milliseconds;
+//!     name: render_frame_latency_ms  # the score's frame term
+//!     series: framescale_frame_latency_seconds{quantile="0.95"}
+//!     scale: 1000
+//!   frame:                       # P95 render time per pod, in milliseconds
 //!     name: render_frame_duration_ms
 //!     series: framescale_frame_duration_seconds{quantile="0.95"}
 //!     scale: 1000                # seconds → milliseconds
@@ -20,7 +24,7 @@
 //!   score:
 //!     name: render_scaling_score
 //! score:
-//!   frame_target_ms: 32
+//!   frame_target_ms: 100           # the latency P95 users accept
 //!   gpu_target_pct: 65
 //!   frame_weight: 0.4
 //!   gpu_weight: 0.6
@@ -106,7 +110,9 @@ pub enum WindowSource {
 /// Everything the adapter serves, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsConfig {
-    /// The P95 frame time, milliseconds.
+    /// The P95 frame latency (queue + render), milliseconds: the score's frame term.
+    pub latency: SignalMetric,
+    /// The P95 render time, milliseconds.
     pub frame: SignalMetric,
     /// The device duty, percent.
     pub gpu: SignalMetric,
@@ -154,7 +160,7 @@ pub enum ParseError {
     /// A series selector does not parse.
     #[error("metrics.{key}.{field}: {source}")]
     Series {
-        /// `frame` or `gpu`.
+        /// `latency`, `frame` or `gpu`.
         key: &'static str,
         /// `series` or `window_series`.
         field: &'static str,
@@ -171,7 +177,7 @@ pub enum ParseError {
     #[error("metric name {0:?} must be non-empty and without '/'")]
     Name(String),
     /// Two metrics share a name.
-    #[error("the three metric names must differ")]
+    #[error("the four metric names must differ")]
     DuplicateNames,
     /// `holds.max_gap` is zero.
     #[error("score.holds.max_gap must be above 0")]
@@ -202,8 +208,13 @@ impl MetricsConfig {
 
     /// The names served, for discovery.
     #[must_use]
-    pub fn metric_names(&self) -> [&str; 3] {
-        [&self.frame.name, &self.gpu.name, &self.score_name]
+    pub fn metric_names(&self) -> [&str; 4] {
+        [
+            &self.latency.name,
+            &self.frame.name,
+            &self.gpu.name,
+            &self.score_name,
+        ]
     }
 }
 
@@ -229,6 +240,8 @@ struct File {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetricsFile {
+    #[serde(default)]
+    latency: SignalFile,
     #[serde(default)]
     frame: SignalFile,
     #[serde(default)]
@@ -325,6 +338,13 @@ impl File {
             },
         };
         score.validate()?;
+        let latency = self.metrics.latency.into_signal(&SignalDefaults {
+            key: "latency",
+            name: custom::FRAME_LATENCY_MS,
+            series: format!(r#"{}{{quantile="0.95"}}"#, metrics::FRAME_LATENCY_SECONDS),
+            scale: 1000.0,
+            window_series: metrics::EXPORTER_WINDOW_SECONDS,
+        })?;
         let frame = self.metrics.frame.into_signal(&SignalDefaults {
             key: "frame",
             name: custom::FRAME_DURATION_MS,
@@ -344,13 +364,14 @@ impl File {
             .score
             .name
             .unwrap_or_else(|| custom::SCALING_SCORE.into());
-        let names = [&frame.name, &gpu.name, &score_name];
+        let names = [&latency.name, &frame.name, &gpu.name, &score_name];
         for name in names {
             if name.is_empty() || name.contains('/') {
                 return Err(ParseError::Name(name.clone()));
             }
         }
-        if names[0] == names[1] || names[0] == names[2] || names[1] == names[2] {
+        let distinct: std::collections::BTreeSet<_> = names.iter().collect();
+        if distinct.len() < names.len() {
             return Err(ParseError::DuplicateNames);
         }
         let max_age = self.max_age.unwrap_or(Duration::from_secs(45));
@@ -358,6 +379,7 @@ impl File {
             return Err(ParseError::MaxAge);
         }
         Ok(MetricsConfig {
+            latency,
             frame,
             gpu,
             score_name,
@@ -435,6 +457,7 @@ mod tests {
         assert_eq!(
             config.metric_names(),
             [
+                "render_frame_latency_ms",
                 "render_frame_duration_ms",
                 "nvidia_gpu_duty_cycle",
                 "render_scaling_score"

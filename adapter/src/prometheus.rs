@@ -207,22 +207,26 @@ impl SignalSource for PrometheusSource {
                 [score.frame_bound_hold, score.both_hold],
                 [score.gpu_bound_hold, score.both_hold],
             );
-            let (frame, gpu) = tokio::join!(
-                self.signal(&self.config.frame, namespace, &frame_holds),
+            let (latency, frame, gpu) = tokio::join!(
+                self.signal(&self.config.latency, namespace, &frame_holds),
+                self.signal(&self.config.frame, namespace, &[]),
                 self.signal(&self.config.gpu, namespace, &gpu_holds),
             );
-            let (frame, gpu) = (frame?, gpu?);
+            let (latency, frame, gpu) = (latency?, frame?, gpu?);
             let over = |parts: Option<&Parts>, hold: Duration, target: f64| {
                 parts
                     .and_then(|p| p.minimums.get(&(hold.as_millis() as u64)))
                     .is_some_and(|min| *min > target)
             };
-            let pods: std::collections::BTreeSet<&String> =
-                frame.keys().chain(gpu.keys()).collect();
+            let pods: std::collections::BTreeSet<&String> = latency
+                .keys()
+                .chain(frame.keys())
+                .chain(gpu.keys())
+                .collect();
             Ok(pods
                 .into_iter()
                 .map(|pod| {
-                    let (f, g) = (frame.get(pod), gpu.get(pod));
+                    let (f, g) = (latency.get(pod), gpu.get(pod));
                     let holds = Holds {
                         frame_over: over(f, score.frame_bound_hold, score.frame_target_ms),
                         gpu_over: over(g, score.gpu_bound_hold, score.gpu_target_pct),
@@ -232,7 +236,10 @@ impl SignalSource for PrometheusSource {
                     (
                         pod.clone(),
                         PodSignals {
-                            p95_ms: f.and_then(|p| reading(&self.config.frame, p)),
+                            latency_ms: f.and_then(|p| reading(&self.config.latency, p)),
+                            p95_ms: frame
+                                .get(pod)
+                                .and_then(|p| reading(&self.config.frame, p)),
                             duty_pct: g.and_then(|p| reading(&self.config.gpu, p)),
                             holds,
                         },

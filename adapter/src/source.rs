@@ -35,11 +35,13 @@ pub struct Reading {
 /// What a source knows of one pod.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PodSignals {
-    /// P95 frame time, milliseconds.
+    /// P95 frame latency (queue + render), milliseconds: the score's frame term.
+    pub latency_ms: Option<Reading>,
+    /// P95 render time, milliseconds.
     pub p95_ms: Option<Reading>,
     /// Device duty, percent.
     pub duty_pct: Option<Reading>,
-    /// Which regimes have held for their hold time.
+    /// Which regimes have held for their hold time (the frame regimes on the latency).
     pub holds: Holds,
 }
 

@@ -35,9 +35,10 @@ pub enum ValuesError {
     Pods(#[from] ListError),
 }
 
-/// Which of the three served metrics a name is.
+/// Which of the four served metrics a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Served {
+    Latency,
     Frame,
     Gpu,
     Score,
@@ -69,6 +70,7 @@ pub async fn values(
         ))
     };
     let served = match request.metric.as_str() {
+        name if name == config.latency.name => Served::Latency,
         name if name == config.frame.name => Served::Frame,
         name if name == config.gpu.name => Served::Gpu,
         name if name == config.score_name => Served::Score,
@@ -178,20 +180,21 @@ fn value_of(
     let fresh = |r: Option<Reading>| {
         r.filter(|r| now.saturating_sub(r.at_millis) <= max_age && r.value.is_finite())
     };
-    let (p95, duty) = (fresh(signals.p95_ms), fresh(signals.duty_pct));
+    let (latency, duty) = (fresh(signals.latency_ms), fresh(signals.duty_pct));
     match served {
-        Served::Frame => p95,
+        Served::Latency => latency,
+        Served::Frame => fresh(signals.p95_ms),
         Served::Gpu => duty,
         Served::Score => {
             let fused = score::score(
                 &config.score,
                 Signals {
-                    p95_ms: p95.map(|r| r.value),
+                    p95_ms: latency.map(|r| r.value),
                     duty_pct: duty.map(|r| r.value),
                 },
                 signals.holds,
             )?;
-            let inputs = || p95.into_iter().chain(duty);
+            let inputs = || latency.into_iter().chain(duty);
             Some(Reading {
                 value: fused.value,
                 at_millis: inputs().map(|r| r.at_millis).min()?,

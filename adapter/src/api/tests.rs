@@ -45,6 +45,7 @@ fn fixture() -> Fixture {
         "render",
         "w-0",
         PodSignals {
+            latency_ms: windowed(200.0, 0, Some(Duration::from_secs(20))),
             p95_ms: windowed(64.0, 0, Some(Duration::from_secs(20))),
             duty_pct: windowed(91.0, 0, Some(Duration::from_millis(500))),
             holds: HELD,
@@ -54,6 +55,7 @@ fn fixture() -> Fixture {
         "render",
         "w-1",
         PodSignals {
+            latency_ms: windowed(50.0, 0, Some(Duration::from_secs(20))),
             p95_ms: windowed(16.0, 0, Some(Duration::from_secs(20))),
             duty_pct: reading(32.5, 0),
             holds: Holds::default(),
@@ -63,6 +65,7 @@ fn fixture() -> Fixture {
         "render",
         "x-0",
         PodSignals {
+            latency_ms: reading(150.0, 0),
             p95_ms: reading(48.0, 0),
             duty_pct: None,
             holds: HELD,
@@ -72,6 +75,7 @@ fn fixture() -> Fixture {
         "render",
         "stale-0",
         PodSignals {
+            latency_ms: reading(62.5, 3_600_000),
             p95_ms: reading(20.0, 3_600_000),
             duty_pct: None,
             holds: HELD,
@@ -437,6 +441,7 @@ async fn answers_are_reused_for_the_cache_ttl() {
         "render",
         "w-1",
         PodSignals {
+            latency_ms: reading(309.375, 0),
             p95_ms: reading(99.0, 0),
             ..PodSignals::default()
         },

@@ -59,6 +59,7 @@ pub struct Health {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct PodState {
+    latency_ms: Option<Reading>,
     p95_ms: Option<Reading>,
     duty_pct: Option<Reading>,
     tracker: HoldTracker,
@@ -107,13 +108,22 @@ impl DirectSource {
     /// of a pod is missing from now on; a pod it no longer serves at all is forgotten.
     pub fn ingest(&self, target: &str, samples: &[Sample], at_millis: u64) {
         let config = &self.config;
-        let (frame, gpu) = (
+        let (latency, frame, gpu) = (
+            per_pod(&config.latency, samples),
             per_pod(&config.frame, samples),
             per_pod(&config.gpu, samples),
         );
-        let (frame_window, gpu_window) =
-            (window(&config.frame, samples), window(&config.gpu, samples));
-        let pods: BTreeSet<(String, String)> = frame.keys().chain(gpu.keys()).cloned().collect();
+        let (latency_window, frame_window, gpu_window) = (
+            window(&config.latency, samples),
+            window(&config.frame, samples),
+            window(&config.gpu, samples),
+        );
+        let pods: BTreeSet<(String, String)> = latency
+            .keys()
+            .chain(frame.keys())
+            .chain(gpu.keys())
+            .cloned()
+            .collect();
         let mut state = self.lock();
         let before = state
             .served_by
@@ -129,10 +139,11 @@ impl DirectSource {
                 at_millis,
                 window,
             };
+            entry.latency_ms = latency.get(pod).map(|&v| reading(v, latency_window));
             entry.p95_ms = frame.get(pod).map(|&v| reading(v, frame_window));
             entry.duty_pct = gpu.get(pod).map(|&v| reading(v, gpu_window));
             let signals = Signals {
-                p95_ms: frame.get(pod).copied(),
+                p95_ms: latency.get(pod).copied(),
                 duty_pct: gpu.get(pod).copied(),
             };
             entry.tracker.observe(&config.score, signals, at_millis);
@@ -255,6 +266,7 @@ impl DirectSource {
                 (
                     pod.clone(),
                     PodSignals {
+                        latency_ms: p.latency_ms,
                         p95_ms: p.p95_ms,
                         duty_pct: p.duty_pct,
                         holds: p.tracker.holds(score),
@@ -267,10 +279,11 @@ impl DirectSource {
     /// Drops pods whose newest value is older than `cutoff_millis`, bounding memory as pods go.
     fn forget_older_than(&self, cutoff_millis: u64) {
         self.lock().pods.retain(|_, p| {
-            let newest = p
-                .p95_ms
+            let newest = [p.latency_ms, p.p95_ms, p.duty_pct]
+                .into_iter()
+                .flatten()
                 .map(|r| r.at_millis)
-                .max(p.duty_pct.map(|r| r.at_millis));
+                .max();
             newest.is_some_and(|at| at >= cutoff_millis)
         });
     }
@@ -348,7 +361,7 @@ async fn scrape(
         .send()
         .await?
         .error_for_status()?;
-    let selectors: Vec<&series::SeriesSelector> = [&config.frame, &config.gpu]
+    let selectors: Vec<&series::SeriesSelector> = [&config.latency, &config.frame, &config.gpu]
         .into_iter()
         .flat_map(|m| {
             let window = match &m.window {

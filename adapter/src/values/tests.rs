@@ -23,6 +23,7 @@ fn source() -> MemorySource {
         "render",
         "a",
         PodSignals {
+            latency_ms: reading(125.0, 1_000, 20),
             p95_ms: reading(40.0, 1_000, 20),
             duty_pct: reading(52.0, 3_000, 1),
             holds: Holds::default(),
@@ -32,6 +33,7 @@ fn source() -> MemorySource {
         "render",
         "b",
         PodSignals {
+            latency_ms: reading(62.5, 0, 60),
             p95_ms: reading(20.0, 0, 60),
             duty_pct: None,
             holds: Holds::default(),
@@ -41,6 +43,7 @@ fn source() -> MemorySource {
         "render",
         "stale",
         PodSignals {
+            latency_ms: reading(309.375, 46_000, 20),
             p95_ms: reading(99.0, 46_000, 20),
             duty_pct: None,
             holds: Holds::default(),
@@ -89,10 +92,23 @@ async fn the_score_is_as_old_as_its_older_input_over_the_longer_window() {
     let values = ask("/namespaces/render/pods/a/render_scaling_score")
         .await
         .unwrap();
-    // 0.4 × 40/32 + 0.6 × 52/65 = 0.98: under target, no hold needed.
+    // Latency, not render time: 0.4 × max(125/100, 52/65) + 0.6 × 52/65 = 0.98: under
+    // target, no hold needed.
     assert_eq!(values[0].quantity, "980m");
     assert_eq!(values[0].timestamp_millis, NOW - 3_000);
     assert_eq!(values[0].window_seconds, Some(20));
+}
+
+#[tokio::test]
+async fn latency_and_render_time_are_two_metrics() {
+    let latency = ask("/namespaces/render/pods/a/render_frame_latency_ms")
+        .await
+        .unwrap();
+    assert_eq!(latency[0].quantity, "125");
+    let render = ask("/namespaces/render/pods/a/render_frame_duration_ms")
+        .await
+        .unwrap();
+    assert_eq!(render[0].quantity, "40");
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ framescale_frame_duration_seconds{namespace="render",pod="a",container="blender"
 framescale_frame_duration_seconds{namespace="render",pod="a",container="sidecar",quantile="0.95"} 0.010
 framescale_frame_duration_seconds{namespace="render",pod="a",container="blender",quantile="0.5"} 0.020
 framescale_frame_duration_seconds{namespace="render",pod="b",container="blender",quantile="0.95"} 0.016
+framescale_frame_latency_seconds{namespace="render",pod="a",container="blender",measure="queue_and_render",quantile="0.95"} 0.2
+framescale_frame_latency_seconds{namespace="render",pod="b",container="blender",measure="render",quantile="0.95"} 0.016
 framescale_gpu_duty_cycle_ratio{namespace="render",pod="a",container="blender",device="gpu",uuid="GPU-1"} 0.91
 framescale_frame_duration_seconds{namespace="other",pod="c",container="x",quantile="0.95"} 0.5
 framescale_exporter_window_seconds 20
@@ -44,6 +46,8 @@ fn ingest_picks_aggregates_and_scales() {
         Some(Duration::from_millis(500))
     );
     assert!((render["a"].duty_pct.unwrap().value - 91.0).abs() < 1e-9);
+    assert!((render["a"].latency_ms.unwrap().value - 200.0).abs() < 1e-9);
+    assert!((render["b"].latency_ms.unwrap().value - 16.0).abs() < 1e-9);
     assert_eq!(render["b"].duty_pct, None, "missing stays missing");
     assert_eq!(source.snapshot("other").len(), 1);
 }
