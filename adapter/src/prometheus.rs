@@ -237,9 +237,7 @@ impl SignalSource for PrometheusSource {
                         pod.clone(),
                         PodSignals {
                             latency_ms: f.and_then(|p| reading(&self.config.latency, p)),
-                            p95_ms: frame
-                                .get(pod)
-                                .and_then(|p| reading(&self.config.frame, p)),
+                            p95_ms: frame.get(pod).and_then(|p| reading(&self.config.frame, p)),
                             duty_pct: g.and_then(|p| reading(&self.config.gpu, p)),
                             holds,
                         },

@@ -114,8 +114,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     let config = args.hpa.simulation_config(args.duration)?;
     let slo_ms = args.slo_ms.unwrap_or(5.0 * model.render_ms);
     let mut policies = Policy::standard(&config.score);
-    if let Some(Policy::Cpu(target)) = policies.last_mut() {
-        *target = args.cpu_target_pct;
+    for policy in &mut policies {
+        if let Policy::Cpu(target) = policy {
+            *target = args.cpu_target_pct;
+        }
     }
     if args.predictive {
         policies.push(Policy::Predictive(config.score.clone(), forecast(&args)?));
@@ -601,8 +603,9 @@ fn table(outcomes: &[Outcome]) -> String {
         .max()
         .unwrap_or(6);
     let mut out = format!(
-        "  {:<width$}  {:>11}  {:>16}  {:>13}  {:>8}  {:>12}  {:>8}\n",
+        "  {:<width$}  {:>10}  {:>11}  {:>16}  {:>13}  {:>8}  {:>12}  {:>8}\n",
         "policy",
+        "bad frames",
         "SLO minutes",
         "rejected frames",
         "replica-hours",
@@ -618,8 +621,9 @@ fn table(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<width$}  {:>11}  {:>8} {:>6.2} %  {:>13.2}  {:>8}  {:>12.2}  {:>8}",
+            "  {:<width$}  {:>8.2} %  {:>11}  {:>8} {:>6.2} %  {:>13.2}  {:>8}  {:>12.2}  {:>8}",
             o.policy,
+            o.bad_frames_pct(),
             o.slo_minutes,
             o.rejected,
             share,

@@ -220,11 +220,11 @@ fn a_refused_frame_is_a_frame_line_too() {
     assert_eq!(refused.len(), 1, "{lines:?}");
     assert_eq!(refused[0].frame, Some(3));
     assert_eq!(refused[0].duration, None);
-    assert_eq!(
-        lines.iter().filter(|l| l.outcome == Outcome::Ok).count(),
-        2
+    assert_eq!(lines.iter().filter(|l| l.outcome == Outcome::Ok).count(), 2);
+    assert!(
+        lines.iter().all(|l| l.queue.is_some()),
+        "every line says its queue time"
     );
-    assert!(lines.iter().all(|l| l.queue.is_some()), "every line says its queue time");
 }
 
 #[test]

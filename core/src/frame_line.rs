@@ -283,7 +283,10 @@ mod tests {
             ("framescale.frame duration_ms=1 frame=-3", "integer"),
             ("framescale.frame duration_ms=1 queue_ms=-2", "≥ 0"),
             ("framescale.frame outcome=refused queue_ms=inf", "finite"),
-            ("framescale.frame duration_ms=1 queue_ms=1e300", "at most one hour"),
+            (
+                "framescale.frame duration_ms=1 queue_ms=1e300",
+                "at most one hour",
+            ),
             (
                 "framescale.frame duration_ms=1 outcome=meh",
                 "`ok`, `failed` or `refused`",

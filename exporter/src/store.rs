@@ -189,7 +189,9 @@ impl Series {
         if let Some(latency) = latency {
             self.latency_count += 1;
             self.latency_sum_seconds += latency.as_secs_f64();
-            in_window &= self.latency_window.record(latency.min(MAX_DURATION), at_millis);
+            in_window &= self
+                .latency_window
+                .record(latency.min(MAX_DURATION), at_millis);
         }
         in_window
     }
@@ -385,7 +387,10 @@ mod tests {
         };
         let (p95, measure) = at(&store, &worker, 0.95);
         let p95 = p95.unwrap();
-        assert!(p95.abs_diff(Duration::from_millis(50)) < Duration::from_micros(100), "{p95:?}");
+        assert!(
+            p95.abs_diff(Duration::from_millis(50)) < Duration::from_micros(100),
+            "{p95:?}"
+        );
         assert_eq!(measure, LatencyMeasure::QueueAndRender);
         // One refused frame in 20 is the top 5 %: the P95 is still a produced frame's, the
         // maximum is the refusal's hour.
@@ -396,7 +401,10 @@ mod tests {
         store.record(&worker, &refused, NOW);
         assert!(at(&store, &worker, 0.95).0.unwrap() >= REFUSED_LATENCY);
         let (_, s) = store.iter().next().unwrap();
-        assert_eq!((s.frames_ok, s.frames_refused, s.latency_count), (19, 2, 21));
+        assert_eq!(
+            (s.frames_ok, s.frames_refused, s.latency_count),
+            (19, 2, 21)
+        );
         assert_eq!(s.duration_count, 19, "a refusal has no render time");
 
         // Blender's console carries no queue time: latency is the render time, and says so.

@@ -1,21 +1,25 @@
 //! Scaling policies side by side on the same load, through the per-frame worker model
 //! ([`crate::frames`]) and the HPA model: what each costs (replica-hours) and what users feel
-//! (minutes with the P95 of their frames' latency above the SLO, rejected frames), with the
-//! same HPA behavior, replica bounds and sync period for all.
+//! (bad frames: later than the SLO or rejected; minutes with the P95 of their frames' latency
+//! above the SLO), with the same HPA behavior, replica bounds and sync period for all.
 //!
 //! A policy is what the HPA is given to scale on:
 //!
 //! - **fused**: framescale's score (`render_scaling_score`, target 1), with its holds and boost;
-//! - **frame only**: one Pods metric, the P95 frame time against its target;
-//! - **GPU only**: one Pods metric, the device duty against its target;
-//! - **two metrics**: both Pods metrics (the HPA takes the larger proposal);
+//! - **latency only**: one Pods metric, the P95 frame latency (queue + render) against its target;
+//! - **render time only**: one Pods metric, the P95 render time (what the exporter served before
+//!   latency; it does not grow with the queue);
+//! - **duty only**: one Pods metric, the device duty against its target;
+//! - **two metrics**: latency and duty as two Pods metrics (the HPA takes the larger proposal);
 //! - **CPU**: CPU utilization against `averageUtilization` (a Resource metric; with equal
 //!   requests per pod its ratio is the pods' mean utilization over the target, computed here as
-//!   a Pods average).
+//!   a Pods average);
+//! - **queue depth**: the frames each pod holds (running and queued) against a target per pod,
+//!   as KEDA scales a render queue on its length.
 
 use std::collections::BTreeMap;
 
-use crate::frames::{Felt, Pod, PodReading, Rng, WorkerModel, work};
+use crate::frames::{Felt, Pod, PodReading, REFUSED_MS, Rng, WorkerModel, work};
 use crate::hpa::controller::{Controller, Observation, Scale};
 use crate::hpa::replicas::{Phase, PodState};
 use crate::report::Row;
@@ -92,27 +96,47 @@ pub enum Policy {
     Fused(ScoreConfig),
     /// The fused score raised by a forecast of the load (experimental).
     Predictive(ScoreConfig, Forecast),
-    /// The P95 frame time, target in ms.
+    /// The P95 render time, target in ms.
     FrameOnly(f64),
+    /// The P95 latency, target in ms.
+    LatencyOnly(f64),
     /// The device duty, target in percent.
     GpuOnly(f64),
-    /// Both: (frame target ms, duty target percent).
+    /// Latency and duty as two metrics: (latency target ms, duty target percent).
     TwoMetrics(f64, f64),
     /// CPU utilization, target in percent.
     Cpu(f64),
+    /// Frames held per pod (running and queued), target in frames.
+    QueueDepth(f64),
 }
 
 impl Policy {
-    /// The five policies with the targets of contract 3 and CPU at 70 %.
+    /// The six policies with the targets of contract 3, CPU at 70 % and 2 frames per pod.
     #[must_use]
     pub fn standard(score: &ScoreConfig) -> Vec<Policy> {
         vec![
             Policy::Fused(score.clone()),
-            Policy::FrameOnly(score.frame_target_ms),
+            Policy::LatencyOnly(score.frame_target_ms),
             Policy::GpuOnly(score.gpu_target_pct),
             Policy::TwoMetrics(score.frame_target_ms, score.gpu_target_pct),
             Policy::Cpu(70.0),
+            Policy::QueueDepth(2.0),
         ]
+    }
+
+    /// The family's name, without its settings (fronts are drawn per family).
+    #[must_use]
+    pub fn family(&self) -> &'static str {
+        match self {
+            Policy::Fused(_) => "fused score",
+            Policy::Predictive(..) => "fused + forecast",
+            Policy::FrameOnly(_) => "render time only",
+            Policy::LatencyOnly(_) => "latency only",
+            Policy::GpuOnly(_) => "duty only",
+            Policy::TwoMetrics(..) => "latency and duty",
+            Policy::Cpu(_) => "CPU utilization",
+            Policy::QueueDepth(_) => "queue depth",
+        }
     }
 
     /// A short name for tables.
@@ -121,10 +145,12 @@ impl Policy {
         match self {
             Policy::Fused(_) => "fused score".into(),
             Policy::Predictive(..) => "fused + forecast".into(),
-            Policy::FrameOnly(t) => format!("P95 only ({t} ms)"),
+            Policy::FrameOnly(t) => format!("render time only ({t} ms)"),
+            Policy::LatencyOnly(t) => format!("latency only ({t} ms)"),
             Policy::GpuOnly(t) => format!("duty only ({t} %)"),
-            Policy::TwoMetrics(f, g) => format!("P95 and duty ({f} ms, {g} %)"),
+            Policy::TwoMetrics(f, g) => format!("latency and duty ({f} ms, {g} %)"),
             Policy::Cpu(t) => format!("CPU utilization ({t} %)"),
+            Policy::QueueDepth(t) => format!("queue depth ({t} frames/pod)"),
         }
     }
 }
@@ -141,6 +167,8 @@ pub struct Outcome {
     pub frames: u64,
     /// Frames rejected (a full pod, no Ready pod, or lost with a removed pod).
     pub rejected: u64,
+    /// Frames done later than the SLO.
+    pub late: u64,
     /// Replica-hours, Pending pods included.
     pub replica_hours: f64,
     /// Rescales.
@@ -153,6 +181,17 @@ pub struct Outcome {
     pub recovery_s: Option<f64>,
     /// One row per second, for the report.
     pub rows: Vec<Row>,
+}
+
+impl Outcome {
+    /// Frames users got late or never, percent of the frames that arrived.
+    #[must_use]
+    pub fn bad_frames_pct(&self) -> f64 {
+        if self.frames == 0 {
+            return 0.0;
+        }
+        100.0 * (self.late + self.rejected) as f64 / self.frames as f64
+    }
 }
 
 /// The per-pod state a policy keeps between seconds.
@@ -263,6 +302,7 @@ pub fn run(
         slo_minutes: felt.minutes_over(slo_ms),
         frames,
         rejected: felt.rejected,
+        late: felt.late,
         replica_hours: replica_seconds / 3600.0,
         recovery_s: step.at.and_then(|(at, _)| felt.recovery(at)),
         scale_events: rescales.events,
@@ -369,13 +409,11 @@ fn observe(
         let Some(reading) = scaled.reading else {
             continue;
         };
-        p95s.extend(reading.p95_ms);
+        // A refusing pod's P95 is an hour: left out of the chart's mean (bad frames show it).
+        p95s.extend(reading.latency_p95_ms.filter(|&ms| ms < REFUSED_MS));
         duties.push(reading.duty_pct);
         if let Policy::Fused(config) | Policy::Predictive(config, _) = policy {
-            let signals = Signals {
-                p95_ms: reading.p95_ms,
-                duty_pct: Some(reading.duty_pct),
-            };
+            let signals = fused_signals(&reading);
             scaled
                 .tracker
                 .observe(config, signals, (now * 1000.0) as u64);
@@ -385,6 +423,14 @@ fn observe(
         }
     }
     (p95s, duties, values)
+}
+
+/// The fused score's inputs: the latency P95 and the duty.
+fn fused_signals(reading: &PodReading) -> Signals {
+    Signals {
+        p95_ms: reading.latency_p95_ms,
+        duty_pct: Some(reading.duty_pct),
+    }
 }
 
 /// What the HPA observes this sync, for `policy`.
@@ -418,6 +464,11 @@ fn observations(policy: &Policy, pods: &[Scaled], factor: f64) -> Vec<Observatio
         }
     };
     let frame = |target| pods_metric(custom::FRAME_DURATION_MS, target, &|p| p.reading?.p95_ms);
+    let latency = |target| {
+        pods_metric(custom::FRAME_LATENCY_MS, target, &|p| {
+            p.reading?.latency_p95_ms
+        })
+    };
     let duty = |target| {
         pods_metric(custom::GPU_DUTY_CYCLE, target, &|p| {
             Some(p.reading?.duty_pct)
@@ -426,18 +477,18 @@ fn observations(policy: &Policy, pods: &[Scaled], factor: f64) -> Vec<Observatio
     match policy {
         Policy::Fused(config) | Policy::Predictive(config, _) => {
             vec![pods_metric(custom::SCALING_SCORE, 1.0, &|p| {
-                let reading = p.reading?;
-                let signals = Signals {
-                    p95_ms: reading.p95_ms,
-                    duty_pct: Some(reading.duty_pct),
-                };
+                let signals = fused_signals(&p.reading?);
                 score(config, signals, p.tracker.holds(config)).map(|s| s.value * factor)
             })]
         }
         Policy::FrameOnly(target) => vec![frame(*target)],
+        Policy::LatencyOnly(target) => vec![latency(*target)],
         Policy::GpuOnly(target) => vec![duty(*target)],
-        Policy::TwoMetrics(f, g) => vec![frame(*f), duty(*g)],
+        Policy::TwoMetrics(f, g) => vec![latency(*f), duty(*g)],
         Policy::Cpu(target) => vec![pods_metric("cpu", *target, &|p| Some(p.reading?.cpu_pct))],
+        Policy::QueueDepth(target) => vec![pods_metric("queue_depth", *target, &|p| {
+            Some(p.reading?.held as f64)
+        })],
     }
 }
 

@@ -8,12 +8,14 @@
 //! speed, and more than that share it (time-slicing: each runs at `parallelism / running`). A new
 //! pod is Pending for `startup_s`; a removed pod's frames are lost with it, counted as rejected.
 //!
-//! Each second every Ready pod is observed the way the exporter observes it: the P95 of the
-//! render times of the frames it finished in the last `window_s` (from its log lines: render
-//! time, not queueing), the device duty over the last second, and the CPU utilization a
-//! kubelet would report (`cpu_share` of the duty: a GPU render keeps a CPU core busy only part
-//! of the time). What the user feels is each frame's latency, queue plus render, and the
-//! rejected frames.
+//! Each second every Ready pod is observed the way the exporter observes it: over the last
+//! `window_s`, the P95 of the render times of the frames it finished and the P95 of their
+//! latencies (queue + render, from the worker's frame lines; a frame it refused counts as an
+//! hour, as the exporter counts a `refused` line), the device duty over the last second, the
+//! frames it holds (running and queued: what a queue-depth scaler reads), and the CPU
+//! utilization a kubelet would report (`cpu_share` of the duty: a GPU render keeps a CPU core
+//! busy only part of the time). What the user feels is each frame's latency, and the rejected
+//! frames: a frame is bad when it is later than the SLO or rejected.
 
 use std::collections::VecDeque;
 
@@ -61,6 +63,11 @@ impl Default for WorkerModel {
 pub struct PodReading {
     /// P95 render time over the window, ms; `None` when no frame ended in it.
     pub p95_ms: Option<f64>,
+    /// P95 latency (queue + render, a refused frame at an hour) over the window, ms; `None`
+    /// when no frame ended or was refused in it.
+    pub latency_p95_ms: Option<f64>,
+    /// Frames the pod holds, running and queued.
+    pub held: usize,
     /// Device duty over the last second, percent.
     pub duty_pct: f64,
     /// CPU utilization of the pod's request over the last second, percent.
@@ -127,6 +134,67 @@ fn bucket_top(index: usize) -> f64 {
     BUCKET_BASE_MS * BUCKET_GROWTH.powf(index as f64)
 }
 
+/// The latency the exporter gives a refused frame: an hour, later than any target.
+pub const REFUSED_MS: f64 = 3_600_000.0;
+
+/// Counts of a sliding window of values, in [`BUCKETS`], with refusals (above every bucket)
+/// apart: its P95 reads as the exporter's does, to within one bucket.
+#[derive(Debug, Clone)]
+struct WindowCounts {
+    entries: VecDeque<(f64, Option<usize>)>,
+    counts: Vec<u32>,
+    refused: u32,
+}
+
+impl WindowCounts {
+    fn new() -> Self {
+        WindowCounts {
+            entries: VecDeque::new(),
+            counts: vec![0; BUCKETS],
+            refused: 0,
+        }
+    }
+
+    /// A value of `ms` at `at` (`None`: a refusal).
+    fn record(&mut self, at: f64, ms: Option<f64>) {
+        let b = ms.map(bucket);
+        match b {
+            Some(b) => self.counts[b] += 1,
+            None => self.refused += 1,
+        }
+        self.entries.push_back((at, b));
+    }
+
+    /// The P95 of what is newer than `t - window_s`; `None` when nothing is.
+    fn p95(&mut self, t: f64, window_s: f64) -> Option<f64> {
+        while let Some(&(at, b)) = self.entries.front() {
+            if at > t - window_s {
+                break;
+            }
+            self.entries.pop_front();
+            match b {
+                Some(b) => self.counts[b] -= 1,
+                None => self.refused -= 1,
+            }
+        }
+        let total = self.entries.len() as u32;
+        if total == 0 {
+            return None;
+        }
+        let rank = (0.95 * f64::from(total)).ceil() as u32;
+        let mut seen = 0;
+        Some(
+            self.counts
+                .iter()
+                .position(|c| {
+                    seen += c;
+                    seen >= rank
+                })
+                .map_or(REFUSED_MS, bucket_top),
+        )
+    }
+}
+
 struct Running {
     /// Work left, ms of solo rendering.
     left: f64,
@@ -144,9 +212,8 @@ pub struct Pod {
     queue: VecDeque<(f64, f64)>,
     clock: f64,
     busy: f64,
-    window: VecDeque<(f64, usize)>,
-    counts: Vec<u32>,
-    in_window: u32,
+    render_window: WindowCounts,
+    latency_window: WindowCounts,
 }
 
 /// What users felt: each minute's frame latencies (queue + render) as bucket counts, and the
@@ -156,6 +223,8 @@ pub struct Felt {
     minutes: Vec<Minute>,
     /// Frames rejected in all.
     pub rejected: u64,
+    /// Frames finished later than the SLO (with [`Felt::watching`]).
+    pub late: u64,
     /// Frames finished in all (what the exporters' frame counters count).
     pub finished: u64,
     /// Every latency, `(arrived, ms)`, when asked for with [`Felt::logging`] (tests).
@@ -237,6 +306,7 @@ impl Felt {
             .seconds
             .as_ref()
             .is_some_and(|(slo, _)| latency_ms > *slo);
+        self.late += u64::from(slow);
         self.second(arrived, slow);
         if let Some(log) = &mut self.log {
             log.push((arrived, latency_ms));
@@ -248,6 +318,12 @@ impl Felt {
         self.minute(arrived).rejected += 1;
         self.rejected += 1;
         self.second(arrived, true);
+    }
+
+    /// Frames users got late or never: later than the SLO, or rejected.
+    #[must_use]
+    pub fn bad(&self) -> u64 {
+        self.late + self.rejected
     }
 
     /// Minutes whose latency P95, a rejected frame counting as too slow, is above `slo_ms`
@@ -286,9 +362,8 @@ impl Pod {
             queue: VecDeque::new(),
             clock: ready_at,
             busy: 0.0,
-            window: VecDeque::new(),
-            counts: vec![0; BUCKETS],
-            in_window: 0,
+            render_window: WindowCounts::new(),
+            latency_window: WindowCounts::new(),
         }
     }
 
@@ -318,8 +393,10 @@ impl Pod {
             if finish <= t {
                 let done = self.running.swap_remove(first);
                 let render_ms = (self.clock - done.started) * 1000.0;
-                felt.done(done.arrived, (self.clock - done.arrived) * 1000.0);
-                self.record(render_ms);
+                let latency_ms = (self.clock - done.arrived) * 1000.0;
+                felt.done(done.arrived, latency_ms);
+                self.render_window.record(self.clock, Some(render_ms));
+                self.latency_window.record(self.clock, Some(latency_ms));
                 if let Some((arrived, work)) = self.queue.pop_front() {
                     self.running.push(Running {
                         left: work,
@@ -343,45 +420,23 @@ impl Pod {
         } else if self.queue.len() < model.queue {
             self.queue.push_back((t, work_ms));
         } else {
+            // The worker logs the refusal: the exporter counts it as later than any target.
             felt.reject(t);
+            self.latency_window.record(t, None);
         }
-    }
-
-    fn record(&mut self, render_ms: f64) {
-        let b = bucket(render_ms);
-        self.counts[b] += 1;
-        self.in_window += 1;
-        self.window.push_back((self.clock, b));
     }
 
     /// What the exporter reports at `t` (the pod advanced to `t`): P95 over the window, duty
     /// and CPU over the last second. Resets the second's busy time.
     pub fn observe(&mut self, model: &WorkerModel, t: f64) -> PodReading {
-        while let Some(&(at, b)) = self.window.front() {
-            if at > t - model.window_s {
-                break;
-            }
-            self.window.pop_front();
-            self.counts[b] -= 1;
-            self.in_window -= 1;
-        }
-        let p95_ms = (self.in_window > 0).then(|| {
-            let rank = (0.95 * f64::from(self.in_window)).ceil() as u32;
-            let mut seen = 0;
-            let index = self
-                .counts
-                .iter()
-                .position(|c| {
-                    seen += c;
-                    seen >= rank
-                })
-                .unwrap_or(BUCKETS - 1);
-            bucket_top(index)
-        });
+        let p95_ms = self.render_window.p95(t, model.window_s);
+        let latency_p95_ms = self.latency_window.p95(t, model.window_s);
         let duty = (self.busy * 100.0).min(100.0);
         self.busy = 0.0;
         PodReading {
             p95_ms,
+            latency_p95_ms,
+            held: self.running.len() + self.queue.len(),
             duty_pct: duty,
             cpu_pct: duty * model.cpu_share,
         }
@@ -437,9 +492,22 @@ mod tests {
             pod.arrive(&model, 1.0, 20.0, &mut felt);
         }
         assert_eq!(felt.rejected, 2, "1 slot + 4 queued");
+        assert_eq!(pod.observe(&model, 1.0).held, 5);
         pod.advance(&model, 2.0, &mut felt);
-        let latencies: Vec<f64> = felt.log.unwrap().iter().map(|l| l.1.round()).collect();
+        let latencies: Vec<f64> = felt
+            .clone()
+            .log
+            .unwrap()
+            .iter()
+            .map(|l| l.1.round())
+            .collect();
         assert_eq!(latencies, [20.0, 40.0, 60.0, 80.0, 100.0]);
+        // The exporter's view: render time 20 ms; latency up to 100 ms, and 2 refusals of 7
+        // frames put the P95 at the refusals' hour.
+        let reading = pod.observe(&model, 2.0);
+        assert!((reading.p95_ms.unwrap() - 20.0).abs() < 1.0, "{reading:?}");
+        assert!((reading.latency_p95_ms.unwrap() - REFUSED_MS).abs() < 1e-9);
+        assert_eq!(reading.held, 0);
     }
 
     #[test]
@@ -483,6 +551,7 @@ mod tests {
     #[test]
     fn recovery_is_the_time_until_a_minute_within_the_slo() {
         let mut felt = Felt::watching(50.0);
+        felt.reject(0.5);
         for second in 0..200 {
             let latency = if (10..40).contains(&second) {
                 500.0
@@ -494,6 +563,8 @@ mod tests {
             }
         }
         assert_eq!(felt.recovery(10.0), Some(30.0));
+        assert_eq!(felt.late, 30 * 20, "frames later than the SLO");
+        assert_eq!(felt.bad(), 30 * 20 + 1, "late, or rejected");
         assert_eq!(felt.recovery(150.0), None, "not a minute left to judge");
         assert_eq!(Felt::default().recovery(10.0), None);
     }
@@ -504,8 +575,11 @@ mod tests {
         let mut pod = Pod::new("p".into(), 0.0);
         pod.arrive(&model, 1.0, 20.0, &mut felt);
         pod.advance(&model, 2.0, &mut felt);
-        assert!(pod.observe(&model, 2.0).p95_ms.is_some());
-        assert!(pod.observe(&model, 30.0).p95_ms.is_none(), "absent, not 0");
+        let reading = pod.observe(&model, 2.0);
+        assert!(reading.p95_ms.is_some() && reading.latency_p95_ms.is_some());
+        let reading = pod.observe(&model, 30.0);
+        assert!(reading.p95_ms.is_none(), "absent, not 0");
+        assert!(reading.latency_p95_ms.is_none(), "absent, not 0");
     }
 
     #[test]
