@@ -14,8 +14,8 @@ use clap::Args;
 use framescale_sim::calibration;
 use framescale_sim::compare::{self, Forecast, Outcome, Policy};
 use framescale_sim::frames::WorkerModel;
-use framescale_sim::report::{self, Report};
 use framescale_sim::simulation::SimulationConfig;
+use framescale_sim::{fronts, recommendation};
 use framescale_sim::sweep::{self, Bench, Scored};
 use framescale_worker::profile::Profile;
 
@@ -24,7 +24,7 @@ use crate::simulate_cmd::HpaFlags;
 /// Flags of `framescale tune`.
 #[derive(Debug, Args)]
 pub struct TuneArgs {
-    /// A load profile (frames/s: constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMP,PERIOD, csv:FILE); repeat for several. Default: a step, a ramp, a sine and bursts, sized to the model.
+    /// A load profile (frames/s: constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMP,PERIOD, csv:FILE); repeat for several. Default: a step, a ramp, a sine, bursts (sized to the model) and render jobs of 3,000 frames submitted at once.
     #[arg(long)]
     profile: Vec<String>,
     /// Time simulated per profile.
@@ -173,8 +173,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The settings search: runs the sample, prints the front and the recommendation, writes the
-/// report and the recommended files.
+/// The settings search: the fused score's sample and every other policy's settings, run on
+/// every profile; prints each policy's front, how the fused front stands against the others and
+/// the recommendation; writes the files.
 fn search(
     args: &TuneArgs,
     model: &WorkerModel,
@@ -183,7 +184,9 @@ fn search(
     slo_ms: f64,
     fused_defaults: Vec<Outcome>,
 ) -> anyhow::Result<()> {
-    let settings = sweep::sample(sweep::grid(&config.score), args.max_settings, args.seed);
+    let mut settings = sweep::sample(sweep::grid(&config.score), args.max_settings, args.seed);
+    let fused_count = settings.len();
+    settings.extend(sweep::alternatives(slo_ms, model.cpu_share));
     let duration = config.duration_s;
     let rates: Vec<Box<dyn Fn(f64) -> f64 + Sync + '_>> = profiles
         .iter()
@@ -203,7 +206,8 @@ fn search(
     let started = Instant::now();
     let total = settings.len();
     println!(
-        "\nsearch: {total} settings × {} profiles on {threads} thread(s)",
+        "\nsearch: {total} settings ({fused_count} of the fused score, {} of the other policies) × {} profiles on {threads} thread(s)",
+        total - fused_count,
         profiles.len()
     );
     // On a terminal one line rewritten in place; in a log a line every 10 %.
@@ -224,21 +228,31 @@ fn search(
     if terminal {
         eprintln!();
     }
-    let front = sweep::pareto(&scored);
-    let chosen = sweep::recommend(&scored, &front).context("the search scored no setting")?;
-    let defaults = &scored[0];
     println!(
-        "{} s; the Pareto front of SLO minutes against replica-hours ({} of {total} settings):",
+        "{} s; each policy's front of bad frames (late or refused, % of every profile's frames) against replica-hours:",
         (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-        front.len()
     );
-    print!("{}", front_table(&scored, &front, chosen));
-    let best = &scored[chosen];
+    let fronts = fronts::by_family(&scored);
+    let fused = fronts
+        .iter()
+        .find(|f| f.family == Policy::Fused(config.score.clone()).family())
+        .context("the search scored no fused setting")?;
+    let chosen = sweep::recommend(&scored, &fused.points).context("the search scored no setting")?;
+    for front in &fronts {
+        println!("\n{} ({} of its settings):", front.family, front.points.len());
+        print!("{}", front_table(&scored, &front.points, chosen));
+    }
+    println!();
+    for verdict in fronts::verdicts(&scored, &fronts, fused) {
+        println!("{}", verdict_line(&scored, fused, &verdict));
+    }
+    shipped_against_duty(&scored);
+    let (defaults, best) = (&scored[0], &scored[chosen]);
     println!(
-        "the defaults: {} SLO minutes, {:.2} replica-hours; recommended: {} SLO minutes, {:.2} replica-hours ({})",
-        defaults.slo_minutes,
+        "the defaults: {:.2} % bad frames, {:.2} replica-hours; recommended: {:.2} %, {:.2} replica-hours ({})",
+        defaults.bad_pct(),
         defaults.replica_hours,
-        best.slo_minutes,
+        best.bad_pct(),
         best.replica_hours,
         best.setting.describe()
     );
@@ -251,12 +265,77 @@ fn search(
         &best.setting,
         fused_defaults,
     );
-    let found = Found {
-        scored: &scored,
-        front: &front,
-        chosen,
+    write_recommendation(args, model, config, profiles, slo_ms, &scored, &fronts, chosen)
+}
+
+/// Where a family's front stands against the fused score's, in one line.
+fn verdict_line(scored: &[Scored], fused: &fronts::Front, verdict: &fronts::Verdict) -> String {
+    let count = verdict.dominated.len() + verdict.losses.len() + verdict.cheaper.len();
+    let mut line = if verdict.fused_dominates() {
+        format!(
+            "the fused front dominates {}'s: {} of its {count} front points matched or beaten",
+            verdict.family,
+            verdict.dominated.len()
+        )
+    } else {
+        format!(
+            "the fused front does NOT dominate {}'s: {} of its {count} front points beat every fused setting that costs no more",
+            verdict.family,
+            verdict.losses.len()
+        )
     };
-    write_recommendation(args, model, config, profiles, slo_ms, &found)
+    for &i in &verdict.losses {
+        let p = &scored[i];
+        let best_fused = fused
+            .points
+            .iter()
+            .filter(|&&q| scored[q].replica_hours <= p.replica_hours)
+            .map(|&q| scored[q].bad_pct())
+            .fold(f64::INFINITY, f64::min);
+        let _ = write!(
+            line,
+            "; {:.2} % at {:.2} replica-hours ({}) against the fused score's {:.2} %",
+            p.bad_pct(),
+            p.replica_hours,
+            p.setting.describe(),
+            best_fused
+        );
+    }
+    if !verdict.cheaper.is_empty() {
+        let _ = write!(
+            line,
+            "; {} cheaper than any fused setting (at least {:.2} % bad frames)",
+            verdict.cheaper.len(),
+            verdict
+                .cheaper
+                .iter()
+                .map(|&i| scored[i].bad_pct())
+                .fold(f64::INFINITY, f64::min)
+        );
+    }
+    line
+}
+
+/// The shipped defaults against duty alone at its default target and behavior: the goal is
+/// fewer bad frames at no more than 1.25× its replica-hours.
+fn shipped_against_duty(scored: &[Scored]) {
+    let (fused, behavior) = (&scored[0], &scored[0].setting);
+    let duty = scored.iter().find(|s| {
+        matches!(s.setting.policy, Policy::GpuOnly(t) if (t - fused.setting.score().map_or(0.0, |c| c.gpu_target_pct)).abs() < 1e-9)
+            && s.setting.down_window_s == behavior.down_window_s
+            && s.setting.down_percent == behavior.down_percent
+    });
+    if let Some(duty) = duty {
+        println!(
+            "shipped defaults against {}: {:.2} % against {:.2} % bad frames, at {:.2}× its replica-hours ({:.2} against {:.2})",
+            duty.setting.describe(),
+            fused.bad_pct(),
+            duty.bad_pct(),
+            fused.replica_hours / duty.replica_hours.max(1e-9),
+            fused.replica_hours,
+            duty.replica_hours
+        );
+    }
 }
 
 /// The recommended setting against the defaults (`fused_defaults`, the comparison's runs),
@@ -272,12 +351,14 @@ fn compare_recommended(
 ) {
     let mut tuned = config.clone();
     tuned.spec.behavior = Some(setting.behavior());
-    tuned.score = setting.score.clone();
+    if let Some(score) = setting.score() {
+        tuned.score = score.clone();
+    }
     let duration = config.duration_s;
     for (profile, mut defaults) in profiles.iter().zip(fused_defaults) {
         defaults.policy = "fused score (defaults)".into();
         let mut recommended = compare::run(
-            &Policy::Fused(setting.score.clone()),
+            &setting.policy,
             model,
             &tuned,
             &|t| profile.rate_at(t, duration),
@@ -290,27 +371,21 @@ fn compare_recommended(
     }
 }
 
-/// What the search found.
-struct Found<'a> {
-    scored: &'a [Scored],
-    front: &'a [usize],
-    chosen: usize,
-}
-
 fn front_table(scored: &[Scored], front: &[usize], chosen: usize) -> String {
     let mut out = format!(
-        "  {:>11}  {:>13}  {:>15}  {:>12}  setting\n",
-        "SLO minutes", "replica-hours", "rejected frames", "flaps/10 min"
+        "  {:>10}  {:>13}  {:>11}  {:>15}  {:>12}  setting\n",
+        "bad frames", "replica-hours", "SLO minutes", "rejected frames", "flaps/10 min"
     );
     for &i in front {
         let s = &scored[i];
         let share = 100.0 * s.rejected as f64 / s.frames.max(1) as f64;
         let _ = writeln!(
             out,
-            "{} {:>11}  {:>13.2}  {:>13.2} %  {:>12.2}  {}",
+            "{} {:>8.2} %  {:>13.2}  {:>11}  {:>13.2} %  {:>12.2}  {}",
             if i == chosen { "*" } else { " " },
-            s.slo_minutes,
+            s.bad_pct(),
             s.replica_hours,
+            s.slo_minutes,
             share,
             s.flaps_per_10_min,
             s.setting.describe()
@@ -319,90 +394,63 @@ fn front_table(scored: &[Scored], front: &[usize], chosen: usize) -> String {
     out
 }
 
-/// report.html (the front, and the chosen setting's run on the first profile),
-/// recommended-metrics.yaml and recommended-hpa.yaml.
+/// Runs the recommended setting on the first profile for the report, and writes the files
+/// (`framescale_sim::recommendation`).
+#[allow(clippy::too_many_arguments, reason = "the search's results, passed on whole")]
 fn write_recommendation(
     args: &TuneArgs,
     model: &WorkerModel,
     config: &SimulationConfig,
     profiles: &[Profile],
     slo_ms: f64,
-    found: &Found,
+    scored: &[Scored],
+    fronts: &[fronts::Front],
+    chosen: usize,
 ) -> anyhow::Result<()> {
-    let (scored, front, chosen) = (found.scored, found.front, found.chosen);
-    let dir = &args.report_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let best = &scored[chosen];
+    let score = best.setting.score().context("the recommendation is not fused")?;
     let header = format!(
-        "framescale tune's recommendation ({} settings, {} profiles of {}, seed {}, SLO P95 latency {slo_ms} ms):\n{} SLO minutes and {:.2} replica-hours, against {} and {:.2} with the defaults.",
+        "framescale tune's recommendation ({} settings, {} profiles of {}, seed {}, SLO P95 latency {slo_ms} ms):\n{:.2} % bad frames and {:.2} replica-hours, against {:.2} % and {:.2} with the defaults.",
         scored.len(),
         profiles.len(),
         humantime::format_duration(args.duration),
         args.seed,
-        best.slo_minutes,
+        best.bad_pct(),
         best.replica_hours,
-        scored[0].slo_minutes,
+        scored[0].bad_pct(),
         scored[0].replica_hours
     );
-    let metrics = dir.join("recommended-metrics.yaml");
-    std::fs::write(&metrics, best.setting.metrics_file(&header))
-        .with_context(|| format!("cannot write {}", metrics.display()))?;
-    let hpa = dir.join("recommended-hpa.yaml");
-    std::fs::write(
-        &hpa,
-        best.setting
-            .hpa_manifest(&header, config.spec.min_replicas, config.spec.max_replicas),
-    )
-    .with_context(|| format!("cannot write {}", hpa.display()))?;
-
-    let points: Vec<(f64, f64)> = scored
-        .iter()
-        .map(|s| (s.replica_hours, f64::from(s.slo_minutes)))
-        .collect();
-    let front_points: Vec<(f64, f64)> = front.iter().map(|&i| points[i]).collect();
-    let svg = report::scatter(
-        &points,
-        &front_points,
-        &[("the defaults", points[0]), ("recommended", points[chosen])],
-        "replica-hours (summed over the profiles)",
-        "SLO minutes",
-    )
-    .map_err(anyhow::Error::msg)?;
     let mut run_config = config.clone();
     run_config.spec.behavior = Some(best.setting.behavior());
-    run_config.score = best.setting.score.clone();
+    run_config.score = score.clone();
     let duration = config.duration_s;
     let outcome = compare::run(
-        &Policy::Fused(best.setting.score.clone()),
+        &best.setting.policy,
         model,
         &run_config,
         &|t| profiles[0].rate_at(t, duration),
         slo_ms,
         args.seed,
     );
-    let report = Report {
-        title: "framescale tune".into(),
-        notes: header
-            .lines()
-            .map(str::to_owned)
-            .chain([
-                format!("recommended: {}", best.setting.describe()),
-                format!("below: the recommended setting on {}", profiles[0]),
-            ])
-            .collect(),
-        figures: vec![("The settings searched".into(), svg)],
-        frame_target_ms: best.setting.score.frame_target_ms,
-        gpu_target_pct: best.setting.score.gpu_target_pct,
+    let names: Vec<String> = profiles.iter().map(ToString::to_string).collect();
+    let search = recommendation::Search {
+        scored,
+        fronts,
+        chosen,
+        profiles: &names,
+        header,
+        replicas: (config.spec.min_replicas, config.spec.max_replicas),
         rows: outcome.rows,
+        targets: (score.frame_target_ms, score.gpu_target_pct),
     };
-    let (_, html) = report
-        .write(dir)
-        .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+    let written = recommendation::write(&args.report_dir, &search)
+        .with_context(|| format!("--report-dir {}", args.report_dir.display()))?;
     println!(
-        "written: {}, {} and {}",
-        metrics.display(),
-        hpa.display(),
-        html.display()
+        "written: {}, {}, {} and {}",
+        written.metrics.display(),
+        written.hpa.display(),
+        written.runs.display(),
+        written.html.display()
     );
     Ok(())
 }
@@ -592,7 +640,30 @@ fn profiles(args: &TuneArgs, model: &WorkerModel) -> anyhow::Result<Vec<Profile>
             period: (seconds / 2.0).round(),
         },
         Profile::Points(bursts),
+        job_bursts(capacity, seconds),
     ])
+}
+
+/// A render job of 3,000 frames submitted at once — within 10 s, six times one pod's
+/// capacity at the default model — every 400 s, over half a pod's load.
+fn job_bursts(capacity: f64, seconds: f64) -> Profile {
+    let base = (0.5 * capacity * 10.0).round() / 10.0;
+    let job = 3000.0 / 10.0;
+    let cycles = (seconds / 400.0).ceil() as u32;
+    Profile::Points(
+        (0..cycles)
+            .map(|i| f64::from(i) * 400.0)
+            .flat_map(|t| {
+                [
+                    (t, base),
+                    (t + 199.0, base),
+                    (t + 200.0, job),
+                    (t + 209.0, job),
+                    (t + 210.0, base),
+                ]
+            })
+            .collect(),
+    )
 }
 
 /// One line per policy.

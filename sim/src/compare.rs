@@ -249,7 +249,12 @@ pub fn run(
             &mut next_arrival,
         );
         let now = t + 1.0;
-        let (p95s, duties, mut values) = observe(&mut pods, model, policy, now, &mut felt);
+        let Observed {
+            p95s,
+            latencies,
+            duties,
+            mut values,
+        } = observe(&mut pods, model, policy, now, &mut felt);
         let factor = match policy {
             Policy::Predictive(_, forecast) => {
                 holt.observe(forecast, (felt.finished - finished) as f64);
@@ -267,6 +272,7 @@ pub fn run(
             offered_rate: Some(offered),
             replicas: pods.len() as u32,
             p95_ms: mean(&p95s),
+            latency_ms: mean(&latencies),
             duty_pct: mean(&duties),
             score: mean(&values),
             ..Row::default()
@@ -296,6 +302,9 @@ pub fn run(
         }
         rows.push(row);
         t = now;
+    }
+    for row in &mut rows {
+        row.bad_pct = felt.bad_pct_at(row.t - 1.0);
     }
     Outcome {
         policy: policy.name(),
@@ -393,36 +402,51 @@ fn offer(
     frames
 }
 
+/// What the Ready pods' exporters served at one second.
+#[derive(Default)]
+struct Observed {
+    /// P95 render times.
+    p95s: Vec<f64>,
+    /// P95 latencies, pods refusing frames (an hour) left out.
+    latencies: Vec<f64>,
+    duties: Vec<f64>,
+    /// The fused scores.
+    values: Vec<f64>,
+}
+
 /// Advances every pod to `now` and reads it as the exporter would; the fused policy's hold
-/// trackers observe the readings. Returns the Ready pods' P95s, duties and scores.
+/// trackers observe the readings.
 fn observe(
     pods: &mut [Scaled],
     model: &WorkerModel,
     policy: &Policy,
     now: f64,
     felt: &mut Felt,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut p95s, mut duties, mut values) = (Vec::new(), Vec::new(), Vec::new());
+) -> Observed {
+    let mut observed = Observed::default();
     for scaled in pods {
         scaled.pod.advance(model, now, felt);
         scaled.reading = (scaled.pod.ready_at <= now).then(|| scaled.pod.observe(model, now));
         let Some(reading) = scaled.reading else {
             continue;
         };
+        observed.p95s.extend(reading.p95_ms);
         // A refusing pod's P95 is an hour: left out of the chart's mean (bad frames show it).
-        p95s.extend(reading.latency_p95_ms.filter(|&ms| ms < REFUSED_MS));
-        duties.push(reading.duty_pct);
+        observed
+            .latencies
+            .extend(reading.latency_p95_ms.filter(|&ms| ms < REFUSED_MS));
+        observed.duties.push(reading.duty_pct);
         if let Policy::Fused(config) | Policy::Predictive(config, _) = policy {
             let signals = fused_signals(&reading);
             scaled
                 .tracker
                 .observe(config, signals, (now * 1000.0) as u64);
             if let Some(s) = score(config, signals, scaled.tracker.holds(config)) {
-                values.push(s.value);
+                observed.values.push(s.value);
             }
         }
     }
-    (p95s, duties, values)
+    observed
 }
 
 /// The fused score's inputs: the latency P95 and the duty.

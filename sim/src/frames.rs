@@ -271,6 +271,15 @@ impl Felt {
         }
     }
 
+    /// Frames that arrived in the second starting at `t` and were late or rejected, percent of
+    /// that second's frames; `None` without [`Felt::watching`] or when none arrived.
+    #[must_use]
+    pub fn bad_pct_at(&self, t: f64) -> Option<f64> {
+        let (_, seconds) = self.seconds.as_ref()?;
+        let &(frames, bad) = seconds.get(t.max(0.0) as usize)?;
+        (frames > 0).then(|| 100.0 * f64::from(bad) / f64::from(frames))
+    }
+
     /// Seconds from `from` until the frames are back within the SLO — the first second after
     /// which, for 60 s, at most 5 % of each second's frames are slower or rejected; `None` if
     /// that never happens (or without [`Felt::watching`]).

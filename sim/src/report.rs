@@ -10,7 +10,7 @@ mod chart;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-pub use chart::scatter;
+pub use chart::fronts;
 use chart::{Line, Panel};
 use plotters::style::{BLACK, BLUE, GREEN, RED, RGBColor};
 
@@ -28,8 +28,16 @@ pub struct Row {
     pub replicas: u32,
     /// Replicas the controller wants, at the syncs.
     pub desired: Option<u32>,
-    /// Mean P95 frame time of the pods, milliseconds.
+    /// Mean P95 render time of the pods, milliseconds.
     pub p95_ms: Option<f64>,
+    /// Mean P95 frame latency the pods' exporters served, milliseconds (pods refusing frames,
+    /// whose P95 is an hour, left out).
+    pub latency_ms: Option<f64>,
+    /// The users' latency P95 over the frames of this second, milliseconds (what the load
+    /// generator measured).
+    pub users_p95_ms: Option<f64>,
+    /// Frames of this second users got late (over the latency target) or never, percent.
+    pub bad_pct: Option<f64>,
     /// Mean device duty of the pods, percent.
     pub duty_pct: Option<f64>,
     /// Mean score of the pods (what the HPA averages).
@@ -55,7 +63,7 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-const CSV_HEADER: &str = "t_s,offered_rate,replicas,desired,p95_ms,duty_pct,score,decision";
+const CSV_HEADER: &str = "t_s,offered_rate,replicas,desired,p95_ms,duty_pct,score,latency_ms,users_p95_ms,bad_pct,decision";
 
 impl Report {
     /// The CSV: a header line, then one line per row; missing values are empty cells.
@@ -69,7 +77,7 @@ impl Report {
             let decision = row.decision.as_deref().unwrap_or("").replace('"', "\"\"");
             let _ = writeln!(
                 out,
-                "{:.3},{},{},{},{},{},{},\"{decision}\"",
+                "{:.3},{},{},{},{},{},{},{},{},{},\"{decision}\"",
                 row.t,
                 cell(row.offered_rate),
                 row.replicas,
@@ -77,6 +85,9 @@ impl Report {
                 cell(row.p95_ms),
                 cell(row.duty_pct),
                 cell(row.score),
+                cell(row.latency_ms),
+                cell(row.users_p95_ms),
+                cell(row.bad_pct),
             );
         }
         out
@@ -149,8 +160,9 @@ impl Report {
         out
     }
 
-    /// The chart's panels, top to bottom.
-    fn panels(&self) -> [Panel; 5] {
+    /// The chart's panels, top to bottom; a panel with no value at all is left out (a
+    /// simulation has no load generator to say what each second's users felt).
+    fn panels(&self) -> Vec<Panel> {
         let column = |f: fn(&Row) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
             self.rows.iter().map(|r| (r.t, f(r))).collect()
         };
@@ -168,9 +180,27 @@ impl Report {
                 target: None,
             },
             Panel {
-                title: "P95 frame time (mean of the pods) against its target".into(),
+                title: "What users felt: latency P95 of each second's frames, against the latency target".into(),
                 unit: "ms",
-                lines: vec![line("P95", column(|r| r.p95_ms), ORANGE, false)],
+                lines: vec![line("users' P95", column(|r| r.users_p95_ms), BLUE, false)],
+                target: Some((
+                    self.frame_target_ms,
+                    format!("target {} ms", chart::tick(self.frame_target_ms)),
+                )),
+            },
+            Panel {
+                title: "What users felt: bad frames (late or refused), % of each second's".into(),
+                unit: "%",
+                lines: vec![line("bad frames", column(|r| r.bad_pct), RED, false)],
+                target: None,
+            },
+            Panel {
+                title: "Served: P95 latency and render time (mean of the pods; pods refusing frames left out)".into(),
+                unit: "ms",
+                lines: vec![
+                    line("latency", column(|r| r.latency_ms), RED, false),
+                    line("render time", column(|r| r.p95_ms), ORANGE, false),
+                ],
                 target: Some((
                     self.frame_target_ms,
                     format!("target {} ms", chart::tick(self.frame_target_ms)),
@@ -211,6 +241,9 @@ impl Report {
                 target: None,
             },
         ]
+        .into_iter()
+        .filter(|p| p.lines.iter().any(|l| l.points.iter().any(|(_, v)| v.is_some())))
+        .collect()
     }
 
     /// Writes `<dir>/report.csv` and `<dir>/report.html` (creating `dir`); returns their paths.

@@ -1,6 +1,7 @@
-//! The settings search of `framescale tune`: a grid over the score's weights, targets, holds
-//! and boost and the HPA's scale-down behavior, each setting run through the per-frame model
-//! ([`crate::compare`]) on every load profile, scored on the users' SLO minutes and the
+//! The settings search of `framescale tune`: a grid over the fused score's weights, targets,
+//! holds and boost and the HPA's scale-down behavior, and each other policy over its target and
+//! the same behaviors; each setting run through the per-frame model ([`crate::compare`]) on
+//! every load profile, scored on the users' bad frames (late or rejected) and the
 //! replica-hours, and the Pareto front of the two. Deterministic: the grid is sampled with a
 //! seed, every run is seeded, and the threads only share out the work.
 
@@ -15,11 +16,14 @@ use crate::hpa::behavior::{Behavior, Policy as RatePolicy, PolicyKind, Rules};
 use crate::simulation::SimulationConfig;
 use framescale_core::score::ScoreConfig;
 
-/// One point of the search.
+/// The scale-down behaviors every family is tried with: (stabilization window s, % per minute).
+const DOWN: [(u32, i32); 4] = [(300, 100), (60, 50), (60, 100), (300, 50)];
+
+/// One point of the search: a policy with its settings, and the HPA's scale-down behavior.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting {
-    /// The score's settings.
-    pub score: ScoreConfig,
+    /// What the HPA scales on, with its targets (and for the fused score, all its settings).
+    pub policy: Policy,
     /// Scale-down stabilization window, seconds.
     pub down_window_s: u32,
     /// Scale-down rate: at most this percent of the replicas per minute.
@@ -45,12 +49,24 @@ impl Setting {
         }
     }
 
+    /// The fused score's settings, for a fused setting.
+    #[must_use]
+    pub fn score(&self) -> Option<&ScoreConfig> {
+        match &self.policy {
+            Policy::Fused(score) | Policy::Predictive(score, _) => Some(score),
+            _ => None,
+        }
+    }
+
     /// A short description for tables.
     #[must_use]
     pub fn describe(&self) -> String {
-        let s = &self.score;
+        let down = format!("down {} s at {} %/min", self.down_window_s, self.down_percent);
+        let Some(s) = self.score() else {
+            return format!("{}, {down}", self.policy.name());
+        };
         format!(
-            "weights {}/{}, targets {} ms/{} %, holds {}/{}/{} s, boost {}, down {} s at {} %/min",
+            "weights {}/{}, targets {} ms/{} %, holds {}/{}/{} s, boost {}, {down}",
             s.frame_weight,
             s.gpu_weight,
             s.frame_target_ms,
@@ -59,15 +75,13 @@ impl Setting {
             s.gpu_bound_hold.as_secs(),
             s.both_hold.as_secs(),
             s.boost,
-            self.down_window_s,
-            self.down_percent
         )
     }
 
-    /// The adapter's metrics file for this setting (`score:` keys only; the rest default).
+    /// The adapter's metrics file for a fused setting (`score:` keys only; the rest default).
     #[must_use]
-    pub fn metrics_file(&self, header: &str) -> String {
-        let s = &self.score;
+    pub fn metrics_file(&self, header: &str) -> Option<String> {
+        let s = self.score()?;
         let mut out = String::new();
         for line in header.lines() {
             let _ = writeln!(out, "# {line}");
@@ -84,7 +98,7 @@ impl Setting {
             s.both_hold.as_secs(),
             s.boost
         );
-        out
+        Some(out)
     }
 
     /// An HPA manifest with this setting's behavior, on the fused score.
@@ -103,42 +117,72 @@ impl Setting {
     }
 }
 
-/// The grid around `base` (its targets' neighbours, weights, holds, boost, scale-down), the
-/// setting closest to the defaults first.
+/// Every target of `targets` with every scale-down behavior.
+fn with_behaviors(policies: impl IntoIterator<Item = Policy>) -> Vec<Setting> {
+    policies
+        .into_iter()
+        .flat_map(|policy| {
+            DOWN.map(|(down_window_s, down_percent)| Setting {
+                policy: policy.clone(),
+                down_window_s,
+                down_percent,
+            })
+        })
+        .collect()
+}
+
+/// The fused score's grid around `base` (its targets' neighbours, weights, holds, boost,
+/// scale-down), the setting closest to the defaults first. The weights keep a frame term (a
+/// frame weight of 0 is duty alone, a family of its own).
 #[must_use]
 pub fn grid(base: &ScoreConfig) -> Vec<Setting> {
-    let mut settings = Vec::new();
+    let mut scores = Vec::new();
     let holds = [(30, 15, 10), (10, 5, 5), (60, 30, 20)];
-    for frame_weight in [0.4, 0.2, 0.0, 0.6] {
+    for frame_weight in [0.4, 0.2, 0.6] {
         for gpu_factor in [1.0, 0.85, 0.7, 1.15] {
             for frame_factor in [1.0, 0.75, 1.5] {
                 for (frame_bound, gpu_bound, both) in holds {
                     for boost in [1.5, 1.0, 2.0] {
-                        for (down_window_s, down_percent) in
-                            [(300, 100), (60, 50), (60, 100), (300, 50)]
-                        {
-                            settings.push(Setting {
-                                score: ScoreConfig {
-                                    frame_weight,
-                                    gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
-                                    gpu_target_pct: (base.gpu_target_pct * gpu_factor).round(),
-                                    frame_target_ms: (base.frame_target_ms * frame_factor).round(),
-                                    frame_bound_hold: Duration::from_secs(frame_bound),
-                                    gpu_bound_hold: Duration::from_secs(gpu_bound),
-                                    both_hold: Duration::from_secs(both),
-                                    boost,
-                                    ..base.clone()
-                                },
-                                down_window_s,
-                                down_percent,
-                            });
-                        }
+                        scores.push(ScoreConfig {
+                            frame_weight,
+                            gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
+                            gpu_target_pct: (base.gpu_target_pct * gpu_factor).round(),
+                            frame_target_ms: (base.frame_target_ms * frame_factor).round(),
+                            frame_bound_hold: Duration::from_secs(frame_bound),
+                            gpu_bound_hold: Duration::from_secs(gpu_bound),
+                            both_hold: Duration::from_secs(both),
+                            boost,
+                            ..base.clone()
+                        });
                     }
                 }
             }
         }
     }
-    settings
+    with_behaviors(scores.into_iter().map(Policy::Fused))
+}
+
+/// Every other family's settings: each one's target over a range around its usual value (the
+/// latency's around `slo_ms`, CPU's up to `cpu_share` × 100 %, where a saturated pod's CPU
+/// stands), each with every scale-down behavior.
+#[must_use]
+pub fn alternatives(slo_ms: f64, cpu_share: f64) -> Vec<Setting> {
+    let latency = [0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0].map(|f| (slo_ms * f).round());
+    let duty = [35.0, 45.0, 55.0, 65.0, 75.0, 85.0, 95.0];
+    let cpu_top = (100.0 * cpu_share).clamp(10.0, 100.0);
+    let cpu = [0.3, 0.45, 0.6, 0.75, 0.9].map(|f| (cpu_top * f).round());
+    let queue = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0];
+    let mut policies: Vec<Policy> = Vec::new();
+    policies.extend(duty.map(Policy::GpuOnly));
+    policies.extend(latency.map(Policy::LatencyOnly));
+    for l in [0.35, 0.5, 0.7, 1.0, 1.4].map(|f| (slo_ms * f).round()) {
+        for d in [45.0, 55.0, 65.0, 75.0, 85.0] {
+            policies.push(Policy::TwoMetrics(l, d));
+        }
+    }
+    policies.extend(cpu.map(Policy::Cpu));
+    policies.extend(queue.map(Policy::QueueDepth));
+    with_behaviors(policies)
 }
 
 /// At most `max` settings of `grid`: the first (the defaults) always, the rest drawn with `seed`.
@@ -168,10 +212,46 @@ pub struct Scored {
     pub replica_hours: f64,
     /// Rejected frames, summed.
     pub rejected: u64,
+    /// Frames done later than the SLO, summed.
+    pub late: u64,
     /// Frames offered, summed.
     pub frames: u64,
     /// Direction changes per 10 minutes, the mean over the profiles.
     pub flaps_per_10_min: f64,
+    /// Each profile's run, in the profiles' order.
+    pub runs: Vec<RunSummary>,
+}
+
+/// One run of a setting on one profile, without its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Frames that arrived.
+    pub frames: u64,
+    /// Frames done later than the SLO.
+    pub late: u64,
+    /// Frames rejected.
+    pub rejected: u64,
+    /// Minutes with the users' P95 over the SLO.
+    pub slo_minutes: u32,
+    /// Replica-hours.
+    pub replica_hours: f64,
+    /// Rescales.
+    pub scale_events: u32,
+    /// Direction changes per 10 minutes.
+    pub flaps_per_10_min: f64,
+    /// Seconds to recover after the largest rise.
+    pub recovery_s: Option<f64>,
+}
+
+impl Scored {
+    /// Frames users got late or never, percent of all the frames of every profile.
+    #[must_use]
+    pub fn bad_pct(&self) -> f64 {
+        if self.frames == 0 {
+            return 0.0;
+        }
+        100.0 * (self.late + self.rejected) as f64 / self.frames as f64
+    }
 }
 
 /// What every setting is run on.
@@ -228,19 +308,22 @@ impl Bench<'_> {
     pub fn score(&self, setting: &Setting) -> Scored {
         let mut config = self.base.clone();
         config.spec.behavior = Some(setting.behavior());
-        config.score = setting.score.clone();
-        let policy = Policy::Fused(setting.score.clone());
+        if let Some(score) = setting.score() {
+            config.score = score.clone();
+        }
         let mut scored = Scored {
             setting: setting.clone(),
             slo_minutes: 0,
             replica_hours: 0.0,
             rejected: 0,
+            late: 0,
             frames: 0,
             flaps_per_10_min: 0.0,
+            runs: Vec::with_capacity(self.profiles.len()),
         };
         for profile in self.profiles {
             let outcome = compare::run(
-                &policy,
+                &setting.policy,
                 self.model,
                 &config,
                 profile,
@@ -250,45 +333,60 @@ impl Bench<'_> {
             scored.slo_minutes += outcome.slo_minutes;
             scored.replica_hours += outcome.replica_hours;
             scored.rejected += outcome.rejected;
+            scored.late += outcome.late;
             scored.frames += outcome.frames;
             scored.flaps_per_10_min += outcome.flaps_per_10_min / self.profiles.len() as f64;
+            scored.runs.push(RunSummary {
+                frames: outcome.frames,
+                late: outcome.late,
+                rejected: outcome.rejected,
+                slo_minutes: outcome.slo_minutes,
+                replica_hours: outcome.replica_hours,
+                scale_events: outcome.scale_events,
+                flaps_per_10_min: outcome.flaps_per_10_min,
+                recovery_s: outcome.recovery_s,
+            });
         }
         scored
     }
 }
 
-/// The indices of the Pareto front of SLO minutes against replica-hours (no other setting is as
-/// good on both and better on one), by replica-hours.
+/// The indices of the Pareto front of bad frames against replica-hours among `among` (no other
+/// of them is as good on both and better on one), by replica-hours.
 #[must_use]
-pub fn pareto(scored: &[Scored]) -> Vec<usize> {
-    let dominated = |i: usize| {
-        scored.iter().any(|o| {
-            o.slo_minutes <= scored[i].slo_minutes
-                && o.replica_hours <= scored[i].replica_hours
-                && (o.slo_minutes < scored[i].slo_minutes
-                    || o.replica_hours < scored[i].replica_hours)
-        })
+pub fn pareto(scored: &[Scored], among: &[usize]) -> Vec<usize> {
+    let dominates = |o: &Scored, s: &Scored| {
+        o.bad_pct() <= s.bad_pct()
+            && o.replica_hours <= s.replica_hours
+            && (o.bad_pct() < s.bad_pct() || o.replica_hours < s.replica_hours)
     };
-    let mut front: Vec<usize> = (0..scored.len()).filter(|&i| !dominated(i)).collect();
+    let mut front: Vec<usize> = among
+        .iter()
+        .copied()
+        .filter(|&i| !among.iter().any(|&o| dominates(&scored[o], &scored[i])))
+        .collect();
     front.sort_by(|&a, &b| scored[a].replica_hours.total_cmp(&scored[b].replica_hours));
-    // One of each (SLO minutes, replica-hours) pair: equal settings add nothing.
+    // One of each (bad frames, replica-hours) pair: equal settings add nothing.
     front.dedup_by(|a, b| {
-        scored[*a].slo_minutes == scored[*b].slo_minutes
+        (scored[*a].bad_pct() - scored[*b].bad_pct()).abs() < 1e-12
             && (scored[*a].replica_hours - scored[*b].replica_hours).abs() < 1e-9
     });
     front
 }
 
 /// The recommendation: on the front, the fewest replica-hours among the settings within 10 %
-/// (at least one minute) of the fewest SLO minutes.
+/// (at least 0.1 points) of the fewest bad frames.
 #[must_use]
 pub fn recommend(scored: &[Scored], front: &[usize]) -> Option<usize> {
-    let best = front.iter().map(|&i| scored[i].slo_minutes).min()?;
-    let allowed = best + (best / 10).max(1);
+    let best = front
+        .iter()
+        .map(|&i| scored[i].bad_pct())
+        .min_by(f64::total_cmp)?;
+    let allowed = best + (best * 0.1).max(0.1);
     front
         .iter()
         .copied()
-        .filter(|&i| scored[i].slo_minutes <= allowed)
+        .filter(|&i| scored[i].bad_pct() <= allowed)
         .min_by(|&a, &b| scored[a].replica_hours.total_cmp(&scored[b].replica_hours))
 }
 
@@ -296,14 +394,17 @@ pub fn recommend(scored: &[Scored], front: &[usize]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn scored(slo: u32, hours: f64) -> Scored {
+    /// A scored setting with `bad` bad frames of 100 at `hours` replica-hours.
+    fn scored(bad: u64, hours: f64) -> Scored {
         Scored {
             setting: grid(&ScoreConfig::default())[0].clone(),
-            slo_minutes: slo,
+            slo_minutes: 0,
             replica_hours: hours,
             rejected: 0,
-            frames: 0,
+            late: bad,
+            frames: 100,
             flaps_per_10_min: 0.0,
+            runs: Vec::new(),
         }
     }
 
@@ -316,27 +417,29 @@ mod tests {
             scored(1, 4.0),
             scored(5, 2.0),
         ];
-        assert_eq!(pareto(&all), [0, 1, 3]);
-        // Within a minute of the best (1): only index 3.
-        assert_eq!(recommend(&all, &pareto(&all)), Some(3));
+        let every: Vec<usize> = (0..all.len()).collect();
+        assert_eq!(pareto(&all, &every), [0, 1, 3]);
+        assert_eq!(pareto(&all, &[0, 2]), [0, 2], "a front of the ones given");
+        // Within 0.1 points of the best (1 %): only index 3.
+        assert_eq!(recommend(&all, &pareto(&all, &every)), Some(3));
         let cheaper = [scored(40, 1.0), scored(44, 0.5), scored(45, 0.4)];
-        // Within 10 % of 40 minutes: 44 at 0.5 replica-hours, not 45 at 0.4.
-        assert_eq!(recommend(&cheaper, &pareto(&cheaper)), Some(1));
+        // Within 10 % of 40 %: 44 % at 0.5 replica-hours, not 45 % at 0.4.
+        assert_eq!(recommend(&cheaper, &pareto(&cheaper, &[0, 1, 2])), Some(1));
     }
 
     #[test]
     fn the_grid_starts_at_the_defaults_and_sampling_keeps_them() {
         let defaults = ScoreConfig::default();
         let grid = grid(&defaults);
-        assert_eq!(grid.len(), 4 * 4 * 3 * 3 * 3 * 4);
-        assert_eq!(grid[0].score, defaults);
+        assert_eq!(grid.len(), 3 * 4 * 3 * 3 * 3 * 4);
+        assert_eq!(grid[0].score(), Some(&defaults));
         assert_eq!((grid[0].down_window_s, grid[0].down_percent), (300, 100));
         for setting in &grid {
-            setting.score.validate().unwrap();
+            setting.score().unwrap().validate().unwrap();
         }
         let a = sample(grid.clone(), 50, 9);
         assert_eq!(a.len(), 50);
-        assert_eq!(a[0].score, defaults);
+        assert_eq!(a[0].score(), Some(&defaults));
         assert_eq!(
             a,
             sample(grid.clone(), 50, 9),
@@ -348,7 +451,7 @@ mod tests {
     #[test]
     fn a_setting_writes_files_framescale_reads() {
         let setting = &grid(&ScoreConfig::default())[5];
-        let yaml = setting.metrics_file("a header\non two lines");
+        let yaml = setting.metrics_file("a header\non two lines").unwrap();
         assert!(yaml.starts_with("# a header\n# on two lines\nscore:\n"));
         let behavior: Behavior = serde_json::from_value(serde_json::json!({
             "scaleDown": {"stabilizationWindowSeconds": setting.down_window_s,

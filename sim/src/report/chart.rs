@@ -169,26 +169,49 @@ fn draw_panel(
     Ok(())
 }
 
-/// A scatter of `points` (x, y) with the `front` drawn as a line through its points and the
-/// `marks` labelled: the settings search's SLO minutes against replica-hours.
-pub fn scatter(
+/// Colours of the fronts, in order.
+const FRONT_COLORS: [RGBColor; 8] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// A scatter of every setting's `points` (x, y), each of the `fronts` drawn as a line through
+/// its points in its own colour with its name in the legend, and the `marks` labelled. The
+/// value axis stops at four times the first front's worst point (points above it are left out
+/// and counted in the caption), so that a policy that never scales does not flatten the rest.
+pub fn fronts(
+    caption: &str,
     points: &[(f64, f64)],
-    front: &[(f64, f64)],
+    fronts: &[(&str, Vec<(f64, f64)>)],
     marks: &[(&str, (f64, f64))],
     x_desc: &str,
     y_desc: &str,
 ) -> Result<String, String> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (WIDTH, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (WIDTH, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let x_max = points.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.1;
-        let y_max = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
+        let all_y = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+        let first_y = fronts
+            .first()
+            .map_or(all_y, |(_, f)| f.iter().map(|p| p.1).fold(0.0, f64::max));
+        let y_max = all_y.min(4.0 * first_y.max(1e-9)) * 1.1;
+        let shown = |p: &(f64, f64)| p.1 <= y_max;
+        let hidden = points.iter().filter(|p| !shown(p)).count();
+        let caption = if hidden > 0 {
+            format!("{caption} ({hidden} above {} left out)", tick(y_max))
+        } else {
+            caption.to_owned()
+        };
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Every setting: SLO minutes against replica-hours",
-                ("sans-serif", 15),
-            )
+            .caption(caption, ("sans-serif", 15))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(64)
@@ -206,21 +229,37 @@ pub fn scatter(
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
-        let grey = RGBColor(170, 170, 170);
+        let grey = RGBColor(200, 200, 200);
         chart
-            .draw_series(points.iter().map(|p| Circle::new(*p, 2, grey.filled())))
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| shown(p))
+                    .map(|p| Circle::new(*p, 2, grey.filled())),
+            )
             .map_err(|e| e.to_string())?
             .label("a setting")
             .legend(move |(x, y)| Circle::new((x + 10, y), 2, grey.filled()));
-        let blue = RGBColor(31, 119, 180);
-        chart
-            .draw_series(LineSeries::new(front.iter().copied(), blue.stroke_width(2)).point_size(3))
-            .map_err(|e| e.to_string())?
-            .label("the Pareto front")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], blue.stroke_width(2)));
-        for (label, at) in marks {
+        for (i, (name, front)) in fronts.iter().enumerate() {
+            let color = FRONT_COLORS[i % FRONT_COLORS.len()];
+            let width = if i == 0 { 3 } else { 2 };
             chart
-                .draw_series([Circle::new(*at, 5, RED.stroke_width(2))])
+                .draw_series(
+                    LineSeries::new(
+                        front.iter().copied().filter(|p| shown(p)),
+                        color.stroke_width(width),
+                    )
+                    .point_size(3),
+                )
+                .map_err(|e| e.to_string())?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(width))
+                });
+        }
+        for (label, at) in marks.iter().filter(|(_, at)| shown(at)) {
+            chart
+                .draw_series([Circle::new(*at, 6, BLACK.stroke_width(2))])
                 .map_err(|e| e.to_string())?;
             chart
                 .draw_series(std::iter::once(Text::new(
