@@ -214,9 +214,12 @@ impl SignalSource for PrometheusSource {
             );
             let (latency, frame, gpu) = (latency?, frame?, gpu?);
             let over = |parts: Option<&Parts>, hold: Duration, target: f64| {
-                parts
-                    .and_then(|p| p.minimums.get(&(hold.as_millis() as u64)))
-                    .is_some_and(|min| *min > target)
+                let lowest = if hold.is_zero() {
+                    parts.and_then(|p| p.value)
+                } else {
+                    parts.and_then(|p| p.minimums.get(&(hold.as_millis() as u64)).copied())
+                };
+                lowest.is_some_and(|min| min > target)
             };
             let pods: std::collections::BTreeSet<&String> = latency
                 .keys()
@@ -297,7 +300,8 @@ fn signal_query(
     let mut seen = Vec::new();
     for hold in holds {
         let ms = hold.as_millis();
-        if seen.contains(&ms) {
+        // A hold of zero is met by the value itself: no history to ask for.
+        if ms == 0 || seen.contains(&ms) {
             continue;
         }
         seen.push(ms);
@@ -394,6 +398,16 @@ mod tests {
                 "max by (namespace, pod) ({series} * 0 + on (instance) group_left () max by (instance) (framescale_exporter_window_seconds))"
             )),
             "the window joined from the exporter's gauge: {query}"
+        );
+        let no_holds = signal_query(
+            &config.latency,
+            "render",
+            &[Duration::ZERO, Duration::ZERO],
+            config.hold_max_gap,
+        );
+        assert!(
+            !no_holds.contains("min_over_time"),
+            "a hold of zero is met by the value: no history asked for: {no_holds}"
         );
         let stated = MetricsConfig::parse("metrics: { frame: { window: 1m } }").unwrap();
         assert!(

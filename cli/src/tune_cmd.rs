@@ -15,8 +15,8 @@ use framescale_sim::calibration;
 use framescale_sim::compare::{self, Forecast, Outcome, Policy};
 use framescale_sim::frames::WorkerModel;
 use framescale_sim::simulation::SimulationConfig;
-use framescale_sim::{fronts, recommendation};
 use framescale_sim::sweep::{self, Bench, Scored};
+use framescale_sim::{fronts, recommendation};
 use framescale_worker::profile::Profile;
 
 use crate::simulate_cmd::HpaFlags;
@@ -164,6 +164,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         }
         fused_defaults.extend(outcomes.into_iter().next());
     }
+    settling(&args, &model, &config, slo_ms);
     if args.predictive {
         steady_load(&args, &model, &config, slo_ms)?;
     }
@@ -237,9 +238,14 @@ fn search(
         .iter()
         .find(|f| f.family == Policy::Fused(config.score.clone()).family())
         .context("the search scored no fused setting")?;
-    let chosen = sweep::recommend(&scored, &fused.points).context("the search scored no setting")?;
+    let chosen =
+        sweep::recommend(&scored, &fused.points).context("the search scored no setting")?;
     for front in &fronts {
-        println!("\n{} ({} of its settings):", front.family, front.points.len());
+        println!(
+            "\n{} ({} of its settings):",
+            front.family,
+            front.points.len()
+        );
         print!("{}", front_table(&scored, &front.points, chosen));
     }
     println!();
@@ -265,7 +271,9 @@ fn search(
         &best.setting,
         fused_defaults,
     );
-    write_recommendation(args, model, config, profiles, slo_ms, &scored, &fronts, chosen)
+    write_recommendation(
+        args, model, config, profiles, slo_ms, &scored, &fronts, chosen,
+    )
 }
 
 /// Where a family's front stands against the fused score's, in one line.
@@ -396,7 +404,10 @@ fn front_table(scored: &[Scored], front: &[usize], chosen: usize) -> String {
 
 /// Runs the recommended setting on the first profile for the report, and writes the files
 /// (`framescale_sim::recommendation`).
-#[allow(clippy::too_many_arguments, reason = "the search's results, passed on whole")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the search's results, passed on whole"
+)]
 fn write_recommendation(
     args: &TuneArgs,
     model: &WorkerModel,
@@ -408,7 +419,10 @@ fn write_recommendation(
     chosen: usize,
 ) -> anyhow::Result<()> {
     let best = &scored[chosen];
-    let score = best.setting.score().context("the recommendation is not fused")?;
+    let score = best
+        .setting
+        .score()
+        .context("the recommendation is not fused")?;
     let header = format!(
         "framescale tune's recommendation ({} settings, {} profiles of {}, seed {}, SLO P95 latency {slo_ms} ms):\n{:.2} % bad frames and {:.2} replica-hours, against {:.2} % and {:.2} with the defaults.",
         scored.len(),
@@ -538,6 +552,36 @@ fn versus(reactive: &Outcome, predictive: &Outcome) -> String {
         reactive.flaps_per_10_min,
         predictive.flaps_per_10_min
     )
+}
+
+/// The fused score and duty alone at a steady load — three pods at 95 % of the duty target,
+/// Poisson noise included (with whole pods, a load of exactly three pods at target would sit on
+/// the edge between 3 and 4) — from the minimum replicas: where each settles over the second half
+/// of the run (the goal: duty within 5 points of its target, at most one change of direction per
+/// 10 minutes).
+fn settling(args: &TuneArgs, model: &WorkerModel, config: &SimulationConfig, slo_ms: f64) {
+    let target = config.score.gpu_target_pct;
+    // The mean of the log-normal work, not its median.
+    let mean_work_ms = model.render_ms * (model.render_sigma.powi(2) / 2.0).exp();
+    let rate = 3.0 * model.parallelism * 1000.0 / mean_work_ms * 0.95 * target / 100.0;
+    println!(
+        "\nsteady load: a constant {rate:.1} frames/s (3 pods at {:.1} % duty), settled over the second half:",
+        0.95 * target
+    );
+    for policy in [Policy::Fused(config.score.clone()), Policy::GpuOnly(target)] {
+        let outcome = compare::run(&policy, model, config, &|_| rate, slo_ms, args.seed);
+        if let Some(s) = outcome.settled() {
+            println!(
+                "  {:<18} duty {:.1} % ({:+.1} points), {:.2} replicas, {:.2} changes of direction per 10 min, {:.2} % bad frames",
+                policy.family(),
+                s.duty_pct,
+                s.duty_pct - target,
+                s.replicas,
+                s.flaps_per_10_min,
+                outcome.bad_frames_pct()
+            );
+        }
+    }
 }
 
 /// The predictive term at a steady load (3 pods at 65 %, with Poisson noise), starting from

@@ -127,8 +127,9 @@ fn keys_at(path: &[String]) -> Vec<String> {
 }
 
 /// The keys whose values are tables of keys.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "metrics",
+    "metrics.latency",
     "metrics.frame",
     "metrics.gpu",
     "metrics.score",

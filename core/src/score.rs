@@ -38,11 +38,13 @@ pub struct ScoreConfig {
     pub frame_weight: f64,
     /// Weight of the GPU ratio (default 0.6).
     pub gpu_weight: f64,
-    /// How long a frame-bound regime must hold before the score may exceed 1 (default 30 s).
+    /// How long a frame-bound regime must hold before the score may exceed 1 (default 0: the
+    /// exporter's 60 s window already smooths the latency, and `framescale tune` measured holds
+    /// of 30/15/10 s adding bad frames and replica-hours both).
     pub frame_bound_hold: Duration,
-    /// How long a GPU-bound regime must hold (default 15 s).
+    /// How long a GPU-bound regime must hold (default 0).
     pub gpu_bound_hold: Duration,
-    /// How long both-over must hold (default 10 s).
+    /// How long both-over must hold (default 0).
     pub both_hold: Duration,
     /// Factor applied when both are over and held (default 1.5).
     pub boost: f64,
@@ -59,9 +61,9 @@ impl Default for ScoreConfig {
             gpu_target_pct: 65.0,
             frame_weight: 0.4,
             gpu_weight: 0.6,
-            frame_bound_hold: Duration::from_secs(30),
-            gpu_bound_hold: Duration::from_secs(15),
-            both_hold: Duration::from_secs(10),
+            frame_bound_hold: Duration::ZERO,
+            gpu_bound_hold: Duration::ZERO,
+            both_hold: Duration::ZERO,
             boost: 1.5,
             cap: 10.0,
             partial: PartialPolicy::ScoreOnPresent,
@@ -326,8 +328,8 @@ mod tests {
         assert_eq!(
             ScoreConfig::default().describe(),
             "score = 0.4 × max(latency P95 / 100 ms, duty / 65 %) + 0.6 × duty / 65 %; above 1 \
-             only once the regime has held (frames late 30 s, device busy 15 s, both 10 s — then \
-             × 1.5); at most 10; a pod with one signal is scored on the signal it has"
+             only once the regime has held (frames late 0 s, device busy 0 s, both 0 s — then × \
+             1.5); at most 10; a pod with one signal is scored on the signal it has"
         );
     }
 
@@ -523,11 +525,35 @@ mod tests {
         assert!(score(&config, signals(Some(48.0), Some(10.0)), ALL_HELD).is_some());
     }
 
+    /// The settings with the original design's holds (30/15/10 s).
+    fn held() -> ScoreConfig {
+        ScoreConfig {
+            frame_bound_hold: Duration::from_secs(30),
+            gpu_bound_hold: Duration::from_secs(15),
+            both_hold: Duration::from_secs(10),
+            ..ScoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn zero_holds_are_met_by_one_observation() {
+        let config = ScoreConfig::default();
+        let mut tracker = HoldTracker::default();
+        tracker.observe(&config, signals(Some(500.0), Some(91.0)), 1_000);
+        assert_eq!(tracker.holds(&config), ALL_HELD);
+        tracker.observe(&config, signals(None, Some(10.0)), 2_000);
+        assert_eq!(
+            tracker.holds(&config),
+            NONE_HELD,
+            "but still need the observation"
+        );
+    }
+
     #[test]
     fn holds_follow_the_observations() {
         let config = ScoreConfig {
             frame_target_ms: 32.0,
-            ..ScoreConfig::default()
+            ..held()
         };
         let mut tracker = HoldTracker::default();
         let over_both = signals(Some(64.0), Some(91.0));
@@ -578,7 +604,7 @@ mod tests {
     fn time_without_observations_completes_no_hold() {
         let config = ScoreConfig {
             frame_target_ms: 32.0,
-            ..ScoreConfig::default()
+            ..held()
         };
         let over_frame = signals(Some(40.0), None);
         let mut tracker = HoldTracker::default();

@@ -78,8 +78,7 @@ pub fn write(dir: &Path, search: &Search) -> Result<Written, Error> {
     std::fs::write(&metrics, file).map_err(io(&metrics))?;
     let hpa = dir.join("recommended-hpa.yaml");
     let (min, max) = search.replicas;
-    std::fs::write(&hpa, best.setting.hpa_manifest(&search.header, min, max))
-        .map_err(io(&hpa))?;
+    std::fs::write(&hpa, best.setting.hpa_manifest(&search.header, min, max)).map_err(io(&hpa))?;
     let runs = dir.join("runs.csv");
     std::fs::write(&runs, runs_csv(search)).map_err(io(&runs))?;
 
@@ -145,7 +144,9 @@ pub fn runs_csv(search: &Search) -> String {
                 run.replica_hours,
                 run.scale_events,
                 run.flaps_per_10_min,
-                run.recovery_s.map(|r| format!("{r:.0}")).unwrap_or_default(),
+                run.recovery_s
+                    .map(|r| format!("{r:.0}"))
+                    .unwrap_or_default(),
             );
         }
         let _ = writeln!(

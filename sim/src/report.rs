@@ -287,6 +287,9 @@ mod tests {
                     replicas: 1,
                     desired: Some(2),
                     p95_ms: Some(20.5),
+                    latency_ms: Some(80.0),
+                    users_p95_ms: Some(95.5),
+                    bad_pct: Some(12.5),
                     duty_pct: Some(97.0),
                     score: Some(1.3),
                     decision: Some("scale 1 → 2: \"above target\"".into()),
@@ -307,10 +310,10 @@ mod tests {
         let csv = report().csv();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[1], "0.000,5.000,1,,,,,\"\"");
+        assert_eq!(lines[1], "0.000,5.000,1,,,,,,,,\"\"");
         assert_eq!(
             lines[2],
-            "1.000,40.000,1,2,20.500,97.000,1.300,\"scale 1 → 2: \"\"above target\"\"\""
+            "1.000,40.000,1,2,20.500,97.000,1.300,80.000,95.500,12.500,\"scale 1 → 2: \"\"above target\"\"\""
         );
         assert_eq!(lines.len(), 4);
     }
@@ -322,7 +325,9 @@ mod tests {
         assert!(html.contains("<title>demo &lt;1&gt;</title>"));
         for label in [
             "Offered load",
-            "P95 frame time",
+            "What users felt: latency P95",
+            "What users felt: bad frames",
+            "Served: P95 latency and render time",
             "Device duty",
             "Score",
             "Replicas",
@@ -359,7 +364,11 @@ mod tests {
             ))
             .count()
         };
-        assert_eq!(polylines("#E67814"), 1, "one P95 line");
+        assert_eq!(
+            polylines("#E67814"),
+            2,
+            "one render-time line, and its sample in the panel's legend"
+        );
         assert_eq!(polylines("#00FF00"), 0, "no duty line");
         assert!(html.contains("<circle cx"), "the lone duty value is a dot");
         assert!(html.contains("scale 1 → 2: &quot;above target&quot;"));

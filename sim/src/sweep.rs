@@ -61,7 +61,10 @@ impl Setting {
     /// A short description for tables.
     #[must_use]
     pub fn describe(&self) -> String {
-        let down = format!("down {} s at {} %/min", self.down_window_s, self.down_percent);
+        let down = format!(
+            "down {} s at {} %/min",
+            self.down_window_s, self.down_percent
+        );
         let Some(s) = self.score() else {
             return format!("{}, {down}", self.policy.name());
         };
@@ -137,16 +140,16 @@ fn with_behaviors(policies: impl IntoIterator<Item = Policy>) -> Vec<Setting> {
 #[must_use]
 pub fn grid(base: &ScoreConfig) -> Vec<Setting> {
     let mut scores = Vec::new();
-    let holds = [(30, 15, 10), (10, 5, 5), (60, 30, 20)];
-    for frame_weight in [0.4, 0.2, 0.6] {
-        for gpu_factor in [1.0, 0.85, 0.7, 1.15] {
-            for frame_factor in [1.0, 0.75, 1.5] {
+    let holds = [(0, 0, 0), (30, 15, 10), (10, 5, 5)];
+    for frame_weight in [0.4, 0.2, 0.6, 0.8] {
+        for gpu_target_pct in [65.0, 55.0, 45.0, 35.0, 75.0, 85.0] {
+            for frame_factor in [1.0, 0.7, 0.5, 0.35, 0.25, 1.4] {
                 for (frame_bound, gpu_bound, both) in holds {
-                    for boost in [1.5, 1.0, 2.0] {
+                    for boost in [1.5, 1.0] {
                         scores.push(ScoreConfig {
                             frame_weight,
                             gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
-                            gpu_target_pct: (base.gpu_target_pct * gpu_factor).round(),
+                            gpu_target_pct: (base.gpu_target_pct * gpu_target_pct / 65.0).round(),
                             frame_target_ms: (base.frame_target_ms * frame_factor).round(),
                             frame_bound_hold: Duration::from_secs(frame_bound),
                             gpu_bound_hold: Duration::from_secs(gpu_bound),
@@ -431,7 +434,7 @@ mod tests {
     fn the_grid_starts_at_the_defaults_and_sampling_keeps_them() {
         let defaults = ScoreConfig::default();
         let grid = grid(&defaults);
-        assert_eq!(grid.len(), 3 * 4 * 3 * 3 * 3 * 4);
+        assert_eq!(grid.len(), 4 * 6 * 6 * 3 * 2 * 4);
         assert_eq!(grid[0].score(), Some(&defaults));
         assert_eq!((grid[0].down_window_s, grid[0].down_percent), (300, 100));
         for setting in &grid {

@@ -253,11 +253,11 @@ def main():
         def replicas():
             status = get_hpa()["status"]
             shown = {}
-            for metric in ("render_frame_duration_ms", "nvidia_gpu_duty_cycle", "render_scaling_score"):
+            for metric in ("render_frame_latency_ms", "render_frame_duration_ms", "nvidia_gpu_duty_cycle", "render_scaling_score"):
                 body = json.loads(cluster.kubectl("get", "--raw", f"{metrics_base}/{metric}?{selector}", check=False) or "{}")
                 for item in body.get("items", []):
                     shown.setdefault(item["describedObject"]["name"].rsplit("-", 1)[-1], {})[metric] = item["value"]
-            pods = "; ".join(f"{pod}: P95 {m.get('render_frame_duration_ms', '-')} ms, duty {m.get('nvidia_gpu_duty_cycle', '-')} %, "
+            pods = "; ".join(f"{pod}: latency P95 {m.get('render_frame_latency_ms', '-')} ms, render P95 {m.get('render_frame_duration_ms', '-')} ms, duty {m.get('nvidia_gpu_duty_cycle', '-')} %, "
                              f"score {m.get('render_scaling_score', '-')}" for pod, m in sorted(shown.items())) or "no values"
             seen = [c.get("pods", {}).get("current", {}).get("averageValue") for c in status.get("currentMetrics") or []]
             phases = {}

@@ -33,11 +33,55 @@ pub struct LoadConfig {
     pub max_in_flight: usize,
 }
 
-/// What happened to one request.
+/// What happened to one request, with the second it arrived in.
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
-    Ok(f64),
-    Error(String),
+    Ok(usize, f64),
+    Error(usize, String),
+}
+
+/// What the frames that arrived in one second got.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Second {
+    /// Latencies of the ones that came back, milliseconds, in the order they came.
+    pub latencies_ms: Vec<f64>,
+    /// The ones that did not (refused, failed, timed out, not sent).
+    pub failed: usize,
+}
+
+impl Second {
+    /// Frames of this second.
+    #[must_use]
+    pub fn frames(&self) -> usize {
+        self.latencies_ms.len() + self.failed
+    }
+
+    /// The `q` quantile of its latencies (nearest rank), if any came back.
+    #[must_use]
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let mut sorted = self.latencies_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        nearest_rank(&sorted, q)
+    }
+
+    /// Frames later than `target_ms`, or that never came back.
+    #[must_use]
+    pub fn bad(&self, target_ms: f64) -> usize {
+        self.failed
+            + self
+                .latencies_ms
+                .iter()
+                .filter(|&&ms| ms > target_ms)
+                .count()
+    }
+}
+
+fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
 }
 
 /// Progress once a second.
@@ -68,18 +112,35 @@ pub struct Report {
     pub errors: BTreeMap<String, usize>,
     /// Wall time of the run, including waiting for the last answers.
     pub elapsed: Duration,
+    /// Per second of arrival since the start, what its frames got.
+    pub seconds: Vec<Second>,
 }
 
 impl Report {
     /// The `q` quantile of successful latencies (nearest rank), if any succeeded.
     #[must_use]
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.latencies_ms.is_empty() {
-            return None;
+        nearest_rank(&self.latencies_ms, q)
+    }
+
+    /// Frames later than `target_ms` or that never came back, and all the frames that arrived.
+    #[must_use]
+    pub fn bad_frames(&self, target_ms: f64) -> (usize, usize) {
+        self.seconds.iter().fold((0, 0), |(bad, all), s| {
+            (bad + s.bad(target_ms), all + s.frames())
+        })
+    }
+
+    fn second(&mut self, index: usize) -> &mut Second {
+        if self.seconds.len() <= index {
+            self.seconds.resize(index + 1, Second::default());
         }
-        let rank = ((q * self.latencies_ms.len() as f64).ceil() as usize)
-            .clamp(1, self.latencies_ms.len());
-        Some(self.latencies_ms[rank - 1])
+        &mut self.seconds[index]
+    }
+
+    fn fail(&mut self, second: usize, kind: String) {
+        self.second(second).failed += 1;
+        *self.errors.entry(kind).or_default() += 1;
     }
 
     /// A human summary, one item per line.
@@ -140,8 +201,11 @@ pub fn run_with(
     let receive = |report: &mut Report, in_flight: &mut usize, answer: Answer| {
         *in_flight -= 1;
         match answer {
-            Answer::Ok(ms) => report.latencies_ms.push(ms),
-            Answer::Error(kind) => *report.errors.entry(kind).or_default() += 1,
+            Answer::Ok(second, ms) => {
+                report.latencies_ms.push(ms);
+                report.second(second).latencies_ms.push(ms);
+            }
+            Answer::Error(second, kind) => report.fail(second, kind),
         }
     };
     for (i, arrival) in arrivals.iter().enumerate() {
@@ -173,12 +237,13 @@ pub fn run_with(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let second = arrival.as_secs() as usize;
         if in_flight >= config.max_in_flight {
-            *report.errors.entry("client saturated".into()).or_default() += 1;
+            report.fail(second, "client saturated".into());
             continue;
         }
         let Some(base) = target(i) else {
-            *report.errors.entry("no target".into()).or_default() += 1;
+            report.fail(second, "no target".into());
             continue;
         };
         let url = format!("{base}/v1/render");
@@ -198,11 +263,13 @@ pub fn run_with(
                 .send(body.as_str())
             {
                 Ok(response) if response.status().is_success() => {
-                    Answer::Ok(sent.elapsed().as_secs_f64() * 1000.0)
+                    Answer::Ok(second, sent.elapsed().as_secs_f64() * 1000.0)
                 }
-                Ok(response) => Answer::Error(format!("HTTP {}", response.status().as_u16())),
-                Err(ureq::Error::Timeout(_)) => Answer::Error("timeout".into()),
-                Err(error) => Answer::Error(format!("request: {error}")),
+                Ok(response) => {
+                    Answer::Error(second, format!("HTTP {}", response.status().as_u16()))
+                }
+                Err(ureq::Error::Timeout(_)) => Answer::Error(second, "timeout".into()),
+                Err(error) => Answer::Error(second, format!("request: {error}")),
             };
             let _ = tx.send(answer);
         });
@@ -217,4 +284,33 @@ pub fn run_with(
     report.latencies_ms.sort_by(f64::total_cmp);
     report.elapsed = started.elapsed();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_second_says_what_its_frames_got() {
+        let mut report = Report::default();
+        for ms in [10.0, 30.0, 20.0, 400.0] {
+            report.latencies_ms.push(ms);
+            report.second(1).latencies_ms.push(ms);
+        }
+        report.fail(1, "HTTP 429".into());
+        report.fail(3, "no target".into());
+        let one = &report.seconds[1];
+        assert_eq!(one.frames(), 5);
+        assert_eq!(one.quantile(0.5), Some(20.0));
+        assert_eq!(one.quantile(0.95), Some(400.0));
+        assert_eq!(one.bad(100.0), 2, "one late, one refused");
+        assert_eq!(
+            report.seconds[0],
+            Second::default(),
+            "a second without frames"
+        );
+        assert_eq!(report.seconds[0].quantile(0.95), None, "no latency, not 0");
+        assert_eq!(report.bad_frames(100.0), (3, 6));
+        assert_eq!(report.errors["HTTP 429"], 1);
+    }
 }

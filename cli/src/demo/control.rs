@@ -50,6 +50,16 @@ pub fn control_loop(
             offered_rate: Some(plan.profile.rate_at(t, seconds)),
             replicas,
             p95_ms: mean(client.pods_metric(custom::FRAME_DURATION_MS)),
+            // A pod refusing frames serves an hour: left out of the chart's mean (the users'
+            // panels show its refusals).
+            latency_ms: mean(
+                client
+                    .pods_metric(custom::FRAME_LATENCY_MS)
+                    .map(|mut values| {
+                        values.retain(|_, milli| *milli < 3_600_000_000);
+                        values
+                    }),
+            ),
             duty_pct: mean(client.pods_metric(custom::GPU_DUTY_CYCLE)),
             score: mean(scores.clone()),
             ..Row::default()
@@ -78,10 +88,11 @@ fn progress_line(row: &Row, last_decision: &str) -> String {
     let value =
         |v: Option<f64>, unit: &str| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}{unit}"));
     format!(
-        "[{:>5.0}s] load {:>6}  replicas {}  P95 {:>9}  duty {:>6}  score {:>5}  | {last_decision}",
+        "[{:>5.0}s] load {:>6}  replicas {}  latency P95 {:>9}  render P95 {:>9}  duty {:>6}  score {:>5}  | {last_decision}",
         row.t,
         value(row.offered_rate, "/s"),
         row.replicas,
+        value(row.latency_ms, " ms"),
         value(row.p95_ms, " ms"),
         value(row.duty_pct, "%"),
         row.score
