@@ -490,7 +490,7 @@ mod tests {
         );
         assert_eq!(config.score.frame_target_ms, 40.0);
         assert_eq!(config.score.both_hold, Duration::from_secs(5));
-        assert_eq!(config.score.frame_bound_hold, Duration::from_secs(30));
+        assert_eq!(config.score.frame_bound_hold, Duration::ZERO, "the default");
         assert_eq!(config.score.partial, PartialPolicy::LeaveOut);
         assert_eq!(config.max_age, Duration::from_mins(1));
     }

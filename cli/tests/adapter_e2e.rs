@@ -48,6 +48,18 @@ fn kubectl_raw(dir: &Path, adapter: &Adapter, ca: &Path, path: &str) -> Result<V
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
+/// A metrics file with the original design's 32 ms target and 30/15/10 s holds (the defaults are
+/// 100 ms and no holds), to see a hold keep a score at 1.
+fn held_design(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("held-design.yaml");
+    std::fs::write(
+        &path,
+        "score: { frame_target_ms: 32, holds: { frame_bound: 30s, gpu_bound: 15s, both: 10s } }\n",
+    )
+    .unwrap();
+    path
+}
+
 /// Parses quantities with the Kubernetes Python client's `parse_quantity`, independently of
 /// framescale's formatter.
 fn parse_quantities(quantities: &[String]) -> Vec<f64> {
@@ -121,6 +133,7 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
     )
     .unwrap();
     let exporter_url = format!("http://{}/metrics", exporter.addr);
+    let metrics_file = held_design(dir.path());
     let adapter = open_adapter(
         &cert,
         &key,
@@ -129,6 +142,8 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
             pods.to_str().unwrap(),
             "--exporter",
             &exporter_url,
+            "--metrics-config",
+            metrics_file.to_str().unwrap(),
         ],
     );
 
@@ -167,8 +182,9 @@ fn kubectl_reads_render_metrics_from_a_real_exporter_over_https() {
     assert_eq!(v1["items"][0]["metricName"], "render_frame_duration_ms");
     assert_eq!(items(&v1), got);
 
-    // The score: no GPU signal yet, so each pod is scored on its frame ratio alone and, its
-    // frame-bound regime not having held 30 s, held at 1.0 when over target.
+    // The score: no GPU signal yet, so each pod is scored on its frame ratio alone (its latency,
+    // here its render time: these lines carry no queue time) and, its frame-bound regime not
+    // having held 30 s, held at 1.0 when over target.
     let score = kubectl_raw(
         dir.path(),
         &adapter,
@@ -296,7 +312,17 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
     });
     let (cert, key) = serving_certificate(dir.path());
     let prometheus_url = format!("http://{}", prometheus.addr);
-    let adapter = open_adapter(&cert, &key, &["--prometheus-url", &prometheus_url]);
+    let held = held_design(dir.path());
+    let adapter = open_adapter(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &prometheus_url,
+            "--metrics-config",
+            held.to_str().unwrap(),
+        ],
+    );
     let path =
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/%2A/render_frame_duration_ms";
     let body = kubectl_raw(dir.path(), &adapter, &cert, path).unwrap();
@@ -339,7 +365,7 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
     let metrics_file = dir.path().join("metrics.yaml");
     std::fs::write(
         &metrics_file,
-        "score: { holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s, max_gap: 2s } }\n",
+        "score: { frame_target_ms: 32, holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s, max_gap: 2s } }\n",
     )
     .unwrap();
     let short_holds = open_adapter(
@@ -386,12 +412,12 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
 #[test]
 fn prometheus_holds_are_made_of_samples() {
     let now = support::now_millis() / 1000;
-    let mut history = String::from("# TYPE framescale_frame_duration_seconds gauge\n");
+    let mut history = String::from("# TYPE framescale_frame_latency_seconds gauge\n");
     let mut sample = |pod: &str, from: i64, to: i64, skip: std::ops::Range<i64>| {
         for offset in (from..=to).filter(|o| !skip.contains(o)) {
             let _ = writeln!(
                 history,
-                r#"framescale_frame_duration_seconds{{namespace="render",pod="{pod}",container="worker",quantile="0.95"}} 0.04 {}"#,
+                r#"framescale_frame_latency_seconds{{namespace="render",pod="{pod}",container="worker",quantile="0.95"}} 0.125 {}"#,
                 now.cast_signed() + offset
             );
         }
@@ -431,7 +457,7 @@ fn prometheus_holds_are_made_of_samples() {
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["gap", "live", "stopped"], "{body}");
     let scores = parse_quantities(&got.iter().map(|(_, q)| q.clone()).collect::<Vec<_>>());
-    // 40 ms against 32: only the pod sampled throughout is past its hold.
+    // 125 ms against 100: only the pod sampled throughout is past its hold.
     assert_eq!(got[0].1, "1", "a 6 s gap breaks the hold: {body}");
     assert!((scores[1] - 1.25).abs() < 0.002, "{body}");
     assert_eq!(

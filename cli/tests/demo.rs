@@ -89,7 +89,14 @@ fn the_demo_scales_up_on_the_step_and_down_after_it() {
     assert_eq!(before, 1, "one replica before the step\n{stderr}");
     assert!(peak >= 2, "replicas went up during the step\n{stderr}");
     assert!(end < peak, "replicas came down after the step\n{stderr}");
-    for column in ["p95_ms", "duty_pct", "score"] {
+    for column in [
+        "p95_ms",
+        "duty_pct",
+        "score",
+        "latency_ms",
+        "users_p95_ms",
+        "bad_pct",
+    ] {
         assert!(csv.lines().next().unwrap().contains(column));
     }
     let filled = |index: usize| {
@@ -99,9 +106,16 @@ fn the_demo_scales_up_on_the_step_and_down_after_it() {
             .count()
     };
     assert!(
-        filled(4) > 60 && filled(5) > 60 && filled(6) > 60,
+        filled(4) > 60 && filled(5) > 60 && filled(6) > 60 && filled(7) > 60,
         "series are filled:\n{csv}"
     );
+    // What users felt, from the load generator: each second's latency P95 and bad frames.
+    assert!(filled(8) > 60 && filled(9) > 60, "users' series:\n{csv}");
+    let bad_frames = stderr
+        .lines()
+        .find(|l| l.contains("users: ") && l.contains("% bad frames"))
+        .unwrap_or_else(|| panic!("no bad frames in the summary:\n{stderr}"));
+    assert!(bad_frames.contains("later than"), "{bad_frames}");
 
     check_settings_and_chart(report.path(), &stderr);
 
@@ -153,10 +167,13 @@ fn check_settings_and_chart(report: &Path, stderr: &str) {
             "{axis} is on an axis"
         );
     }
-    let shot = support::browser::screenshot(&page, 1000, 1400);
+    let shot = support::browser::screenshot(&page, 1000, 1900);
     for (series, color) in [
         ("load", (0, 0, 255)),
-        ("P95", (230, 120, 20)),
+        ("users' latency P95", (0, 140, 140)),
+        ("bad frames", (170, 0, 0)),
+        ("served latency", (200, 0, 200)),
+        ("render time", (230, 120, 20)),
         ("duty", (0, 255, 0)),
         ("score", (255, 0, 0)),
         ("replicas", (130, 80, 170)),

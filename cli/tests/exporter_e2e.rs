@@ -245,8 +245,11 @@ fn pushed_frames_are_served_and_bad_pushes_refused() {
 #[test]
 fn bad_flags_fail_with_the_flag_named() {
     let root = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
-        (&["--window", "61s"], "--window"),
+    let cases: [(&[&str], &str); 5] = [
+        // Asked for explicitly, the sub-windows must fit (left out, the nearest count that
+        // fits is taken: `WindowConfig::fitting` in core).
+        (&["--window", "61s", "--sub-windows", "6"], "--window"),
+        (&["--window", "1500us"], "--window"),
         (&["--container-regex", "("], "--container-regex"),
         (&["--poll-interval", "1ms"], "--poll-interval"),
         (&["--log-root", "/nonexistent/framescale"], "--log-root"),
@@ -499,4 +502,86 @@ fn without_a_gpu_the_exporter_says_why_and_serves_frames() {
         );
         assert!(exporter.terminate().success());
     }
+}
+
+/// What users waited: a worker's frames with their queue times and its refusals (the worker's
+/// own frame lines), and a Blender pod that reports no queue time, whose latency is its render
+/// time and says so.
+#[test]
+fn latency_is_queue_plus_render_and_refusals_are_late() {
+    let root = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(root.path(), &[]);
+    // 40 frames of 20 ms that waited 0..39 ms, then 1 refused: latencies 20..59 ms and an hour.
+    let mut lines: String = (0..40)
+        .map(|i| format!("framescale.frame frame={i} duration_ms=20 queue_ms={i} outcome=ok\n"))
+        .collect();
+    lines.push_str("framescale.frame frame=40 queue_ms=0 outcome=refused\n");
+    append(
+        &root.path().join("render_worker-0_uid-0/worker/0.log"),
+        cri(&lines),
+    );
+    append(
+        &root.path().join("render_blender-0_uid-1/blender/0.log"),
+        cri(&fixture("blender-3.4.1/a_cycles_3frames.log")),
+    );
+    wait_for_frames(&exporter, "worker-0", "worker", 40.0);
+    wait_for_frames(&exporter, "blender-0", "blender", 3.0);
+    let metrics = exporter.metrics();
+    let latency = |pod: &str, container: &str, measure: &str, q: &str| {
+        metrics.series(
+            "framescale_frame_latency_seconds",
+            "render",
+            pod,
+            container,
+            &format!(r#"measure="{measure}",quantile="{q}""#),
+        )
+    };
+    let latencies: Vec<f64> = (0..40).map(|i| (20.0 + f64::from(i)) / 1000.0).collect();
+    // 41 frames: the P95 is rank 39, a frame that waited 38 ms; the P99 is the refusal's hour.
+    let p95 = latency("worker-0", "worker", "queue_and_render", "0.95").unwrap();
+    assert_hdr_close(
+        p95,
+        nearest_rank(&latencies, 39.0 / 40.0),
+        "worker P95 latency",
+    );
+    let p99 = latency("worker-0", "worker", "queue_and_render", "0.99").unwrap();
+    assert!(
+        p99 >= 3600.0,
+        "a refused frame is later than any target: {p99}"
+    );
+    assert_eq!(
+        metrics.series(
+            "framescale_frames_total",
+            "render",
+            "worker-0",
+            "worker",
+            r#"outcome="refused""#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics.series(
+            "framescale_frame_latency_seconds_count",
+            "render",
+            "worker-0",
+            "worker",
+            r#"measure="queue_and_render""#
+        ),
+        Some(41.0)
+    );
+    // Render time is not latency: the worker's render P95 is 20 ms.
+    let render = metrics
+        .quantile("render", "worker-0", "worker", "0.95")
+        .unwrap();
+    assert_hdr_close(render, 0.020, "worker P95 render time");
+    // Blender: latency = render time, measure="render".
+    let blender_render = metrics
+        .quantile("render", "blender-0", "blender", "0.95")
+        .unwrap();
+    let blender_latency = latency("blender-0", "blender", "render", "0.95").unwrap();
+    assert!((blender_latency - blender_render).abs() < 1e-9);
+    assert_eq!(
+        latency("blender-0", "blender", "queue_and_render", "0.95"),
+        None
+    );
 }

@@ -129,7 +129,10 @@ fn a_load_profile_scales_up_and_down_in_the_report() {
         stdout.contains("load: a step from 10 to 150 frames/s at 60 s, back to 10 at 300 s"),
         "{stdout}"
     );
-    assert!(stdout.contains("score = 0.4 × P95 / 32 ms"), "{stdout}");
+    assert!(
+        stdout.contains("score = 0.4 × max(latency P95 / 100 ms, duty / 65 %)"),
+        "{stdout}"
+    );
 }
 
 #[test]

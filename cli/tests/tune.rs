@@ -16,30 +16,36 @@ fn every_policy_on_every_standard_profile() {
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(
         stdout.matches("\nload: ").count(),
-        4,
-        "step, ramp, sine, bursts:\n{stdout}"
+        5,
+        "step, ramp, sine, bursts, render jobs:\n{stdout}"
     );
     for load in [
         "load: a step from",
         "load: a ramp from",
         "load: a wave of",
-        " points over ",
+        "up to 200 frames/s",
+        "up to 300 frames/s",
     ] {
         assert!(stdout.contains(load), "{load}:\n{stdout}");
     }
     for policy in [
         "fused score",
-        "P95 only (32 ms)",
+        "latency only (100 ms)",
         "duty only (65 %)",
-        "P95 and duty (32 ms, 65 %)",
+        "latency and duty (100 ms, 65 %)",
         "CPU utilization (70 %)",
+        "queue depth (2 frames/pod)",
     ] {
         assert_eq!(
             stdout.matches(&format!("\n  {policy} ")).count(),
-            4,
+            5,
             "{policy}:\n{stdout}"
         );
     }
+    assert!(
+        stdout.contains("steady load: a constant 90.8 frames/s (3 pods at 61.8 % duty)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("SLO: P95 latency 100 ms; seed 1"),
         "{stdout}"
@@ -50,9 +56,8 @@ fn every_policy_on_every_standard_profile() {
         .find(|l| l.trim_start().starts_with("CPU utilization"))
         .unwrap();
     let cells: Vec<&str> = cpu.split_whitespace().collect();
-    // … rejected share "%", replica-hours, rescales, …
-    let percent = cells.iter().position(|c| *c == "%").unwrap();
-    assert_eq!(cells[percent + 2], "0", "no rescale: {cpu}");
+    // …, rescales, flaps/10 min, recovery.
+    assert_eq!(cells[cells.len() - 3], "0", "no rescale: {cpu}");
 }
 
 #[test]
@@ -84,11 +89,36 @@ fn the_search_writes_a_recommendation_framescale_reads() {
     ]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
-        stdout.contains("search: 8 settings × 4 profiles on 2 thread(s)"),
+        stdout.contains(
+            "search: 208 settings (8 of the fused score, 200 of the other policies) × 5 profiles on 2 thread(s)"
+        ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("the Pareto front of SLO minutes against replica-hours"),
+        stdout.contains("each policy's front of bad frames"),
+        "{stdout}"
+    );
+    for family in [
+        "fused score",
+        "duty only",
+        "latency only",
+        "latency and duty",
+        "CPU utilization",
+        "queue depth",
+    ] {
+        assert!(
+            stdout.contains(&format!("\n{family} (")),
+            "{family}'s front:\n{stdout}"
+        );
+    }
+    // The fused front against each other one: dominated, or where it loses.
+    assert_eq!(
+        stdout.matches("the fused front d").count(),
+        5,
+        "a verdict per other policy:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("shipped defaults against duty only (65 %)"),
         "{stdout}"
     );
     assert_eq!(
@@ -97,16 +127,29 @@ fn the_search_writes_a_recommendation_framescale_reads() {
         "one recommended:\n{stdout}"
     );
     assert!(
-        stderr.contains("tune: 8/8 settings (100 %)"),
+        stderr.contains("tune: 208/208 settings (100 %)"),
         "progress: {stderr}"
     );
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
         2,
-        "the front and the recommended run"
+        "the fronts and the recommended run"
     );
-    assert!(html.contains("the Pareto front"));
+    assert!(
+        html.contains("latency and duty"),
+        "every front in the legend"
+    );
+    // Every run, machine-readable: a line per setting and profile, and one per setting.
+    let runs = std::fs::read_to_string(report.join("runs.csv")).unwrap();
+    let lines: Vec<&str> = runs.lines().collect();
+    assert!(lines[0].starts_with("policy,setting,profile,frames,late,rejected,bad_frames_pct"));
+    assert_eq!(lines.len(), 1 + 208 * 6);
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with(",true")).count(),
+        6,
+        "the recommended's"
+    );
     // The recommended files are what the adapter and the HPA model read.
     let (ok, _, stderr) = support::framescale(&[
         "simulate".to_owned(),

@@ -16,6 +16,9 @@ use plotters::style::{BLACK, BLUE, GREEN, RED, RGBColor};
 
 const ORANGE: RGBColor = RGBColor(230, 120, 20);
 const PURPLE: RGBColor = RGBColor(130, 80, 170);
+const TEAL: RGBColor = RGBColor(0, 140, 140);
+const DARK_RED: RGBColor = RGBColor(170, 0, 0);
+const MAGENTA: RGBColor = RGBColor(200, 0, 200);
 
 /// One sample of the loop.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -182,7 +185,7 @@ impl Report {
             Panel {
                 title: "What users felt: latency P95 of each second's frames, against the latency target".into(),
                 unit: "ms",
-                lines: vec![line("users' P95", column(|r| r.users_p95_ms), BLUE, false)],
+                lines: vec![line("users' P95", column(|r| r.users_p95_ms), TEAL, false)],
                 target: Some((
                     self.frame_target_ms,
                     format!("target {} ms", chart::tick(self.frame_target_ms)),
@@ -191,14 +194,14 @@ impl Report {
             Panel {
                 title: "What users felt: bad frames (late or refused), % of each second's".into(),
                 unit: "%",
-                lines: vec![line("bad frames", column(|r| r.bad_pct), RED, false)],
+                lines: vec![line("bad frames", column(|r| r.bad_pct), DARK_RED, false)],
                 target: None,
             },
             Panel {
                 title: "Served: P95 latency and render time (mean of the pods; pods refusing frames left out)".into(),
                 unit: "ms",
                 lines: vec![
-                    line("latency", column(|r| r.latency_ms), RED, false),
+                    line("latency", column(|r| r.latency_ms), MAGENTA, false),
                     line("render time", column(|r| r.p95_ms), ORANGE, false),
                 ],
                 target: Some((
