@@ -81,13 +81,13 @@ pub struct TuneArgs {
     /// Predictive term: forecast growth below this is noise and raises nothing.
     #[arg(long, default_value_t = 0.0)]
     forecast_deadband: f64,
-    /// Settings of the score and scale-down behavior to search (a seeded sample of a grid of 1,728); 0: compare the policies only.
-    #[arg(long, default_value_t = 300)]
+    /// Settings of the fused score and scale-down behavior to search (a seeded sample of its grid of 3,456, the defaults always in), beside every other policy's 200; 0: compare the policies at their defaults only.
+    #[arg(long, default_value_t = 1000)]
     max_settings: usize,
     /// Threads of the search; default: one per CPU.
     #[arg(long)]
     threads: Option<usize>,
-    /// Where the search's report.html, recommended-metrics.yaml and recommended-hpa.yaml are written.
+    /// Where the search's report.html, runs.csv, recommended-metrics.yaml and recommended-hpa.yaml are written.
     #[arg(long, default_value = "framescale-tune")]
     report_dir: PathBuf,
     #[command(flatten)]
