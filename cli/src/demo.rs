@@ -67,7 +67,7 @@ pub struct DemoArgs {
     /// Duty target of the score, percent.
     #[arg(long, default_value_t = 65.0)]
     gpu_target_pct: f64,
-    /// How long a regime must hold before the score may exceed 1, for every regime (the adapter's own defaults are 30s/15s/10s; the demo's is shorter so that a few minutes show the loop).
+    /// How long a regime must hold before the score may exceed 1, for every regime (the adapter's default is none since tune measured holds costing frames and pods; the demo keeps 5s, what the figures of docs/demo.md were measured with).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     hold: Duration,
     /// Width of each frame, pixels.
