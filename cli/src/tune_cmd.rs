@@ -327,23 +327,19 @@ fn verdict_line(scored: &[Scored], fused: &fronts::Front, verdict: &fronts::Verd
 /// The shipped defaults against duty alone at its default target and behavior: the goal is
 /// fewer bad frames at no more than 1.25× its replica-hours.
 fn shipped_against_duty(scored: &[Scored]) {
-    let (fused, behavior) = (&scored[0], &scored[0].setting);
-    let duty = scored.iter().find(|s| {
-        matches!(s.setting.policy, Policy::GpuOnly(t) if (t - fused.setting.score().map_or(0.0, |c| c.gpu_target_pct)).abs() < 1e-9)
-            && s.setting.down_window_s == behavior.down_window_s
-            && s.setting.down_percent == behavior.down_percent
-    });
-    if let Some(duty) = duty {
-        println!(
-            "shipped defaults against {}: {:.2} % against {:.2} % bad frames, at {:.2}× its replica-hours ({:.2} against {:.2})",
-            duty.setting.describe(),
-            fused.bad_pct(),
-            duty.bad_pct(),
-            fused.replica_hours / duty.replica_hours.max(1e-9),
-            fused.replica_hours,
-            duty.replica_hours
-        );
-    }
+    let Some(duty) = fronts::duty_counterpart(scored, 0).map(|i| &scored[i]) else {
+        return;
+    };
+    let fused = &scored[0];
+    println!(
+        "shipped defaults against {}: {:.2} % against {:.2} % bad frames, at {:.2}× its replica-hours ({:.2} against {:.2})",
+        duty.setting.describe(),
+        fused.bad_pct(),
+        duty.bad_pct(),
+        fused.replica_hours / duty.replica_hours.max(1e-9),
+        fused.replica_hours,
+        duty.replica_hours
+    );
 }
 
 /// The recommended setting against the defaults (`fused_defaults`, the comparison's runs),
@@ -561,9 +557,7 @@ fn versus(reactive: &Outcome, predictive: &Outcome) -> String {
 /// 10 minutes).
 fn settling(args: &TuneArgs, model: &WorkerModel, config: &SimulationConfig, slo_ms: f64) {
     let target = config.score.gpu_target_pct;
-    // The mean of the log-normal work, not its median.
-    let mean_work_ms = model.render_ms * (model.render_sigma.powi(2) / 2.0).exp();
-    let rate = 3.0 * model.parallelism * 1000.0 / mean_work_ms * 0.95 * target / 100.0;
+    let rate = model.steady_rate(3.0, 0.95 * target);
     println!(
         "\nsteady load: a constant {rate:.1} frames/s (3 pods at {:.1} % duty), settled over the second half:",
         0.95 * target

@@ -512,9 +512,13 @@ fn latency_is_queue_plus_render_and_refusals_are_late() {
     let root = tempfile::tempdir().unwrap();
     let exporter = Exporter::start(root.path(), &[]);
     // 40 frames of 20 ms that waited 0..39 ms, then 1 refused: latencies 20..59 ms and an hour.
-    let mut lines: String = (0..40)
-        .map(|i| format!("framescale.frame frame={i} duration_ms=20 queue_ms={i} outcome=ok\n"))
-        .collect();
+    let mut lines = String::new();
+    for i in 0..40 {
+        let _ = writeln!(
+            lines,
+            "framescale.frame frame={i} duration_ms=20 queue_ms={i} outcome=ok"
+        );
+    }
     lines.push_str("framescale.frame frame=40 queue_ms=0 outcome=refused\n");
     append(
         &root.path().join("render_worker-0_uid-0/worker/0.log"),

@@ -13,7 +13,7 @@ use framescale_core::metrics::{
     GPU_MEMORY_USED_BYTES, MEASURE_LABEL, NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL,
     RENDER_ERRORS_TOTAL, SUMMARY_QUANTILES, UUID_LABEL,
 };
-use framescale_core::window::Scratch;
+use framescale_core::window::{Scratch, WindowSnapshot};
 
 use crate::device::{DeviceReading, DeviceStats};
 use crate::stats::ExporterStats;
@@ -116,7 +116,6 @@ fn write_frame_durations(
     scratch: &mut Scratch,
 ) {
     let name = FRAME_DURATION_SECONDS;
-    let quantiles = SUMMARY_QUANTILES.map(|(q, _)| q);
     header(
         out,
         format,
@@ -126,14 +125,9 @@ fn write_frame_durations(
         Some("seconds"),
     );
     for (labels, s) in series {
-        if let Some(snapshot) = s.snapshot(now_millis, &quantiles, scratch) {
-            for ((_, label), value) in SUMMARY_QUANTILES.iter().zip(&snapshot.values) {
-                let labels = format!("{labels},quantile=\"{label}\"");
-                sample(out, name, &labels, value.as_secs_f64());
-            }
-        }
-        sample(out, &format!("{name}_sum"), labels, s.duration_sum_seconds);
-        sample(out, &format!("{name}_count"), labels, s.duration_count);
+        let snapshot = s.snapshot(now_millis, &SUMMARY_QUANTILES.map(|(q, _)| q), scratch);
+        let totals = (s.duration_sum_seconds, s.duration_count);
+        write_summary(out, name, labels, snapshot.as_ref(), totals);
     }
 }
 
@@ -147,7 +141,6 @@ fn write_frame_latencies(
     scratch: &mut Scratch,
 ) {
     let name = FRAME_LATENCY_SECONDS;
-    let quantiles = SUMMARY_QUANTILES.map(|(q, _)| q);
     header(
         out,
         format,
@@ -164,15 +157,29 @@ fn write_frame_latencies(
             "{labels},{MEASURE_LABEL}=\"{}\"",
             s.latency_measure().label()
         );
-        if let Some(snapshot) = s.latency_snapshot(now_millis, &quantiles, scratch) {
-            for ((_, label), value) in SUMMARY_QUANTILES.iter().zip(&snapshot.values) {
-                let labels = format!("{labels},quantile=\"{label}\"");
-                sample(out, name, &labels, value.as_secs_f64());
-            }
-        }
-        sample(out, &format!("{name}_sum"), &labels, s.latency_sum_seconds);
-        sample(out, &format!("{name}_count"), &labels, s.latency_count);
+        let snapshot = s.latency_snapshot(now_millis, &SUMMARY_QUANTILES.map(|(q, _)| q), scratch);
+        let totals = (s.latency_sum_seconds, s.latency_count);
+        write_summary(out, name, &labels, snapshot.as_ref(), totals);
     }
+}
+
+/// One series of a summary: its quantiles when the window holds frames (none otherwise, never
+/// a made-up 0), then `_sum` and `_count`.
+fn write_summary(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    snapshot: Option<&WindowSnapshot>,
+    (sum_seconds, count): (f64, u64),
+) {
+    if let Some(snapshot) = snapshot {
+        for ((_, label), value) in SUMMARY_QUANTILES.iter().zip(&snapshot.values) {
+            let labels = format!("{labels},quantile=\"{label}\"");
+            sample(out, name, &labels, value.as_secs_f64());
+        }
+    }
+    sample(out, &format!("{name}_sum"), labels, sum_seconds);
+    sample(out, &format!("{name}_count"), labels, count);
 }
 
 fn write_frame_counts(out: &mut String, format: Format, series: &[(String, &Series)]) {

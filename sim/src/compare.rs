@@ -187,11 +187,17 @@ impl Outcome {
     /// Frames users got late or never, percent of the frames that arrived.
     #[must_use]
     pub fn bad_frames_pct(&self) -> f64 {
-        if self.frames == 0 {
-            return 0.0;
-        }
-        100.0 * (self.late + self.rejected) as f64 / self.frames as f64
+        bad_pct(self.late, self.rejected, self.frames)
     }
+}
+
+/// `late + rejected` as a percent of `frames` (0 of none).
+#[must_use]
+pub fn bad_pct(late: u64, rejected: u64, frames: u64) -> f64 {
+    if frames == 0 {
+        return 0.0;
+    }
+    100.0 * (late + rejected) as f64 / frames as f64
 }
 
 /// How a run settled over its second half (a constant load, after the first scale-ups).
@@ -287,12 +293,7 @@ pub fn run(
             &mut next_arrival,
         );
         let now = t + 1.0;
-        let Observed {
-            p95s,
-            latencies,
-            duties,
-            mut values,
-        } = observe(&mut pods, model, policy, now, &mut felt);
+        let mut observed = observe(&mut pods, model, policy, now, &mut felt);
         let factor = match policy {
             Policy::Predictive(_, forecast) => {
                 holt.observe(forecast, (felt.finished - finished) as f64);
@@ -301,20 +302,11 @@ pub fn run(
             _ => 1.0,
         };
         finished = felt.finished;
-        for value in &mut values {
+        for value in &mut observed.values {
             *value *= factor;
         }
         replica_seconds += pods.len() as f64;
-        let mut row = Row {
-            t: now,
-            offered_rate: Some(offered),
-            replicas: pods.len() as u32,
-            p95_ms: mean(&p95s),
-            latency_ms: mean(&latencies),
-            duty_pct: mean(&duties),
-            score: mean(&values),
-            ..Row::default()
-        };
+        let mut row = observed.row(now, offered, pods.len());
         if now >= next_sync {
             next_sync += config.sync_period_s;
             let replicas = i32::try_from(pods.len()).unwrap_or(i32::MAX);
@@ -450,6 +442,22 @@ struct Observed {
     duties: Vec<f64>,
     /// The fused scores.
     values: Vec<f64>,
+}
+
+impl Observed {
+    /// The report's row at `t`: the means over the pods.
+    fn row(&self, t: f64, offered: f64, replicas: usize) -> Row {
+        Row {
+            t,
+            offered_rate: Some(offered),
+            replicas: replicas as u32,
+            p95_ms: mean(&self.p95s),
+            latency_ms: mean(&self.latencies),
+            duty_pct: mean(&self.duties),
+            score: mean(&self.values),
+            ..Row::default()
+        }
+    }
 }
 
 /// Advances every pod to `now` and reads it as the exporter would; the fused policy's hold

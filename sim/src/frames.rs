@@ -58,6 +58,16 @@ impl Default for WorkerModel {
     }
 }
 
+impl WorkerModel {
+    /// The frames per second that keep `pods` pods at `duty_pct` duty on average (by the mean
+    /// of the log-normal work, not its median).
+    #[must_use]
+    pub fn steady_rate(&self, pods: f64, duty_pct: f64) -> f64 {
+        let mean_work_ms = self.render_ms * (self.render_sigma.powi(2) / 2.0).exp();
+        pods * self.parallelism * 1000.0 / mean_work_ms * duty_pct / 100.0
+    }
+}
+
 /// What the exporter (and a kubelet) would report for one pod at one second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PodReading {

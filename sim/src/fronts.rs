@@ -2,6 +2,7 @@
 //! fused score's front dominates every other: at each replica-hours level another family
 //! reaches, the fused score has a setting that costs no more and loses no more frames.
 
+use crate::compare::Policy;
 use crate::sweep::{self, Scored};
 
 /// One family's front.
@@ -96,10 +97,22 @@ pub fn verdicts(scored: &[Scored], fronts: &[Front], fused: &Front) -> Vec<Verdi
         .collect()
 }
 
+/// The duty-alone setting at the duty target and scale-down behavior of the fused setting
+/// `fused` — what the shipped defaults are held against; `None` when it was not run.
+#[must_use]
+pub fn duty_counterpart(scored: &[Scored], fused: usize) -> Option<usize> {
+    let setting = &scored[fused].setting;
+    let target = setting.score()?.gpu_target_pct;
+    scored.iter().position(|s| {
+        matches!(s.setting.policy, Policy::GpuOnly(t) if (t - target).abs() < 1e-9)
+            && s.setting.down_window_s == setting.down_window_s
+            && s.setting.down_percent == setting.down_percent
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::Policy;
     use crate::sweep::Setting;
     use framescale_core::score::ScoreConfig;
 
@@ -145,5 +158,8 @@ mod tests {
         // CPU: 80 % at 1.0 is cheaper than any fused setting; 5 % at 2.5 beats 10 % at 2.0.
         assert_eq!(verdicts[1].cheaper, [5]);
         assert_eq!(verdicts[1].losses, [6]);
+        // Duty alone at the fused setting's 65 % and behavior.
+        assert_eq!(duty_counterpart(&all, 0), Some(3));
+        assert_eq!(duty_counterpart(&all, 3), None, "not a fused setting");
     }
 }

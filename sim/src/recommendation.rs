@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::compare;
 use crate::fronts::Front;
 use crate::report::{self, Report, Row};
 use crate::sweep::Scored;
@@ -117,13 +118,6 @@ pub fn runs_csv(search: &Search) -> String {
     );
     let on_front = |i: usize| search.fronts.iter().any(|f| f.points.contains(&i));
     let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-    let pct = |bad: u64, frames: u64| {
-        if frames == 0 {
-            0.0
-        } else {
-            100.0 * bad as f64 / frames as f64
-        }
-    };
     for (i, s) in search.scored.iter().enumerate() {
         let lead = format!(
             "{},{}",
@@ -139,7 +133,7 @@ pub fn runs_csv(search: &Search) -> String {
                 run.frames,
                 run.late,
                 run.rejected,
-                pct(run.late + run.rejected, run.frames),
+                compare::bad_pct(run.late, run.rejected, run.frames),
                 run.slo_minutes,
                 run.replica_hours,
                 run.scale_events,

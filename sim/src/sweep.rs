@@ -250,10 +250,7 @@ impl Scored {
     /// Frames users got late or never, percent of all the frames of every profile.
     #[must_use]
     pub fn bad_pct(&self) -> f64 {
-        if self.frames == 0 {
-            return 0.0;
-        }
-        100.0 * (self.late + self.rejected) as f64 / self.frames as f64
+        compare::bad_pct(self.late, self.rejected, self.frames)
     }
 }
 
