@@ -106,9 +106,11 @@ fn the_demo_scales_up_on_the_step_and_down_after_it() {
             .count()
     };
     assert!(
-        filled(4) > 60 && filled(5) > 60 && filled(6) > 60 && filled(7) > 60,
+        filled(4) > 60 && filled(5) > 60 && filled(6) > 60,
         "series are filled:\n{csv}"
     );
+    // The served latency: a gap only while every pod refuses frames (an hour, left out).
+    assert!(filled(7) > 30, "the served latency:\n{csv}");
     // What users felt, from the load generator: each second's latency P95 and bad frames.
     assert!(filled(8) > 60 && filled(9) > 60, "users' series:\n{csv}");
     let bad_frames = stderr
