@@ -313,6 +313,20 @@ struct SignalDefaults {
     window_series: &'static str,
 }
 
+impl SignalDefaults {
+    /// The P95 of one of the exporter's summaries (in seconds), served in milliseconds over the
+    /// exporter's window.
+    fn p95(key: &'static str, name: &'static str, summary: &str) -> Self {
+        SignalDefaults {
+            key,
+            name,
+            series: format!(r#"{summary}{{quantile="0.95"}}"#),
+            scale: 1000.0,
+            window_series: metrics::EXPORTER_WINDOW_SECONDS,
+        }
+    }
+}
+
 impl File {
     fn into_config(self) -> Result<MetricsConfig, ParseError> {
         let defaults = ScoreConfig::default();
@@ -338,20 +352,16 @@ impl File {
             },
         };
         score.validate()?;
-        let latency = self.metrics.latency.into_signal(&SignalDefaults {
-            key: "latency",
-            name: custom::FRAME_LATENCY_MS,
-            series: format!(r#"{}{{quantile="0.95"}}"#, metrics::FRAME_LATENCY_SECONDS),
-            scale: 1000.0,
-            window_series: metrics::EXPORTER_WINDOW_SECONDS,
-        })?;
-        let frame = self.metrics.frame.into_signal(&SignalDefaults {
-            key: "frame",
-            name: custom::FRAME_DURATION_MS,
-            series: format!(r#"{}{{quantile="0.95"}}"#, metrics::FRAME_DURATION_SECONDS),
-            scale: 1000.0,
-            window_series: metrics::EXPORTER_WINDOW_SECONDS,
-        })?;
+        let latency = self.metrics.latency.into_signal(&SignalDefaults::p95(
+            "latency",
+            custom::FRAME_LATENCY_MS,
+            metrics::FRAME_LATENCY_SECONDS,
+        ))?;
+        let frame = self.metrics.frame.into_signal(&SignalDefaults::p95(
+            "frame",
+            custom::FRAME_DURATION_MS,
+            metrics::FRAME_DURATION_SECONDS,
+        ))?;
         let gpu = self.metrics.gpu.into_signal(&SignalDefaults {
             key: "gpu",
             name: custom::GPU_DUTY_CYCLE,

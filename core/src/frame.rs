@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The latency a refused frame counts as: an hour (the windows' top, the longest duration a
+/// frame line may carry), later than any target.
+pub const REFUSED_LATENCY: Duration = Duration::from_hours(1);
+
 /// How a frame ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {

@@ -13,11 +13,11 @@ use framescale_core::metrics::{
     GPU_MEMORY_USED_BYTES, MEASURE_LABEL, NAMESPACE_LABEL, OUTCOME_LABEL, POD_LABEL,
     RENDER_ERRORS_TOTAL, SUMMARY_QUANTILES, UUID_LABEL,
 };
-use framescale_core::window::{Scratch, WindowSnapshot};
+use framescale_core::window::Scratch;
 
 use crate::device::{DeviceReading, DeviceStats};
 use crate::stats::ExporterStats;
-use crate::store::{Series, SeriesStore};
+use crate::store::{Series, SeriesStore, Summary};
 
 /// Which text format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +125,7 @@ fn write_frame_durations(
         Some("seconds"),
     );
     for (labels, s) in series {
-        let snapshot = s.snapshot(now_millis, &SUMMARY_QUANTILES.map(|(q, _)| q), scratch);
-        let totals = (s.duration_sum_seconds, s.duration_count);
-        write_summary(out, name, labels, snapshot.as_ref(), totals);
+        write_summary(out, name, labels, &s.render, now_millis, scratch);
     }
 }
 
@@ -150,16 +148,14 @@ fn write_frame_latencies(
         Some("seconds"),
     );
     for (labels, s) in series {
-        if s.latency_count == 0 {
+        if s.latency.count == 0 {
             continue;
         }
         let labels = format!(
             "{labels},{MEASURE_LABEL}=\"{}\"",
             s.latency_measure().label()
         );
-        let snapshot = s.latency_snapshot(now_millis, &SUMMARY_QUANTILES.map(|(q, _)| q), scratch);
-        let totals = (s.latency_sum_seconds, s.latency_count);
-        write_summary(out, name, &labels, snapshot.as_ref(), totals);
+        write_summary(out, name, &labels, &s.latency, now_millis, scratch);
     }
 }
 
@@ -169,17 +165,19 @@ fn write_summary(
     out: &mut String,
     name: &str,
     labels: &str,
-    snapshot: Option<&WindowSnapshot>,
-    (sum_seconds, count): (f64, u64),
+    summary: &Summary,
+    now_millis: u64,
+    scratch: &mut Scratch,
 ) {
-    if let Some(snapshot) = snapshot {
+    let quantiles = SUMMARY_QUANTILES.map(|(q, _)| q);
+    if let Some(snapshot) = summary.snapshot(now_millis, &quantiles, scratch) {
         for ((_, label), value) in SUMMARY_QUANTILES.iter().zip(&snapshot.values) {
             let labels = format!("{labels},quantile=\"{label}\"");
             sample(out, name, &labels, value.as_secs_f64());
         }
     }
-    sample(out, &format!("{name}_sum"), labels, sum_seconds);
-    sample(out, &format!("{name}_count"), labels, count);
+    sample(out, &format!("{name}_sum"), labels, summary.sum_seconds);
+    sample(out, &format!("{name}_count"), labels, summary.count);
 }
 
 fn write_frame_counts(out: &mut String, format: Format, series: &[(String, &Series)]) {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use framescale_core::frame::{FrameRecord, Outcome, RenderEvent};
+use framescale_core::frame::{FrameRecord, Outcome, REFUSED_LATENCY, RenderEvent};
 use framescale_core::frame_line::MAX_DURATION;
 use framescale_core::window::{QuantileWindow, Scratch, WindowConfig, WindowSnapshot};
 
@@ -64,10 +64,6 @@ pub struct SeriesCounts {
     pub job_errors: u64,
 }
 
-/// The latency a refused frame counts as: the top of the windows' range (one hour), later than
-/// any target, so that a pod refusing more than 5 % of its frames has a latency P95 of an hour.
-pub const REFUSED_LATENCY: Duration = MAX_DURATION;
-
 /// What a series' latency is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatencyMeasure {
@@ -88,25 +84,58 @@ impl LatencyMeasure {
     }
 }
 
+/// One summary of a series: its sliding window of quantiles, and the cumulative `_sum` and
+/// `_count` of what entered it.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    window: QuantileWindow,
+    /// Values recorded, ever (the summary's `_count`).
+    pub count: u64,
+    /// Their sum in seconds (the summary's `_sum`).
+    pub sum_seconds: f64,
+}
+
+impl Summary {
+    fn new(config: WindowConfig) -> Self {
+        Summary {
+            window: QuantileWindow::new(config),
+            count: 0,
+            sum_seconds: 0.0,
+        }
+    }
+
+    /// Counts `value`, placed at `at_millis`; false when it was too old for the window.
+    fn record(&mut self, value: Duration, at_millis: u64) -> bool {
+        self.count += 1;
+        self.sum_seconds += value.as_secs_f64();
+        self.window.record(value.min(MAX_DURATION), at_millis)
+    }
+
+    /// Quantiles of the window ending `now_millis`; `None` when it holds no value.
+    pub fn snapshot(
+        &self,
+        now_millis: u64,
+        quantiles: &[f64],
+        scratch: &mut Scratch,
+    ) -> Option<WindowSnapshot> {
+        self.window.snapshot(now_millis, quantiles, scratch)
+    }
+}
+
 /// What is known of one series.
 #[derive(Debug, Clone)]
 pub struct Series {
-    window: QuantileWindow,
-    latency_window: QuantileWindow,
+    /// Render times of produced frames.
+    pub render: Summary,
+    /// Latencies (queue + render) of produced frames, and refused frames at
+    /// [`REFUSED_LATENCY`].
+    pub latency: Summary,
     /// Frames that ended, by outcome.
     pub frames_ok: u64,
     /// Frames that failed.
     pub frames_failed: u64,
     /// Frames the pod refused.
     pub frames_refused: u64,
-    /// Successful frames with a duration, ever (the summary's `_count`).
-    pub duration_count: u64,
-    /// Sum of their durations in seconds (the summary's `_sum`).
-    pub duration_sum_seconds: f64,
-    /// Frames in the latency summary, ever: produced with a duration, and refused.
-    pub latency_count: u64,
-    /// Sum of their latencies in seconds.
-    pub latency_sum_seconds: f64,
     /// Whether any frame carried a queue time or was refused.
     pub queue_reported: bool,
     /// Errors the renderer reported outside any frame.
@@ -118,41 +147,15 @@ pub struct Series {
 impl Series {
     fn new(config: WindowConfig, now_millis: u64) -> Self {
         Series {
-            window: QuantileWindow::new(config),
-            latency_window: QuantileWindow::new(config),
+            render: Summary::new(config),
+            latency: Summary::new(config),
             frames_ok: 0,
             frames_failed: 0,
             frames_refused: 0,
-            duration_count: 0,
-            duration_sum_seconds: 0.0,
-            latency_count: 0,
-            latency_sum_seconds: 0.0,
             queue_reported: false,
             job_errors: 0,
             last_seen_millis: now_millis,
         }
-    }
-
-    /// Quantiles of the frame durations in the window ending `now_millis`; `None` when the
-    /// window holds no frame.
-    pub fn snapshot(
-        &self,
-        now_millis: u64,
-        quantiles: &[f64],
-        scratch: &mut Scratch,
-    ) -> Option<WindowSnapshot> {
-        self.window.snapshot(now_millis, quantiles, scratch)
-    }
-
-    /// Quantiles of the frame latencies (queue + render, a refused frame at
-    /// [`REFUSED_LATENCY`]) in the window ending `now_millis`; `None` when it holds no frame.
-    pub fn latency_snapshot(
-        &self,
-        now_millis: u64,
-        quantiles: &[f64],
-        scratch: &mut Scratch,
-    ) -> Option<WindowSnapshot> {
-        self.latency_window.snapshot(now_millis, quantiles, scratch)
     }
 
     /// What the series' latency is made of.
@@ -174,24 +177,18 @@ impl Series {
         }
         self.queue_reported |= frame.queue.is_some() || frame.outcome == Outcome::Refused;
         // A failed frame's time says how fast it failed, not how fast frames render: only
-        // produced frames enter the duration summary. A refused frame never reached the user:
-        // it enters the latency summary as later than any target.
+        // produced frames enter the render summary. A refused frame never reached the user: it
+        // enters the latency summary as later than any target.
         let latency = match frame.outcome {
             Outcome::Refused => Some(REFUSED_LATENCY),
             _ => frame.latency(),
         };
         let mut in_window = true;
         if let (Outcome::Ok, Some(duration)) = (frame.outcome, frame.duration) {
-            self.duration_count += 1;
-            self.duration_sum_seconds += duration.as_secs_f64();
-            in_window &= self.window.record(duration, at_millis);
+            in_window &= self.render.record(duration, at_millis);
         }
         if let Some(latency) = latency {
-            self.latency_count += 1;
-            self.latency_sum_seconds += latency.as_secs_f64();
-            in_window &= self
-                .latency_window
-                .record(latency.min(MAX_DURATION), at_millis);
+            in_window &= self.latency.record(latency, at_millis);
         }
         in_window
     }
@@ -260,10 +257,10 @@ impl SeriesStore {
                     frames_ok: s.frames_ok,
                     frames_failed: s.frames_failed,
                     frames_refused: s.frames_refused,
-                    duration_count: s.duration_count,
-                    duration_sum_seconds: s.duration_sum_seconds,
-                    latency_count: s.latency_count,
-                    latency_sum_seconds: s.latency_sum_seconds,
+                    duration_count: s.render.count,
+                    duration_sum_seconds: s.render.sum_seconds,
+                    latency_count: s.latency.count,
+                    latency_sum_seconds: s.latency.sum_seconds,
                     queue_reported: s.queue_reported,
                     job_errors: s.job_errors,
                 };
@@ -280,10 +277,10 @@ impl SeriesStore {
             series.frames_ok = c.frames_ok;
             series.frames_failed = c.frames_failed;
             series.frames_refused = c.frames_refused;
-            series.duration_count = c.duration_count;
-            series.duration_sum_seconds = c.duration_sum_seconds;
-            series.latency_count = c.latency_count;
-            series.latency_sum_seconds = c.latency_sum_seconds;
+            series.render.count = c.duration_count;
+            series.render.sum_seconds = c.duration_sum_seconds;
+            series.latency.count = c.latency_count;
+            series.latency.sum_seconds = c.latency_sum_seconds;
             series.queue_reported = c.queue_reported;
             series.job_errors = c.job_errors;
         }
@@ -360,11 +357,14 @@ mod tests {
         store.record(&key, &RenderEvent::JobError("boom".into()), NOW);
         let (_, s) = store.iter().next().unwrap();
         assert_eq!(
-            (s.frames_ok, s.frames_failed, s.job_errors, s.duration_count),
+            (s.frames_ok, s.frames_failed, s.job_errors, s.render.count),
             (2, 1, 1, 2)
         );
-        assert!((s.duration_sum_seconds - 0.4).abs() < 1e-9);
-        let snap = s.snapshot(NOW, &[1.0], &mut Scratch::default()).unwrap();
+        assert!((s.render.sum_seconds - 0.4).abs() < 1e-9);
+        let snap = s
+            .render
+            .snapshot(NOW, &[1.0], &mut Scratch::default())
+            .unwrap();
         assert_eq!(
             snap.count, 2,
             "the failed frame's 9 s stays out of the window"
@@ -382,7 +382,7 @@ mod tests {
         }
         let at = |store: &SeriesStore, key: &SeriesKey, q: f64| {
             let (_, s) = store.iter().find(|(k, _)| *k == key).unwrap();
-            let snap = s.latency_snapshot(NOW, &[q], &mut Scratch::default());
+            let snap = s.latency.snapshot(NOW, &[q], &mut Scratch::default());
             (snap.map(|s| s.values[0]), s.latency_measure())
         };
         let (p95, measure) = at(&store, &worker, 0.95);
@@ -402,10 +402,10 @@ mod tests {
         assert!(at(&store, &worker, 0.95).0.unwrap() >= REFUSED_LATENCY);
         let (_, s) = store.iter().next().unwrap();
         assert_eq!(
-            (s.frames_ok, s.frames_refused, s.latency_count),
+            (s.frames_ok, s.frames_refused, s.latency.count),
             (19, 2, 21)
         );
-        assert_eq!(s.duration_count, 19, "a refusal has no render time");
+        assert_eq!(s.render.count, 19, "a refusal has no render time");
 
         // Blender's console carries no queue time: latency is the render time, and says so.
         let blender = SeriesKey::new("render", "blender-0", "blender");
@@ -420,7 +420,7 @@ mod tests {
             NOW,
         );
         let (_, s) = store.iter().find(|(k, _)| **k == blender).unwrap();
-        assert_eq!(s.latency_count, 1);
+        assert_eq!(s.latency.count, 1);
     }
 
     #[test]

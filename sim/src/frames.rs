@@ -19,6 +19,8 @@
 
 use std::collections::VecDeque;
 
+use framescale_core::frame::REFUSED_LATENCY;
+
 /// The worker and its pods.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorkerModel {
@@ -144,8 +146,8 @@ fn bucket_top(index: usize) -> f64 {
     BUCKET_BASE_MS * BUCKET_GROWTH.powf(index as f64)
 }
 
-/// The latency the exporter gives a refused frame: an hour, later than any target.
-pub const REFUSED_MS: f64 = 3_600_000.0;
+/// The latency the exporter gives a refused frame, ms: an hour, later than any target.
+pub const REFUSED_MS: f64 = REFUSED_LATENCY.as_secs_f64() * 1000.0;
 
 /// Counts of a sliding window of values, in [`BUCKETS`], with refusals (above every bucket)
 /// apart: its P95 reads as the exporter's does, to within one bucket.

@@ -113,25 +113,9 @@ pub fn duty_counterpart(scored: &[Scored], fused: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::Setting;
     use framescale_core::score::ScoreConfig;
 
-    fn scored(policy: Policy, bad: u64, hours: f64) -> Scored {
-        Scored {
-            setting: Setting {
-                policy,
-                down_window_s: 300,
-                down_percent: 100,
-            },
-            slo_minutes: 0,
-            replica_hours: hours,
-            rejected: 0,
-            late: bad,
-            frames: 100,
-            flaps_per_10_min: 0.0,
-            runs: Vec::new(),
-        }
-    }
+    use crate::sweep::scored_for_tests as scored;
 
     #[test]
     fn a_front_per_family_and_where_the_fused_score_loses() {

@@ -351,6 +351,27 @@ impl Bench<'_> {
     }
 }
 
+/// A setting of `policy` (at the first scale-down behavior) scored `bad` bad frames of 100 at
+/// `hours` replica-hours: the fronts' tests' points.
+#[cfg(test)]
+pub(crate) fn scored_for_tests(policy: Policy, bad: u64, hours: f64) -> Scored {
+    let (down_window_s, down_percent) = DOWN[0];
+    Scored {
+        setting: Setting {
+            policy,
+            down_window_s,
+            down_percent,
+        },
+        slo_minutes: 0,
+        replica_hours: hours,
+        rejected: 0,
+        late: bad,
+        frames: 100,
+        flaps_per_10_min: 0.0,
+        runs: Vec::new(),
+    }
+}
+
 /// The indices of the Pareto front of bad frames against replica-hours among `among` (no other
 /// of them is as good on both and better on one), by replica-hours.
 #[must_use]
@@ -396,16 +417,7 @@ mod tests {
 
     /// A scored setting with `bad` bad frames of 100 at `hours` replica-hours.
     fn scored(bad: u64, hours: f64) -> Scored {
-        Scored {
-            setting: grid(&ScoreConfig::default())[0].clone(),
-            slo_minutes: 0,
-            replica_hours: hours,
-            rejected: 0,
-            late: bad,
-            frames: 100,
-            flaps_per_10_min: 0.0,
-            runs: Vec::new(),
-        }
+        scored_for_tests(Policy::Fused(ScoreConfig::default()), bad, hours)
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use framescale_core::frame::REFUSED_LATENCY;
 use framescale_core::metrics::custom;
 use framescale_sim::report::Row;
 
@@ -56,7 +57,8 @@ pub fn control_loop(
                 client
                     .pods_metric(custom::FRAME_LATENCY_MS)
                     .map(|mut values| {
-                        values.retain(|_, milli| *milli < 3_600_000_000);
+                        let refused_milli = REFUSED_LATENCY.as_millis() as i64 * 1000;
+                        values.retain(|_, milli| *milli < refused_milli);
                         values
                     }),
             ),
