@@ -11,7 +11,7 @@ use framescale_exporter::attribution::AttributionConfig;
 use framescale_exporter::config::NvmlSourceConfig;
 use framescale_exporter::cpu::CpuSourceConfig;
 use framescale_exporter::discovery::PodFilter;
-use framescale_exporter::{DeviceSourceConfig, ExporterConfig};
+use framescale_exporter::{DeviceSourceConfig, ExporterConfig, PushConfig};
 
 /// Flags of `framescale exporter`; each has a `FRAMESCALE_` environment variable.
 #[derive(Debug, Args)]
@@ -57,9 +57,15 @@ pub struct ExporterArgs {
     /// Longest log line kept, in bytes, after joining partial CRI records; longer lines are counted and dropped.
     #[arg(long, env = "FRAMESCALE_MAX_LINE_BYTES", default_value_t = 64 * 1024)]
     max_line_bytes: usize,
+    /// Take frames pushed to POST /v1/frames. Off by default: the endpoint authenticates no one, so whoever reaches the port could steer the scaling of the watched namespaces; allow only trusted pods to it (the chart's NetworkPolicy). Pushes obey --namespaces, --exclude-namespaces and --container-regex.
+    #[arg(long, env = "FRAMESCALE_PUSH")]
+    push: bool,
     /// Largest POST /v1/frames body, in bytes.
     #[arg(long, env = "FRAMESCALE_PUSH_BODY_LIMIT", default_value_t = 1024 * 1024)]
     push_body_limit: usize,
+    /// Most series the exporter holds: a push that would add series beyond it is refused (429); the node's own pods' logs always count.
+    #[arg(long, env = "FRAMESCALE_MAX_SERIES", default_value_t = 10_000)]
+    max_series: usize,
     /// Where device duty comes from: `auto` (NVML when libnvidia-ml.so.1 loads and sees a GPU, else CPU duty when there is a cgroup hierarchy or --local-processes, else none; the log says which and why), `nvml`, `cpu` or `none`.
     #[arg(long, env = "FRAMESCALE_DEVICE_SOURCE", value_enum, default_value_t = DeviceSourceArg::Auto)]
     device_source: DeviceSourceArg,
@@ -157,6 +163,9 @@ impl ExporterArgs {
                 self.push_body_limit
             );
         }
+        if self.max_series == 0 {
+            bail!("--max-series must be at least 1");
+        }
         let trimmed = |list: Vec<String>| -> Vec<String> {
             list.into_iter()
                 .map(|s| s.trim().to_owned())
@@ -200,7 +209,11 @@ impl ExporterArgs {
                 containers,
             },
             max_line_bytes: self.max_line_bytes,
-            push_body_limit: self.push_body_limit,
+            push: PushConfig {
+                enabled: self.push,
+                body_limit: self.push_body_limit,
+                max_series: self.max_series,
+            },
             device_source,
             device_poll_interval: self.device_poll_interval,
             state_dir: self.state_dir,

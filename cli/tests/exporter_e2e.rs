@@ -210,7 +210,16 @@ fn a_pod_that_goes_away_is_dropped_after_the_grace_period() {
 #[test]
 fn pushed_frames_are_served_and_bad_pushes_refused() {
     let root = tempfile::tempdir().unwrap();
-    let exporter = Exporter::start(root.path(), &["--push-body-limit", "4096"]);
+    let exporter = Exporter::start(
+        root.path(),
+        &[
+            "--push",
+            "--push-body-limit",
+            "4096",
+            "--namespaces",
+            "render",
+        ],
+    );
     let body: String = [30.0, 10.0, 20.0]
         .iter()
         .map(|ms| {
@@ -230,7 +239,12 @@ fn pushed_frames_are_served_and_bad_pushes_refused() {
         "{reason}"
     );
     assert_eq!(exporter.post("/v1/frames", &[b' '; 8192]).0, 413);
+    // The review's forgery: a push for a namespace the exporter does not watch.
+    let forged = r#"{"namespace":"kube-system","pod":"forged","container":"c","duration_ms":9e5}"#;
+    let (status, reason) = exporter.post("/v1/frames", forged.as_bytes());
+    assert_eq!(status, 403, "{reason}");
     let metrics = exporter.metrics();
+    assert!(metrics.value(r#"framescale_frames_total{namespace="kube-system",pod="forged",container="c",outcome="ok"}"#).is_none());
     assert_quantiles(&metrics, "push-0", "worker", &[30.0, 10.0, 20.0]);
     assert_eq!(
         metrics.value(r#"framescale_exporter_push_requests_rejected_total{reason="invalid"}"#),
@@ -240,6 +254,20 @@ fn pushed_frames_are_served_and_bad_pushes_refused() {
         metrics.value(r#"framescale_exporter_push_requests_rejected_total{reason="too_large"}"#),
         Some(1.0)
     );
+    assert_eq!(
+        metrics.value(r#"framescale_exporter_push_requests_rejected_total{reason="not_watched"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn pushing_is_off_by_default() {
+    let root = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(root.path(), &[]);
+    let push = r#"{"namespace":"render","pod":"w-0","container":"worker","duration_ms":25}"#;
+    let (status, reason) = exporter.post("/v1/frames", push.as_bytes());
+    assert_eq!(status, 404, "{reason}");
+    assert!(reason.contains("--push"), "{reason}");
 }
 
 #[test]
@@ -458,12 +486,12 @@ fn without_a_gpu_the_exporter_says_why_and_serves_frames() {
     }
     let push = r#"{"namespace":"render","pod":"cpu-only-0","container":"worker","duration_ms":25}"#;
     for (flags, source) in [
-        (&[][..], "cpu"),
+        (&["--push"][..], "cpu"),
         (
-            &["--device-source", "auto", "--cgroup-root", "none"][..],
+            &["--push", "--device-source", "auto", "--cgroup-root", "none"][..],
             "none",
         ),
-        (&["--device-source", "nvml"][..], "nvml"),
+        (&["--push", "--device-source", "nvml"][..], "nvml"),
     ] {
         let root = tempfile::tempdir().unwrap();
         let exporter = Exporter::start(root.path(), flags);
@@ -491,6 +519,20 @@ fn without_a_gpu_the_exporter_says_why_and_serves_frames() {
             !metrics.0.contains(r#"device="gpu""#),
             "no GPU series without a GPU: {flags:?}"
         );
+        // Asked for NVML and without it: not ready, with the reason, and a gauge at 0; `auto`
+        // fell back on purpose and is ready.
+        let (ready, reason) = exporter.get("/readyz");
+        let up = metrics.value(&format!(
+            r#"framescale_exporter_device_source_up{{source="{source}"}}"#
+        ));
+        if source == "nvml" {
+            assert_eq!(ready, 503, "{reason}");
+            assert!(reason.contains("libnvidia-ml.so.1"), "{reason}");
+            assert_eq!(up, Some(0.0));
+        } else {
+            assert_eq!(ready, 200, "{flags:?}: {reason}");
+            assert_eq!(up, (source == "cpu").then_some(1.0), "{flags:?}");
+        }
         let log = exporter.log();
         assert!(
             log.contains("libnvidia-ml.so.1"),

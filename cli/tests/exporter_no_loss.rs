@@ -296,6 +296,7 @@ fn after_a_sigkill_only_pushes_since_the_last_checkpoint_are_lost() {
     let state = dir.path().join("state");
     fs::create_dir_all(&root).unwrap();
     let args = [
+        "--push",
         "--state-dir",
         state.to_str().unwrap(),
         "--checkpoint-interval",

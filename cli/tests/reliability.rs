@@ -73,7 +73,7 @@ fn exporter_with_pods(pods: usize) -> (tempfile::TempDir, Exporter) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("pods");
     std::fs::create_dir_all(&root).unwrap();
-    let exporter = Exporter::start(&root, &[]);
+    let exporter = Exporter::start(&root, &["--push"]);
     push_pods(&exporter, pods, "w");
     (dir, exporter)
 }
@@ -498,7 +498,10 @@ fn dead_and_hung_exporters() {
     let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&root_a).unwrap();
     std::fs::create_dir_all(&root_b).unwrap();
-    let (a, b) = (Exporter::start(&root_a, &[]), Exporter::start(&root_b, &[]));
+    let (a, b) = (
+        Exporter::start(&root_a, &["--push"]),
+        Exporter::start(&root_b, &["--push"]),
+    );
     push_pods(&a, 5, "a");
     push_pods(&b, 5, "b");
     let runtime = tokio::runtime::Runtime::new().unwrap();

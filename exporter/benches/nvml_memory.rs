@@ -110,7 +110,11 @@ fn start_exporter(
         grace_period: Duration::from_mins(2),
         filter: PodFilter::default(),
         max_line_bytes: 64 * 1024,
-        push_body_limit: 16 << 20,
+        push: framescale_exporter::PushConfig {
+            enabled: true,
+            body_limit: 16 << 20,
+            max_series: 100_000,
+        },
         device_source: DeviceSourceConfig::None,
         device_poll_interval: Duration::from_secs(1),
         state_dir: None,

@@ -31,8 +31,8 @@ pub struct ExporterConfig {
     pub filter: PodFilter,
     /// Longest log line kept (after joining partial CRI records), in bytes.
     pub max_line_bytes: usize,
-    /// Largest `POST /v1/frames` body, in bytes.
-    pub push_body_limit: usize,
+    /// Who may push frames, and how much.
+    pub push: PushConfig,
     /// Where device duty comes from.
     pub device_source: DeviceSourceConfig,
     /// How often the device source is polled (the window duty is averaged over).
@@ -42,6 +42,30 @@ pub struct ExporterConfig {
     pub state_dir: Option<PathBuf>,
     /// How often the checkpoint is written (and always on shutdown).
     pub checkpoint_interval: Duration,
+}
+
+/// `POST /v1/frames`: off unless asked for, since any pod that reaches the port could steer
+/// the scaling of every workload the exporter watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushConfig {
+    /// Whether pushes are taken at all (`--push`); off, the endpoint answers 404.
+    pub enabled: bool,
+    /// Largest body, in bytes.
+    pub body_limit: usize,
+    /// Most series the exporter holds: a push that would add series beyond it is refused
+    /// (log series, which are the node's own pods, are never refused).
+    pub max_series: usize,
+}
+
+impl Default for PushConfig {
+    /// Off; 1 MiB bodies; 10,000 series.
+    fn default() -> Self {
+        PushConfig {
+            enabled: false,
+            body_limit: 1 << 20,
+            max_series: 10_000,
+        }
+    }
 }
 
 /// Which device source the exporter polls.

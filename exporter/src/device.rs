@@ -167,6 +167,8 @@ pub struct DeviceStats {
     last_poll_micros: AtomicU64,
     /// When the last poll was published, ms since the epoch; 0 before the first.
     polled_at_millis: AtomicU64,
+    /// Why the source could not run at its last poll (NVML not loading); `None` when it ran.
+    down: Mutex<Option<String>>,
 }
 
 impl DeviceStats {
@@ -218,6 +220,21 @@ impl DeviceStats {
             (Some(interval), Some(age)) => age <= (interval * 3).max(Duration::from_secs(1)),
             _ => false,
         }
+    }
+
+    /// Why the source could not run at all at its last poll (NVML does not load): the node's
+    /// devices are unmeasured, not idle. `None` when it ran, or before its first poll.
+    #[must_use]
+    pub fn down(&self) -> Option<String> {
+        lock(&self.down).clone()
+    }
+
+    /// Whether the source ran at its last poll; `None` before the first poll or when no
+    /// source runs.
+    #[must_use]
+    pub fn up(&self) -> Option<bool> {
+        let polled = self.polled_at_millis.load(Ordering::Relaxed) != 0;
+        (self.interval.is_some() && polled).then(|| self.down().is_none())
     }
 
     /// How long the last poll took.
@@ -306,6 +323,11 @@ pub fn poll_once(source: &mut dyn DeviceSource, state: &DeviceState, throttle: &
             tracing::warn!(source = source.name(), reason = failure.reason.label(), detail = %failure.detail, suppressed, "Device reading missing");
         }
     }
+    *lock(&state.stats.down) = poll
+        .failures
+        .iter()
+        .find(|f| f.reason == FailureReason::NvmlUnavailable)
+        .map(|f| f.detail.clone());
     poll.readings
         .sort_by(|a, b| (&a.key, a.device, &a.uuid).cmp(&(&b.key, b.device, &b.uuid)));
     *lock(&state.readings) = poll.readings;

@@ -289,6 +289,23 @@ fn write_device_self_metrics(
         );
         sample(out, name, "", age.as_secs_f64());
     }
+    if let Some(up) = stats.up() {
+        let name = "framescale_exporter_device_source_up";
+        header(
+            out,
+            format,
+            name,
+            Kind::Gauge,
+            "1 when the device source ran at its last poll, 0 when it could not run at all (NVML does not load): the node's devices are unmeasured.",
+            None,
+        );
+        sample(
+            out,
+            name,
+            &format!("source=\"{}\"", stats.source),
+            f64::from(u8::from(up)),
+        );
+    }
     if !stats.source.is_empty() {
         let info = "framescale_exporter_device_source_info";
         header(
@@ -388,6 +405,15 @@ fn write_self_metrics(
             &[
                 ("reason=\"invalid\"", get(&stats.push_rejected_invalid)),
                 ("reason=\"too_large\"", get(&stats.push_rejected_too_large)),
+                (
+                    "reason=\"not_watched\"",
+                    get(&stats.push_rejected_not_watched),
+                ),
+                (
+                    "reason=\"series_cap\"",
+                    get(&stats.push_rejected_series_cap),
+                ),
+                ("reason=\"disabled\"", get(&stats.push_rejected_disabled)),
             ],
         ),
     ];

@@ -36,9 +36,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use framescale_core::window::{Scratch, WindowConfig};
 
-pub use config::{DeviceSourceConfig, ExporterConfig};
+pub use config::{DeviceSourceConfig, ExporterConfig, PushConfig};
 
 use crate::device::{DeviceState, DeviceStats};
+use crate::discovery::PodFilter;
 use crate::log_root::Tailer;
 use crate::stats::ExporterStats;
 use crate::store::SeriesStore;
@@ -57,8 +58,10 @@ pub struct Shared {
     pub throttle: Throttle,
     /// Set once the first scan of the log root is done.
     pub ready: AtomicBool,
-    /// Largest push body, in bytes.
-    pub push_body_limit: usize,
+    /// Whether and how much pods may push.
+    pub push: PushConfig,
+    /// Which namespaces and containers are watched: pushes for others are refused.
+    pub filter: PodFilter,
     /// The device source's readings and figures.
     pub devices: DeviceState,
     /// When the windows started filling (the exporter's start: windows are not checkpointed).
@@ -68,14 +71,20 @@ pub struct Shared {
 impl Shared {
     /// Empty state, counting the device source in `device_stats`.
     #[must_use]
-    pub fn new(window: WindowConfig, push_body_limit: usize, device_stats: DeviceStats) -> Self {
+    pub fn new(
+        window: WindowConfig,
+        push: PushConfig,
+        filter: PodFilter,
+        device_stats: DeviceStats,
+    ) -> Self {
         Shared {
             store: Mutex::new(SeriesStore::new(window)),
             scratch: Mutex::new(Scratch::default()),
             stats: ExporterStats::default(),
             throttle: Throttle::default(),
             ready: AtomicBool::new(false),
-            push_body_limit,
+            push,
+            filter,
             devices: DeviceState {
                 readings: Mutex::new(Vec::new()),
                 stats: device_stats,
@@ -188,7 +197,8 @@ pub async fn run_with(
     }
     let shared = Arc::new(Shared::new(
         config.window,
-        config.push_body_limit,
+        config.push,
+        config.filter.clone(),
         device_stats,
     ));
     let resume = match &config.state_dir {

@@ -5,7 +5,12 @@
 //! | `GET /metrics` | OpenMetrics when the `Accept` header asks for it, Prometheus text 0.0.4 otherwise |
 //! | `GET /livez` | 200 while the process serves |
 //! | `GET /readyz` | 200 once the first scan of the log root is done, 503 before |
-//! | `POST /v1/frames` | newline-delimited JSON frames ([`crate::push`]); 200 `{"accepted":N}`, 400 with the reason, 413 over the body limit |
+//! | `POST /v1/frames` | newline-delimited JSON frames ([`crate::push`]), only with `--push`: 200 `{"accepted":N}`; 400 invalid, 403 for a namespace or container not watched, 404 with pushing off, 413 over the body limit, 429 over the series cap, each with the reason |
+//!
+//! The push endpoint authenticates no one: who may push is whoever reaches the port, which the
+//! chart's NetworkPolicy narrows (docs/exporter.md). The exporter's own filter bounds what a
+//! push can touch: only the namespaces and containers it watches, and no more series than
+//! `--max-series`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,11 +27,12 @@ use framescale_core::frame::RenderEvent;
 use crate::exposition::{self, Format};
 use crate::log_file::now_millis;
 use crate::stats::ExporterStats;
+use crate::store::SeriesKey;
 use crate::{Shared, lock, push};
 
 /// The router, for a real server or for `oneshot` tests.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.push_body_limit;
+    let limit = shared.push.body_limit;
     Router::new()
         .route("/metrics", get(metrics))
         .route("/livez", get(|| async { "ok\n" }))
@@ -74,6 +80,16 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         )
             .into_response();
     }
+    if let Some(why) = shared.devices.stats.down() {
+        // Loud on purpose: a GPU node whose exporter measures no GPU must not look healthy
+        // (`--device-source nvml`, or `auto` that found NVML and lost it). Frames are still
+        // served on /metrics.
+        let text = format!(
+            "the device source {} cannot run: {why} (framescale_exporter_device_source_up is 0; docs/exporter.md, NVML in a pod)\n",
+            shared.devices.stats.source
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
     let window = lock(&shared.store).window();
     let filled = shared.started.elapsed();
     if filled < window {
@@ -92,6 +108,13 @@ async fn push_frames(
     State(shared): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if !shared.push.enabled {
+        ExporterStats::add(&shared.stats.push_rejected_disabled, 1);
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "pushing frames is off on this exporter (start it with --push; the chart's exporter.push.enabled)",
+        );
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -100,7 +123,7 @@ async fn push_frames(
                 ExporterStats::add(&shared.stats.push_rejected_too_large, 1);
                 let reason = format!(
                     "the body is over the limit of {} bytes (--push-body-limit)",
-                    shared.push_body_limit
+                    shared.push.body_limit
                 );
                 return json_error(status, &reason);
             }
@@ -118,11 +141,41 @@ async fn push_frames(
             return json_error(StatusCode::BAD_REQUEST, &error.to_string());
         }
     };
+    if let Some((line, (key, _))) = frames
+        .iter()
+        .enumerate()
+        .find(|(_, (key, _))| !shared.filter.allows(&key.namespace, &key.container))
+    {
+        ExporterStats::add(&shared.stats.push_rejected_not_watched, 1);
+        let reason = format!(
+            "record {}: {}/{} container {} is not watched by this exporter (--namespaces, --exclude-namespaces, --container-regex)",
+            line + 1,
+            key.namespace,
+            key.pod,
+            key.container
+        );
+        return json_error(StatusCode::FORBIDDEN, &reason);
+    }
     let now = now_millis();
     let accepted = frames.len();
     let mut late = 0;
     {
         let mut store = lock(&shared.store);
+        let held = store.len();
+        let new: std::collections::BTreeSet<&SeriesKey> = frames
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| !store.contains(key))
+            .collect();
+        if held + new.len() > shared.push.max_series {
+            ExporterStats::add(&shared.stats.push_rejected_series_cap, 1);
+            let reason = format!(
+                "the body adds {} series to the {held} held, over the cap of {} (--max-series)",
+                new.len(),
+                shared.push.max_series
+            );
+            return json_error(StatusCode::TOO_MANY_REQUESTS, &reason);
+        }
         for (key, frame) in frames {
             if !store.record(&key, &RenderEvent::Frame(frame), now) {
                 late += 1;
@@ -149,13 +202,24 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::PushConfig;
+    use crate::discovery::PodFilter;
 
-    fn unready() -> Arc<Shared> {
+    fn with_push(push: PushConfig) -> Arc<Shared> {
         Arc::new(Shared::new(
             framescale_core::window::WindowConfig::default(),
-            1024,
+            push,
+            PodFilter::default(),
             crate::device::DeviceStats::default(),
         ))
+    }
+
+    fn unready() -> Arc<Shared> {
+        with_push(PushConfig {
+            enabled: true,
+            body_limit: 1024,
+            max_series: 3,
+        })
     }
 
     /// State after the first scan.
@@ -163,6 +227,71 @@ mod tests {
         let shared = unready();
         shared.ready.store(true, Ordering::Relaxed);
         shared
+    }
+
+    fn frame(namespace: &str, pod: &str) -> String {
+        format!(
+            r#"{{"namespace":"{namespace}","pod":"{pod}","container":"worker","duration_ms":40}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn pushing_is_off_unless_asked_for() {
+        let shared = with_push(PushConfig::default());
+        shared.ready.store(true, Ordering::Relaxed);
+        let (status, body) = call(&shared, post(frame("r", "w-0"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("--push"), "{body}");
+        assert!(lock(&shared.store).is_empty());
+        assert_eq!(ExporterStats::get(&shared.stats.push_rejected_disabled), 1);
+    }
+
+    #[tokio::test]
+    async fn pushes_for_namespaces_not_watched_are_refused_whole() {
+        let shared = shared();
+        let body = format!("{}\n{}", frame("r", "w-0"), frame("kube-system", "forged"));
+        let (status, reason) = call(&shared, post(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(reason.contains("record 2: kube-system/forged"), "{reason}");
+        assert!(
+            lock(&shared.store).is_empty(),
+            "nothing of the body is taken"
+        );
+        assert_eq!(
+            ExporterStats::get(&shared.stats.push_rejected_not_watched),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn pushes_beyond_the_series_cap_are_refused() {
+        let shared = shared();
+        let body = |pods: &[&str]| {
+            pods.iter()
+                .map(|p| frame("r", p))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            call(&shared, post(body(&["a", "b"]))).await.0,
+            StatusCode::OK
+        );
+        let (status, reason) = call(&shared, post(body(&["a", "c", "d"]))).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            reason.contains("adds 2 series to the 2 held, over the cap of 3"),
+            "{reason}"
+        );
+        assert_eq!(lock(&shared.store).len(), 2);
+        // Series already held take more frames; one more series fits.
+        assert_eq!(
+            call(&shared, post(body(&["a", "b", "c"]))).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            ExporterStats::get(&shared.stats.push_rejected_series_cap),
+            1
+        );
     }
 
     async fn call(shared: &Arc<Shared>, request: Request<Body>) -> (StatusCode, String) {

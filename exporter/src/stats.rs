@@ -38,6 +38,12 @@ pub struct ExporterStats {
     pub push_rejected_invalid: AtomicU64,
     /// Push bodies rejected as too large.
     pub push_rejected_too_large: AtomicU64,
+    /// Push bodies rejected for a namespace or container the exporter does not watch.
+    pub push_rejected_not_watched: AtomicU64,
+    /// Push bodies rejected for adding series beyond the cap.
+    pub push_rejected_series_cap: AtomicU64,
+    /// Push requests while pushing is off.
+    pub push_rejected_disabled: AtomicU64,
     /// Gauge: log files open.
     pub files_tracked: AtomicU64,
     /// Gauge: duration of the last poll of the log root, in microseconds.

@@ -291,6 +291,12 @@ impl SeriesStore {
         self.series.iter()
     }
 
+    /// Whether `key` has a series.
+    #[must_use]
+    pub fn contains(&self, key: &SeriesKey) -> bool {
+        self.series.contains_key(key)
+    }
+
     /// How many series are tracked.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -134,7 +134,7 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the exporter over `root` with fast polling (unless `extra` sets the intervals),
-    /// plus `extra` flags, and waits until it is ready.
+    /// plus `extra` flags, and waits until its first scan is done.
     pub fn start(root: &Path, extra: &[&str]) -> Exporter {
         let mut command = Command::new(env!("CARGO_BIN_EXE_framescale"));
         command.args(["exporter", "--listen", "127.0.0.1:0"]);
@@ -147,8 +147,10 @@ impl Exporter {
         let (child, line, log) = spawn_until(command, "Exporter listening");
         let addr = field(&line, "addr").parse().unwrap();
         let exporter = Exporter { child, addr, log };
-        wait_for("exporter /readyz", Duration::from_secs(10), || {
-            (exporter.get("/readyz").0 == 200).then_some(())
+        // `/metrics` answers once the first scan is done; `/readyz` also says a device source
+        // that cannot run (tested apart).
+        wait_for("exporter's first scan", Duration::from_secs(10), || {
+            (exporter.get("/metrics").0 == 200).then_some(())
         });
         exporter
     }
