@@ -244,26 +244,42 @@ pub fn identity_from_certificate(
                 }
             }
         }
-        return Ok(Some(Identity {
+        return Ok(Some(with_authenticated_group(Identity {
             user,
             uid: first(&delegation.uid_headers),
             groups,
             extra,
-        }));
+        })));
     }
     if verifies(&delegation.client_ca, chain) {
         let (user, groups) = subject(&chain[0])?;
-        return Ok(Some(Identity {
+        return Ok(Some(with_authenticated_group(Identity {
             user,
             uid: None,
             groups,
             extra: BTreeMap::new(),
-        }));
+        })));
     }
     Err(Unauthenticated::UntrustedCertificate.into())
 }
 
 /// Whether `chain` (leaf first) verifies against `cas` as a client certificate.
+/// `identity` with `system:authenticated` among its groups, as k8s.io/apiserver's
+/// `AuthenticatedGroupAdder` gives every authenticated user but the anonymous one (unless it
+/// already has it or `system:unauthenticated`): a front proxy sending no group header still
+/// names an authenticated user, and RBAC's discovery bindings are to that group.
+fn with_authenticated_group(mut identity: Identity) -> Identity {
+    const AUTHENTICATED: &str = "system:authenticated";
+    let said = identity
+        .groups
+        .iter()
+        .any(|g| g == AUTHENTICATED || g == "system:unauthenticated");
+    if identity.user != "system:anonymous" && !said {
+        identity.groups.push(AUTHENTICATED.to_owned());
+    }
+    identity
+}
+
 fn verifies(cas: &[CertificateDer<'static>], chain: &[CertificateDer<'static>]) -> bool {
     if cas.is_empty() {
         return false;
@@ -472,12 +488,12 @@ impl Authenticator {
         let status = answer.status.unwrap_or_default();
         let identity = status.authenticated.unwrap_or(false).then(|| {
             let user = status.user.unwrap_or_default();
-            Identity {
+            with_authenticated_group(Identity {
                 user: user.username.unwrap_or_default(),
                 uid: user.uid,
                 groups: user.groups.unwrap_or_default(),
                 extra: user.extra.unwrap_or_default().into_iter().collect(),
-            }
+            })
         });
         self.tokens.put(token.to_owned(), identity.clone());
         Ok(identity)
@@ -600,6 +616,28 @@ mod tests {
         assert_eq!(identity.extra["scopes/a"], ["x"]);
     }
 
+    /// The review's finding: `X-Remote-User` and no group header was authorized with no groups
+    /// at all, where the API server's delegating authenticator adds `system:authenticated`.
+    #[test]
+    fn a_front_proxy_user_without_groups_is_authenticated() {
+        let (front, client) = (Ca::new("front-proxy-ca"), Ca::new("client-ca"));
+        let config = delegation(&front, &client, &["front-proxy-client"]);
+        let (cert, _, _) = front.client("front-proxy-client", &[]);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-remote-user", HeaderValue::from_static("jane"));
+        let identity = identity_from_certificate(&config, Some(&peer(cert)), &headers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(identity.groups, ["system:authenticated"]);
+        let anonymous = with_authenticated_group(Identity {
+            user: "system:anonymous".into(),
+            uid: None,
+            groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
+        });
+        assert_eq!(anonymous.groups, ["system:unauthenticated"]);
+    }
+
     #[test]
     fn front_proxy_refusals() {
         let (front, client, other) = (
@@ -657,7 +695,7 @@ mod tests {
             Identity {
                 user: "jane".into(),
                 uid: None,
-                groups: vec!["sre".into()],
+                groups: vec!["sre".into(), "system:authenticated".into()],
                 extra: BTreeMap::new()
             }
         );

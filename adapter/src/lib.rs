@@ -392,7 +392,8 @@ async fn backend(
                 .map(|(cert, key)| (cert.as_path(), key.as_path()));
             let tls = tls::client_config_with_identity(roots, identity)?;
             let token = bearer_token_file.clone().map(TokenFile::new);
-            let source = PrometheusSource::new(url, metrics.clone(), *timeout, tls, token)?;
+            let source = PrometheusSource::new(url, metrics.clone(), *timeout, tls, token)?
+                .with_telemetry(telemetry.clone());
             Ok(BackendParts {
                 source: Arc::new(source),
                 direct: None,

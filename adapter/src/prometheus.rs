@@ -10,14 +10,17 @@
 //! | `value` | `AGG by (ns, pod) (X)` | the value |
 //! | `ts` | `min by (ns, pod) (timestamp(X))` | when it was measured (for the max age) |
 //! | `window` | `max by (ns, pod) (X * 0 + on (instance) group_left () max by (instance) (W))` | the window the value covers: the exporter's own gauge `W` (the metrics file's `window_series`), joined on `instance`; left out when the file states the window |
-//! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold+2g]) and (max_over_time(age(X)[hold+g:step]) <= g) and (count_over_time(timestamp(X)[hold+g:step]) >= steps))` | over target throughout the hold, made of samples only: the minimum over the window, where the series had a sample at every step of `hold + g` and none older than `g` (`score.holds.max_gap`) |
+//! | `min<hold>` | `AGG by (ns, pod) (min_over_time(X[hold+g]) and (max_over_time(age(X)[hold+g:step]) <= g) and (count_over_time(timestamp(X)[hold+g:step]) >= steps))` | over target throughout the hold, made of samples only: the minimum over the window, where the series had a sample at every step of `hold + g` and none older than `g` (`score.holds.max_gap`) |
 //!
 //! A hold is made of samples: where a series stops (an exporter dead behind a remote-write or
 //! federation path that writes no staleness marker), or has a gap longer than `g` (`age(X)` is
 //! `time() - timestamp(X)` at each step of a subquery), the hold is not met, as with the direct
 //! backend. As PromQL cannot evaluate at each series' last sample, the window reaches `g` further
 //! back than the hold: a hold is met up to `g` later than the direct backend would meet it, never
-//! earlier.
+//! earlier (samples at most `g` apart cover the window, so the first of them is at most `hold`
+//! after its start: the series was over target for at least `hold`).
+//!
+//! A value out of its signal's range ([`Signal::accepts`]) is refused as read, and counted.
 //!
 //! Values are scaled in the adapter. A failed query is retried once; then the request answers 503.
 //!
@@ -34,7 +37,10 @@ use framescale_core::score::Holds;
 use prometheus_http_query::Client;
 
 use crate::config::{Aggregate, MetricsConfig, SignalMetric, WindowSource};
-use crate::source::{BoxFuture, PodSignals, Reading, SignalSource, SourceError, with_causes};
+use crate::source::{
+    BoxFuture, PodSignals, Reading, Signal, SignalSource, SourceError, with_causes,
+};
+use crate::telemetry::Telemetry;
 
 /// Reads signals from Prometheus.
 #[derive(Clone)]
@@ -43,6 +49,7 @@ pub struct PrometheusSource {
     config: Arc<MetricsConfig>,
     timeout: Duration,
     token: Option<Arc<TokenFile>>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// A bearer token in a file, read again when the file's modification time changes.
@@ -115,6 +122,8 @@ struct Parts {
     timestamp_secs: Option<f64>,
     window_secs: Option<f64>,
     minimums: BTreeMap<u64, f64>,
+    /// The value was out of range: the pod has none of this signal.
+    refused: bool,
 }
 
 impl PrometheusSource {
@@ -141,12 +150,21 @@ impl PrometheusSource {
             config,
             timeout,
             token: token.map(Arc::new),
+            telemetry: None,
         })
+    }
+
+    /// The same source, counting the values it refuses in `telemetry`.
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     async fn signal(
         &self,
         metric: &SignalMetric,
+        signal: Signal,
         namespace: &str,
         holds: &[Duration],
     ) -> Result<BTreeMap<String, Parts>, SourceError> {
@@ -178,7 +196,13 @@ impl PrometheusSource {
             Err(_) => attempt().await,
         };
         match result {
-            Ok(result) => Ok(collect_parts(metric, result.data())),
+            Ok(result) => {
+                let (parts, refused) = collect_parts(metric, signal, result.data());
+                if let (Some(telemetry), true) = (&self.telemetry, refused > 0) {
+                    telemetry.values_refused(refused);
+                }
+                Ok(parts)
+            }
             Err(error) => Err(SourceError::QueryFailed {
                 metric: metric.name.clone(),
                 detail: with_causes(&error),
@@ -208,9 +232,14 @@ impl SignalSource for PrometheusSource {
                 [score.gpu_bound_hold, score.both_hold],
             );
             let (latency, frame, gpu) = tokio::join!(
-                self.signal(&self.config.latency, namespace, &frame_holds),
-                self.signal(&self.config.frame, namespace, &[]),
-                self.signal(&self.config.gpu, namespace, &gpu_holds),
+                self.signal(
+                    &self.config.latency,
+                    Signal::Latency,
+                    namespace,
+                    &frame_holds
+                ),
+                self.signal(&self.config.frame, Signal::Frame, namespace, &[]),
+                self.signal(&self.config.gpu, Signal::Gpu, namespace, &gpu_holds),
             );
             let (latency, frame, gpu) = (latency?, frame?, gpu?);
             let over = |parts: Option<&Parts>, hold: Duration, target: f64| {
@@ -306,7 +335,7 @@ fn signal_query(
         }
         seen.push(ms);
         let gap = max_gap.as_millis();
-        let (values, steps, step) = (ms + 2 * gap, ms + gap, (gap / 4).max(1_000));
+        let (values, steps, step) = (ms + gap, ms + gap, (gap / 4).max(1_000));
         let subquery = format!("[{steps}ms:{step}ms]");
         let window = format!(
             "{agg} {by} (min_over_time({series}[{values}ms]) \
@@ -319,13 +348,17 @@ fn signal_query(
     query
 }
 
+/// Each pod's parts of one signal, and how many values were refused as out of range (the pod
+/// then has no value, and no hold, of that signal).
 fn collect_parts(
     metric: &SignalMetric,
+    signal: Signal,
     data: &prometheus_http_query::response::Data,
-) -> BTreeMap<String, Parts> {
+) -> (BTreeMap<String, Parts>, u64) {
     let mut pods: BTreeMap<String, Parts> = BTreeMap::new();
+    let mut refused = 0;
     let Some(vector) = data.as_vector() else {
-        return pods;
+        return (pods, refused);
     };
     for sample in vector {
         let labels = sample.metric();
@@ -338,6 +371,10 @@ fn collect_parts(
         }
         let parts = pods.entry(pod.clone()).or_default();
         match part.as_str() {
+            "value" if !signal.accepts(value * metric.scale) => {
+                refused += 1;
+                parts.refused = true;
+            }
             "value" => parts.value = Some(value * metric.scale),
             "ts" => parts.timestamp_secs = Some(value),
             "window" => parts.window_secs = Some(value),
@@ -348,12 +385,54 @@ fn collect_parts(
             }
         }
     }
-    pods
+    for parts in pods.values_mut().filter(|p| p.refused) {
+        parts.minimums.clear();
+    }
+    (pods, refused)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Prometheus answers for one signal, as its HTTP API writes `data`.
+    fn answer(pods: &[(&str, &str, &str)]) -> prometheus_http_query::response::Data {
+        let result: Vec<serde_json::Value> = pods
+            .iter()
+            .map(|(pod, part, value)| {
+                serde_json::json!({
+                    "metric": {"namespace": "render", "pod": pod, "fs_part": part},
+                    "value": [1_800_000_000.0, value],
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"resultType": "vector", "result": result}))
+            .unwrap()
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_with_their_holds() {
+        let config = MetricsConfig::default();
+        let data = answer(&[
+            ("huge", "value", "1e300"),
+            ("huge", "min30000", "1e300"),
+            ("negative", "value", "-0.01"),
+            ("fine", "value", "0.2"),
+            ("fine", "min30000", "0.15"),
+        ]);
+        let (parts, refused) = collect_parts(&config.latency, Signal::Latency, &data);
+        assert_eq!(refused, 2);
+        assert_eq!(parts["huge"].value, None);
+        assert!(
+            parts["huge"].minimums.is_empty(),
+            "no hold on a refused value"
+        );
+        assert_eq!(parts["negative"].value, None);
+        assert!((parts["fine"].value.unwrap() - 200.0).abs() < 1e-9);
+        let (_, refused) =
+            collect_parts(&config.gpu, Signal::Gpu, &answer(&[("a", "value", "1.5")]));
+        assert_eq!(refused, 1, "150 % is no duty");
+    }
 
     #[test]
     fn one_query_per_signal_selects_the_namespace() {
@@ -378,7 +457,7 @@ mod tests {
         assert!(query.contains(&format!("min by (namespace, pod) (timestamp({series}))")));
         assert!(
             query.contains(&format!(
-                "min_over_time({series}[70000ms]) \
+                "min_over_time({series}[50000ms]) \
                  and (max_over_time((time() - timestamp({series}))[50000ms:5000ms]) <= 20) \
                  and (count_over_time(timestamp({series})[50000ms:5000ms]) >= scalar(count_over_time(vector(1)[50000ms:5000ms])))"
             )),

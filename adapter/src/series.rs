@@ -96,6 +96,8 @@ pub struct Sample {
     pub labels: BTreeMap<String, String>,
     /// Value.
     pub value: f64,
+    /// The sample's own timestamp, ms since the epoch, when the exposition gives one.
+    pub timestamp_millis: Option<u64>,
 }
 
 /// Reads the samples of a Prometheus text (0.0.4) or OpenMetrics exposition, skipping comments;
@@ -167,10 +169,9 @@ fn parse_sample(line: &str) -> Result<Sample, Error> {
         }
         rest = &after[close + 1..];
     }
-    let value_text = rest
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| Error("no value".into()))?;
+    let mut fields = rest.split_whitespace();
+    let value_text = fields.next().ok_or_else(|| Error("no value".into()))?;
+    let timestamp_millis = fields.next().map(parse_timestamp).transpose()?;
     let value = match value_text {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
@@ -182,7 +183,22 @@ fn parse_sample(line: &str) -> Result<Sample, Error> {
         name: name.to_owned(),
         labels,
         value,
+        timestamp_millis,
     })
+}
+
+/// A sample's timestamp: whole milliseconds in the Prometheus text format, seconds with a
+/// fraction in OpenMetrics. One before 1970 is taken as 0 (older than any max age).
+fn parse_timestamp(text: &str) -> Result<u64, Error> {
+    let invalid = || Error(format!("{text:?} is not a timestamp"));
+    if let Ok(millis) = text.parse::<i64>() {
+        return Ok(u64::try_from(millis).unwrap_or(0));
+    }
+    let seconds: f64 = text.parse().map_err(|_| invalid())?;
+    if !seconds.is_finite() {
+        return Err(invalid());
+    }
+    Ok((seconds * 1000.0).max(0.0) as u64)
 }
 
 /// The index of the `}` that closes a label set, skipping quoted values.

@@ -32,6 +32,33 @@ pub struct Reading {
     pub window: Option<Duration>,
 }
 
+/// Which signal a value is, for the range a valid one lies in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Frame latency, milliseconds.
+    Latency,
+    /// Render time, milliseconds.
+    Frame,
+    /// Device duty, percent.
+    Gpu,
+}
+
+impl Signal {
+    /// Whether `value` (scaled to the signal's unit) is one a measurement can give: a time from
+    /// 0 to 2 h (a refused frame counts 1 h, and a quantile's precision can put it a little
+    /// above), a duty from 0 to 101 % (a counter's rounding). Anything else — a negative time,
+    /// 1e300 s, NaN — is a broken exporter or a wrong `scale`, and is refused rather than served
+    /// (it would score 0, or overflow a Deployment's mean).
+    #[must_use]
+    pub fn accepts(self, value: f64) -> bool {
+        let top = match self {
+            Signal::Latency | Signal::Frame => 7_200_000.0,
+            Signal::Gpu => 101.0,
+        };
+        (0.0..=top).contains(&value)
+    }
+}
+
 /// What a source knows of one pod.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PodSignals {

@@ -11,6 +11,7 @@
 //! | `framescale_adapter_served_data_age_seconds` | gauge | age of the oldest value in the last answer with values |
 //! | `framescale_adapter_exporters{state="scraped"\|"failing"}` | gauge | direct backend: exporters scraped in the last round, and of those the failing |
 //! | `framescale_adapter_scrape_round_duration_seconds` | gauge | direct backend: time of the last round (every exporter at once) |
+//! | `framescale_adapter_values_refused_total` | counter | values out of their signal's range, refused as read (either backend) |
 //! | `framescale_adapter_ready` | gauge | 1 when `/readyz` answers 200, 0 while it answers 503 (read at each scrape) |
 //! | `framescale_adapter_watches_synced` | gauge | 1 once the watches of pods and Deployments have listed, 0 before; only when the adapter watches the Kubernetes API |
 
@@ -93,6 +94,7 @@ pub struct Telemetry {
     connections: Gauge,
     connections_refused: Counter,
     ready: Gauge,
+    values_refused: Counter,
     watches_synced: Family<Vec<(String, String)>, Gauge>,
     last_auth_log: Mutex<Option<(Instant, u64)>>,
 }
@@ -164,6 +166,12 @@ impl Default for Telemetry {
             "HTTPS connections closed at once: --max-connections were open",
             connections_refused.clone(),
         );
+        let values_refused = Counter::default();
+        registry.register(
+            "framescale_adapter_values_refused",
+            "Values out of their signal's range (a negative time, a duty over 100 %, 1e300 s), refused as the backend read them",
+            values_refused.clone(),
+        );
         let ready = Gauge::default();
         let watches_synced = Family::<Vec<(String, String)>, Gauge>::default();
         registry.register(
@@ -179,6 +187,7 @@ impl Default for Telemetry {
         Telemetry {
             registry,
             ready,
+            values_refused,
             watches_synced,
             connections,
             connections_refused,
@@ -196,6 +205,11 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
+    /// Counts `n` values refused as out of range.
+    pub fn values_refused(&self, n: u64) {
+        self.values_refused.inc_by(n);
+    }
+
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection(&self, delta: i64) {
         self.connections.inc_by(delta);

@@ -136,14 +136,16 @@ pub async fn values(
             Ok(vec![value.ok_or_else(|| no_value(request, name))?])
         }
         Target::Namespace { namespace } => {
-            let signals = inputs.source.namespace_signals(namespace).await?;
+            // The namespace's pods as they are now (with a lister): not a pod gone minutes ago
+            // that an exporter still serves for its grace period.
+            let (pods, signals) = pods_and_signals(inputs, namespace, &Selector::default()).await?;
             let object = DescribedObject {
                 kind: "Namespace",
                 api_version: "v1",
                 namespace: None,
                 name: namespace.clone(),
             };
-            let value = mean(signals.values().filter_map(value_of))
+            let value = mean(pods.iter().filter_map(|pod| value_of(signals.get(pod)?)))
                 .and_then(|reading| metric_value(request, object, reading));
             Ok(vec![value.ok_or_else(|| no_value(request, namespace))?])
         }
@@ -152,7 +154,9 @@ pub async fn values(
 }
 
 /// The names of the pods `selector` picks in `namespace`, and the namespace's signals. Without a
-/// pod lister the pods are those the source has data for, with no labels.
+/// pod lister the pods are those the source has data for, with no labels: an empty selector
+/// picks them all, any other none (a negative one such as `!app` or `app!=web` too, though it
+/// would match a pod without labels: the pods' labels are unknown, not absent).
 async fn pods_and_signals(
     inputs: Inputs<'_>,
     namespace: &str,
@@ -161,7 +165,7 @@ async fn pods_and_signals(
     let signals = inputs.source.namespace_signals(namespace).await?;
     let pods = if let Some(lister) = inputs.pods {
         lister.pods(namespace, selector)?
-    } else if selector.matches(&BTreeMap::new()) {
+    } else if selector.is_empty() {
         signals.keys().cloned().collect()
     } else {
         Vec::new()

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use framescale_core::score::{HoldTracker, Signals};
 
-use super::{BoxFuture, PodSignals, Reading, SignalSource, SourceError, now_millis};
+use super::{BoxFuture, PodSignals, Reading, Signal, SignalSource, SourceError, now_millis};
 use crate::config::{MetricsConfig, SignalMetric, WindowSource};
 use crate::exporters::Exporters;
 use crate::series::{self, Sample};
@@ -37,14 +37,17 @@ pub struct DirectSource {
 
 #[derive(Debug, Default)]
 struct DirectState {
-    pods: BTreeMap<(String, String), PodState>,
+    pods: BTreeMap<PodKey, PodState>,
     /// The pods each exporter served at its last answer.
-    served_by: BTreeMap<String, BTreeSet<(String, String)>>,
+    served_by: BTreeMap<String, BTreeSet<PodKey>>,
     /// Why each failing target failed at its last scrape.
     failing: BTreeMap<String, String>,
     rounds: u64,
     targets: usize,
 }
+
+/// (namespace, pod).
+type PodKey = (String, String);
 
 /// How the scraping goes, for `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +60,42 @@ pub struct Health {
     pub failures: Vec<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// One pod: what each exporter serving it served of it, and its holds.
+#[derive(Debug, Default, Clone)]
 struct PodState {
+    by_target: BTreeMap<String, Served>,
+    tracker: HoldTracker,
+}
+
+/// One exporter's signals of one pod at its last answer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Served {
     latency_ms: Option<Reading>,
     p95_ms: Option<Reading>,
     duty_pct: Option<Reading>,
-    tracker: HoldTracker,
+    /// When this exporter began serving the pod: between two exporters whose values are as
+    /// fresh, the one that began later is where the pod runs now.
+    since_millis: u64,
+}
+
+impl PodState {
+    /// Each signal from the exporter that measured it last (per signal: frames from
+    /// framescale's exporter and GPU from dcgm-exporter make one pod).
+    fn merged(&self) -> Served {
+        let freshest = |signal: fn(&Served) -> Option<Reading>| {
+            self.by_target
+                .values()
+                .filter_map(|served| Some((signal(served)?, served.since_millis)))
+                .max_by_key(|(reading, since)| (reading.at_millis, *since))
+                .map(|(reading, _)| reading)
+        };
+        Served {
+            latency_ms: freshest(|s| s.latency_ms),
+            p95_ms: freshest(|s| s.p95_ms),
+            duty_pct: freshest(|s| s.duty_pct),
+            since_millis: 0,
+        }
+    }
 }
 
 /// Why one exporter could not be scraped.
@@ -105,20 +138,29 @@ impl DirectSource {
     }
 
     /// Takes the samples `target` answered when scraped at `at_millis`. What it no longer serves
-    /// of a pod is missing from now on; a pod it no longer serves at all is forgotten.
+    /// of a pod is missing from now on, unless another exporter serves it; a pod no exporter
+    /// serves is forgotten. A sample's own timestamp, when it has one, is when it was measured.
     pub fn ingest(&self, target: &str, samples: &[Sample], at_millis: u64) {
         let config = &self.config;
-        let (latency, frame, gpu) = (
-            per_pod(&config.latency, samples),
-            per_pod(&config.frame, samples),
-            per_pod(&config.gpu, samples),
-        );
-        let (latency_window, frame_window, gpu_window) = (
-            window(&config.latency, samples),
-            window(&config.frame, samples),
-            window(&config.gpu, samples),
-        );
-        let pods: BTreeSet<(String, String)> = latency
+        let mut refused = 0;
+        let [latency, frame, gpu] = [
+            (&config.latency, Signal::Latency),
+            (&config.frame, Signal::Frame),
+            (&config.gpu, Signal::Gpu),
+        ]
+        .map(|(metric, signal)| {
+            let window = window(metric, samples);
+            let (values, out_of_range) = per_pod(metric, signal, samples, at_millis, window);
+            refused += out_of_range;
+            values
+        });
+        if refused > 0 {
+            if let Some(telemetry) = &self.telemetry {
+                telemetry.values_refused(refused);
+            }
+            tracing::debug!(%target, refused, "Values out of range refused");
+        }
+        let pods: BTreeSet<PodKey> = latency
             .keys()
             .chain(frame.keys())
             .chain(gpu.keys())
@@ -130,21 +172,32 @@ impl DirectSource {
             .insert(target.to_owned(), pods.clone())
             .unwrap_or_default();
         for gone in before.difference(&pods) {
-            state.pods.remove(gone);
+            if let Some(pod) = state.pods.get_mut(gone) {
+                pod.by_target.remove(target);
+                if pod.by_target.is_empty() {
+                    state.pods.remove(gone);
+                }
+            }
         }
         for pod in &pods {
             let entry = state.pods.entry(pod.clone()).or_default();
-            let reading = |value: f64, window| Reading {
-                value,
-                at_millis,
-                window,
-            };
-            entry.latency_ms = latency.get(pod).map(|&v| reading(v, latency_window));
-            entry.p95_ms = frame.get(pod).map(|&v| reading(v, frame_window));
-            entry.duty_pct = gpu.get(pod).map(|&v| reading(v, gpu_window));
+            let since_millis = entry
+                .by_target
+                .get(target)
+                .map_or(at_millis, |s| s.since_millis);
+            entry.by_target.insert(
+                target.to_owned(),
+                Served {
+                    latency_ms: latency.get(pod).copied(),
+                    p95_ms: frame.get(pod).copied(),
+                    duty_pct: gpu.get(pod).copied(),
+                    since_millis,
+                },
+            );
+            let merged = entry.merged();
             let signals = Signals {
-                p95_ms: latency.get(pod).copied(),
-                duty_pct: gpu.get(pod).copied(),
+                p95_ms: merged.latency_ms.map(|r| r.value),
+                duty_pct: merged.duty_pct.map(|r| r.value),
             };
             entry.tracker.observe(&config.score, signals, at_millis);
         }
@@ -263,12 +316,13 @@ impl DirectSource {
             .iter()
             .filter(|((ns, _), _)| ns == namespace)
             .map(|((_, pod), p)| {
+                let merged = p.merged();
                 (
                     pod.clone(),
                     PodSignals {
-                        latency_ms: p.latency_ms,
-                        p95_ms: p.p95_ms,
-                        duty_pct: p.duty_pct,
+                        latency_ms: merged.latency_ms,
+                        p95_ms: merged.p95_ms,
+                        duty_pct: merged.duty_pct,
                         holds: p.tracker.holds(score),
                     },
                 )
@@ -276,15 +330,19 @@ impl DirectSource {
             .collect()
     }
 
-    /// Drops pods whose newest value is older than `cutoff_millis`, bounding memory as pods go.
+    /// Drops what an exporter served of a pod when its newest value is older than
+    /// `cutoff_millis`, and pods left with nothing, bounding memory as pods go.
     fn forget_older_than(&self, cutoff_millis: u64) {
         self.lock().pods.retain(|_, p| {
-            let newest = [p.latency_ms, p.p95_ms, p.duty_pct]
-                .into_iter()
-                .flatten()
-                .map(|r| r.at_millis)
-                .max();
-            newest.is_some_and(|at| at >= cutoff_millis)
+            p.by_target.retain(|_, served| {
+                let newest = [served.latency_ms, served.p95_ms, served.duty_pct]
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.at_millis)
+                    .max();
+                newest.is_some_and(|at| at >= cutoff_millis)
+            });
+            !p.by_target.is_empty()
         });
     }
 
@@ -309,11 +367,20 @@ pub fn scrape_timeout(interval: Duration) -> Duration {
     interval.mul_f64(0.8).min(Duration::from_secs(10))
 }
 
-/// The value of `metric` per (namespace, pod) in `samples`, scaled and aggregated.
-fn per_pod(metric: &SignalMetric, samples: &[Sample]) -> BTreeMap<(String, String), f64> {
-    let mut values: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+/// The reading of `metric` per (namespace, pod) in `samples`, scaled and aggregated, as of the
+/// oldest sample's own timestamp (or `at_millis`, the scrape, for samples without one; never
+/// later than it); and how many samples were refused as out of `signal`'s range.
+fn per_pod(
+    metric: &SignalMetric,
+    signal: Signal,
+    samples: &[Sample],
+    at_millis: u64,
+    window: Option<Duration>,
+) -> (BTreeMap<PodKey, Reading>, u64) {
+    let mut values: BTreeMap<PodKey, (Vec<f64>, u64)> = BTreeMap::new();
+    let mut refused = 0;
     for sample in samples {
-        if !sample.value.is_finite() || !metric.series.matches(&sample.name, &sample.labels) {
+        if !metric.series.matches(&sample.name, &sample.labels) {
             continue;
         }
         let (Some(namespace), Some(pod)) = (
@@ -322,15 +389,39 @@ fn per_pod(metric: &SignalMetric, samples: &[Sample]) -> BTreeMap<(String, Strin
         ) else {
             continue;
         };
-        values
+        let value = sample.value * metric.scale;
+        if value.is_nan() {
+            // An empty summary's quantile (client libraries serve NaN): missing, not wrong.
+            continue;
+        }
+        if !signal.accepts(value) {
+            refused += 1;
+            continue;
+        }
+        let measured = sample
+            .timestamp_millis
+            .map_or(at_millis, |t| t.min(at_millis));
+        let entry = values
             .entry((namespace.clone(), pod.clone()))
-            .or_default()
-            .push(sample.value * metric.scale);
+            .or_insert_with(|| (Vec::new(), measured));
+        entry.0.push(value);
+        entry.1 = entry.1.min(measured);
     }
-    values
+    let readings = values
         .into_iter()
-        .filter_map(|(pod, v)| Some((pod, metric.aggregate.apply(&v)?)))
-        .collect()
+        .filter_map(|(pod, (v, measured))| {
+            let value = metric.aggregate.apply(&v)?;
+            Some((
+                pod,
+                Reading {
+                    value,
+                    at_millis: measured,
+                    window,
+                },
+            ))
+        })
+        .collect();
+    (readings, refused)
 }
 
 /// The window of `metric`'s values in one exporter's samples: stated in the metrics file, or

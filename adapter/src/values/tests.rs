@@ -53,8 +53,20 @@ fn source() -> MemorySource {
 }
 
 async fn ask(path: &str) -> Result<Vec<MetricValue>, ValuesError> {
+    ask_with(path, None).await
+}
+
+async fn ask_with(
+    path: &str,
+    pods: Option<&dyn PodLister>,
+) -> Result<Vec<MetricValue>, ValuesError> {
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
     let (_, request) =
-        crate::request::parse(&format!("/apis/custom.metrics.k8s.io/v1beta2{path}"), None).unwrap();
+        crate::request::parse(&format!("/apis/custom.metrics.k8s.io/v1beta2{path}"), query)
+            .unwrap();
     let Request::Metric(request) = request else {
         panic!("{path} is not a metric request")
     };
@@ -62,9 +74,49 @@ async fn ask(path: &str) -> Result<Vec<MetricValue>, ValuesError> {
     let inputs = Inputs {
         config: &config,
         source: &source,
-        pods: None,
+        pods,
     };
     values(inputs, &request, NOW).await
+}
+
+/// The pods of a pods file: `a` only (`b` is gone, its exporter still serves it).
+fn pods_file(dir: &tempfile::TempDir) -> crate::pods::PodsFile {
+    let path = dir.path().join("pods.yaml");
+    std::fs::write(
+        &path,
+        "pods:\n  - { namespace: render, name: a, labels: { app: w } }\n",
+    )
+    .unwrap();
+    crate::pods::PodsFile::new(path)
+}
+
+#[tokio::test]
+async fn a_namespace_is_the_mean_of_the_pods_it_has_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let lister = pods_file(&dir);
+    let values = ask_with(
+        "/namespaces/render/metrics/render_frame_duration_ms",
+        Some(&lister),
+    )
+    .await
+    .unwrap();
+    assert_eq!(values[0].quantity, "40", "a alone, not the mean with b");
+}
+
+#[tokio::test]
+async fn without_a_lister_a_negative_selector_selects_no_pod() {
+    for selector in ["!app", "app!=web", "app notin (web)"] {
+        let path = format!(
+            "/namespaces/render/pods/*/render_frame_duration_ms?labelSelector={}",
+            selector.replace(' ', "%20").replace('!', "%21")
+        );
+        let values = ask(&path).await.unwrap();
+        assert!(values.is_empty(), "{selector}: {values:?}");
+    }
+    let all = ask("/namespaces/render/pods/*/render_frame_duration_ms?labelSelector=")
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2, "an empty selector selects every fresh pod");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use framescale_core::score::Holds;
 
 use super::*;
 use crate::series::parse_exposition;
+use crate::telemetry::Telemetry;
 
 const EXPOSITION: &str = r#"
 framescale_frame_duration_seconds{namespace="render",pod="a",container="blender",quantile="0.95"} 0.064
@@ -365,4 +366,149 @@ async fn a_dead_exporter_completes_no_hold() {
         "1.1 s of fresh observations"
     );
     server.abort();
+}
+
+/// The review's reproduction: frames from framescale's exporter, GPU from dcgm-exporter, both
+/// scraped (docs/examples/metrics-dcgm-gpu-util.yaml). Each exporter's half of a pod must not
+/// wipe out the other's: blender-0 (latency 300 ms, GPU 100 %) is over target on both, and
+/// stays so whichever exporter answered last.
+#[test]
+fn frames_and_gpu_from_two_exporters_make_one_pod() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut config =
+        MetricsConfig::load(&root.join("docs/examples/metrics-dcgm-gpu-util.yaml")).unwrap();
+    config.score.both_hold = Duration::from_secs(10);
+    let source = DirectSource::new(Arc::new(config));
+    let dcgm = parse_exposition(
+        &std::fs::read_to_string(root.join("fixtures/dcgm-exporter/metrics.txt")).unwrap(),
+    )
+    .unwrap();
+    let frames = parse_exposition(
+        r#"
+framescale_frame_duration_seconds{namespace="render",pod="blender-0",container="blender",quantile="0.95"} 0.06
+framescale_frame_latency_seconds{namespace="render",pod="blender-0",container="blender",measure="queue_and_render",quantile="0.95"} 0.3
+framescale_exporter_window_seconds 60
+"#,
+    )
+    .unwrap();
+    for at in (0..=20_000).step_by(5_000) {
+        source.ingest("http://framescale-exporter/metrics", &frames, at);
+        source.ingest("http://dcgm-exporter/metrics", &dcgm, at + 100);
+        let pod = source.snapshot("render")["blender-0"];
+        assert!(
+            (pod.latency_ms.unwrap().value - 300.0).abs() < 1e-9,
+            "{at}: {pod:?}"
+        );
+        assert_eq!(pod.p95_ms.unwrap().value, 60.0);
+        assert_eq!(pod.duty_pct.unwrap().value, 100.0, "{at}: {pod:?}");
+        assert_eq!(pod.duty_pct.unwrap().window, Some(Duration::from_secs(1)));
+        assert_eq!(
+            pod.latency_ms.unwrap().window,
+            Some(Duration::from_secs(60))
+        );
+    }
+    let holds = source.snapshot("render")["blender-0"].holds;
+    assert!(holds.both_over, "20 s over target on both: {holds:?}");
+    // dcgm-exporter stops serving the pod: its GPU is missing, its frames are not.
+    source.ingest("http://dcgm-exporter/metrics", &[], 25_000);
+    let pod = source.snapshot("render")["blender-0"];
+    assert_eq!(pod.duty_pct, None);
+    assert!(pod.latency_ms.is_some());
+}
+
+/// A pod recreated on another node under the same name (a StatefulSet's): the old node's
+/// exporter still serves its last window for a grace period. The exporter that began serving
+/// the pod last is where it runs now; when the old one stops, nothing of it is left.
+#[test]
+fn a_pod_that_moved_nodes_is_read_from_its_new_exporter() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    let p95 = |ms: f64| {
+        parse_exposition(&format!(
+            r#"framescale_frame_latency_seconds{{namespace="render",pod="w-0",container="worker",measure="queue_and_render",quantile="0.95"}} {}"#,
+            ms / 1000.0
+        ))
+        .unwrap()
+    };
+    source.ingest("http://old-node/metrics", &p95(400.0), 1_000);
+    source.ingest("http://old-node/metrics", &p95(400.0), 6_000);
+    source.ingest("http://new-node/metrics", &p95(50.0), 6_000);
+    let latency = |source: &DirectSource| source.snapshot("render")["w-0"].latency_ms.unwrap();
+    assert_eq!(
+        latency(&source).value,
+        50.0,
+        "as fresh: the newer server wins"
+    );
+    source.ingest("http://old-node/metrics", &p95(400.0), 11_000);
+    assert_eq!(latency(&source).value, 400.0, "fresher wins");
+    source.ingest("http://new-node/metrics", &p95(60.0), 11_000);
+    assert_eq!(latency(&source).value, 60.0);
+    source.ingest("http://old-node/metrics", &[], 16_000);
+    source.ingest("http://new-node/metrics", &p95(70.0), 16_000);
+    assert_eq!(latency(&source).value, 70.0);
+    source.ingest("http://new-node/metrics", &[], 21_000);
+    assert!(
+        source.snapshot("render").is_empty(),
+        "no exporter serves it"
+    );
+}
+
+/// An exposition's own sample timestamp is when the value was measured: an hour-old sample
+/// is an hour old (and then not served, past `max_age`), not as fresh as the scrape.
+#[test]
+fn a_samples_own_timestamp_is_its_time() {
+    let source = DirectSource::new(Arc::new(MetricsConfig::default()));
+    let now = 1_800_000_000_000_u64;
+    let hour_ago = now - 3_600_000;
+    let samples = parse_exposition(&format!(
+        r#"framescale_frame_latency_seconds{{namespace="render",pod="old",container="c",measure="queue_and_render",quantile="0.95"}} 0.05 {hour_ago}
+framescale_frame_latency_seconds{{namespace="render",pod="new",container="c",measure="queue_and_render",quantile="0.95"}} 0.05
+framescale_frame_latency_seconds{{namespace="render",pod="ahead",container="c",measure="queue_and_render",quantile="0.95"}} 0.05 {}
+"#,
+        now + 60_000
+    ))
+    .unwrap();
+    source.ingest("http://a/metrics", &samples, now);
+    let render = source.snapshot("render");
+    assert_eq!(render["old"].latency_ms.unwrap().at_millis, hour_ago);
+    assert_eq!(render["new"].latency_ms.unwrap().at_millis, now);
+    assert_eq!(
+        render["ahead"].latency_ms.unwrap().at_millis,
+        now,
+        "a clock ahead is taken as the scrape's time"
+    );
+}
+
+/// Values no measurement gives are refused as read, and counted: a negative time would score
+/// 0, 1e300 s overflows a Deployment's mean (its quantity cannot be written: a 404).
+#[test]
+fn out_of_range_values_are_refused_and_counted() {
+    let telemetry = Arc::new(Telemetry::default());
+    let source =
+        DirectSource::new(Arc::new(MetricsConfig::default())).with_telemetry(telemetry.clone());
+    let samples = parse_exposition(
+        r#"
+framescale_frame_latency_seconds{namespace="render",pod="huge",container="c",measure="queue_and_render",quantile="0.95"} 1e300
+framescale_frame_latency_seconds{namespace="render",pod="negative",container="c",measure="queue_and_render",quantile="0.95"} -0.01
+framescale_frame_latency_seconds{namespace="render",pod="fine",container="c",measure="queue_and_render",quantile="0.95"} 3600
+framescale_frame_latency_seconds{namespace="render",pod="empty",container="c",measure="queue_and_render",quantile="0.95"} NaN
+framescale_gpu_duty_cycle_ratio{namespace="render",pod="fine",container="c",device="gpu",uuid="GPU-1"} 1.5
+"#,
+    )
+    .unwrap();
+    source.ingest("http://a/metrics", &samples, 1_000);
+    let render = source.snapshot("render");
+    assert_eq!(render.keys().collect::<Vec<_>>(), ["fine"]);
+    assert_eq!(
+        render["fine"].latency_ms.unwrap().value,
+        3_600_000.0,
+        "a refusal's hour is valid"
+    );
+    assert_eq!(render["fine"].duty_pct, None, "150 % is no duty");
+    assert!(
+        telemetry
+            .render()
+            .contains("framescale_adapter_values_refused_total 3"),
+        "NaN (an empty summary) is missing, not refused:\n{}",
+        telemetry.render()
+    );
 }
