@@ -394,6 +394,23 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
         "{held:?}"
     );
 
+    // A second replica, started only now (the chart's production example runs two): its holds
+    // are Prometheus' history, not its own, so it answers as the first at once. A direct-backend
+    // replica would start its holds over, which is why the chart refuses direct replicas with
+    // holds.
+    let second = open_adapter(
+        &cert,
+        &key,
+        &[
+            "--prometheus-url",
+            &prometheus_url,
+            "--metrics-config",
+            metrics_file.to_str().unwrap(),
+        ],
+    );
+    let from_second = items(&kubectl_raw(dir.path(), &second, &cert, &score_path).unwrap());
+    assert_eq!(from_second, held, "two replicas, one answer");
+
     // Prometheus gone: once the answer cached for the TTL (2 s) has expired, the adapter
     // answers 503 instead of inventing values.
     drop(prometheus);

@@ -6,7 +6,10 @@ ships schemas for (and 1.25 for the autoscaling/v2beta2 flavour of 1.20-1.22 clu
 every quantity with the Kubernetes Python client, and asserts what matters: the APIServices'
 caBundle verifies the serving certificate, whose names are the adapter Service's; no
 insecureSkipTLSVerify; the HPA names metrics the adapter serves (asked of a running adapter);
-every flag the chart passes exists in `framescale <role> --help`; a typo in values is refused.
+every flag the chart passes exists in `framescale <role> --help`; a typo in values is refused;
+every pod meets the Pod Security level its namespace can enforce (restricted for the adapter and
+the worker; the exporter's hostPath needs privileged), judged by Kubernetes' own admission
+library (tests/psa, k8s.io/pod-security-admission, built with Go).
 
     python3 tests/chart/check.py --framescale target/debug/framescale
 
@@ -16,6 +19,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -36,6 +40,15 @@ NAMESPACE = "framescale"
 CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "Issuer", "Certificate", "PrometheusRule"}
 DASHBOARDS = os.path.join(CHART, "files", "dashboards")
 RULES = os.path.join(CHART, "files", "alerts", "framescale.rules.yml")
+
+EXAMPLES = os.path.join(ROOT, "docs", "examples")
+EXPORTER_NAMESPACE = "framescale-exporter"
+
+
+def example(name):
+    with open(os.path.join(EXAMPLES, name), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
 
 DCGM = {"metrics": {"gpu": {"series": "DCGM_FI_PROF_SM_ACTIVE", "scale": 100, "window": "1s"}}}
 
@@ -59,6 +72,22 @@ COMBINATIONS = {
         "serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
         "logFormat": "json", "dashboards": {"namespace": "monitoring"}},
     "Kubernetes 1.20 (autoscaling/v2beta2)": {"worker": {"hpa": {"apiVersion": "autoscaling/v2beta2"}}},
+    "the production example (docs/examples/values-production.yaml)": example("values-production.yaml"),
+    "the GPU pool example (docs/examples/values-gpu-pool.yaml), pod monitors": {
+        **example("values-gpu-pool.yaml"), "podMonitor": {"enabled": True, "labels": {"release": "kps"}}},
+    "push on, NetworkPolicies, IPv6, an image by digest, labels and spread": {
+        "exporter": {"push": {"enabled": True, "maxSeries": 500}, "podLabels": {"team": "render"},
+                     "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}]},
+        "networkPolicy": {"enabled": True, "pushFrom": [{"podSelector": {"matchLabels": {"app": "renderer"}}}],
+                          "controlPlaneCIDRs": ["10.0.0.0/24"]},
+        "listenAddress": "::",
+        "image": {"digest": "sha256:" + "ab" * 32},
+        "adapter": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                                   "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "adapter"}}}]},
+    },
+    "an existing TLS Secret (GitOps)": {"adapter": {"tls": {"source": "existingSecret", "existingSecret": "adapter-tls",
+                                                            "caBundle": base64.b64encode(b"-----BEGIN CERTIFICATE-----").decode()}}},
 }
 
 failures = []
@@ -84,6 +113,8 @@ def quantities(node, where=""):
     if isinstance(node, dict):
         for key, value in node.items():
             here = f"{where}.{key}"
+            if key == "env":
+                continue
             if key in ("requests", "limits") and isinstance(value, dict):
                 for name, q in value.items():
                     yield f"{here}.{name}", q
@@ -166,7 +197,8 @@ def check_combination(chart, name, values, framescale):
         check(not spec.get("insecureSkipTLSVerify"), f"{name}: {api['metadata']['name']} never skips TLS verification")
         check(spec["service"] == {"name": adapter_service["metadata"]["name"], "namespace": NAMESPACE, "port": 443},
               f"{name}: {api['metadata']['name']} points at the adapter Service's port 443")
-    cert_manager = values.get("adapter", {}).get("tls", {}).get("source") == "cert-manager"
+    tls_source = values.get("adapter", {}).get("tls", {}).get("source", "helm")
+    cert_manager = tls_source == "cert-manager"
     names = {adapter_service["metadata"]["name"], f"{adapter_service['metadata']['name']}.{NAMESPACE}.svc"}
     if cert_manager:
         for api in apiservices:
@@ -174,6 +206,15 @@ def check_combination(chart, name, values, framescale):
                   f"{name}: cainjector fills {api['metadata']['name']}'s caBundle")
         serving = next(c for c in by_kind["Certificate"] if not c["spec"].get("isCA"))
         check(names <= set(serving["spec"]["dnsNames"]), f"{name}: the Certificate names the Service")
+    elif tls_source == "existingSecret":
+        tls = values["adapter"]["tls"]
+        check(not any(s["metadata"]["name"].endswith("-adapter-tls") for s in by_kind.get("Secret", [])),
+              f"{name}: no Secret minted beside the existing one")
+        adapter = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-adapter"))
+        volumes = {v["name"]: v for v in adapter["spec"]["template"]["spec"]["volumes"]}
+        check(volumes["tls"]["secret"]["secretName"] == tls["existingSecret"], f"{name}: the adapter mounts the existing Secret")
+        for api in apiservices:
+            check(api["spec"].get("caBundle") == tls["caBundle"], f"{name}: {api['metadata']['name']} carries the given caBundle")
     else:
         secret = next(s for s in by_kind["Secret"] if s["metadata"]["name"].endswith("-adapter-tls"))
         with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +258,131 @@ def check_combination(chart, name, values, framescale):
               f"{name}: the exporter's --state-dir is its one writable mount")
         check(ds["containers"][0]["securityContext"]["capabilities"]["drop"] == ["ALL"], f"{name}: the exporter drops every capability")
     check_dashboards_and_rules(name, values, by_kind)
+    check_production_review(name, values, by_kind)
     print(f"  {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+
+
+def pod_templates(by_kind):
+    for kind in ("Deployment", "DaemonSet"):
+        for workload in by_kind.get(kind, []):
+            yield workload, workload["spec"]["template"]
+
+
+def go():
+    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.path.exists("/usr/local/go/bin/go") else None)
+    if not found:
+        raise RuntimeError("Go is needed to build tests/psa (Kubernetes' Pod Security admission library)")
+    return found
+
+
+PSA = []
+
+
+def psa(level, templates):
+    """What Pod Security `level` (latest) forbids of each pod template, by Kubernetes' own library."""
+    if not PSA:
+        binary = os.path.join(ROOT, "target", "psa-check")
+        subprocess.run([go(), "build", "-o", binary, "."], cwd=os.path.join(ROOT, "tests", "psa"), check=True)
+        PSA.append(binary)
+    pods = [{"name": name, "metadata": t.get("metadata", {}), "spec": t["spec"]} for name, t in templates]
+    answer = subprocess.run([PSA[0]], input=json.dumps({"level": level, "version": "latest", "pods": pods}),
+                            capture_output=True, text=True, check=True)
+    return {v["name"]: v["forbidden"] for v in json.loads(answer.stdout)}
+
+
+def check_production_review(name, values, by_kind):
+    """What an SRE's review of the chart asked (issue 20): Pod Security, NVML under the GPU
+    Operator, hostPID, priorities, the PDB, monitors, the exporter's namespace, push and
+    NetworkPolicies."""
+    exporter_values = values.get("exporter", {})
+    exporter_namespace = exporter_values.get("namespace") or NAMESPACE
+    templates = list(pod_templates(by_kind))
+    for workload, template in templates:
+        where = f"{name}: {workload['metadata']['name']}"
+        spec = template["spec"]
+        check(spec.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault",
+              f"{where} runs with the RuntimeDefault seccomp profile")
+        check(spec.get("nodeSelector", {}).get("kubernetes.io/os") == "linux", f"{where} is scheduled on Linux nodes only")
+    restricted = psa("restricted", [(w["metadata"]["name"], t) for w, t in templates if w["kind"] == "Deployment"])
+    for pod, forbidden in restricted.items():
+        check(not forbidden, f"{name}: {pod} meets Pod Security restricted: {forbidden}")
+    for workload in by_kind.get("DaemonSet", []):
+        ds = workload["spec"]["template"]["spec"]
+        container = ds["containers"][0]
+        check(workload["metadata"]["namespace"] == exporter_namespace, f"{name}: the exporter runs in {exporter_namespace}")
+        baseline = psa("baseline", [("exporter", workload["spec"]["template"])])["exporter"]
+        check(any("hostPath" in f for f in baseline),
+              f"{name}: the exporter needs privileged (hostPath), as docs/install.md says: {baseline}")
+        check(ds.get("hostPID") is bool(exporter_values.get("hostPID", False)), f"{name}: hostPID only when asked for")
+        check(ds.get("priorityClassName") == "system-node-critical", f"{name}: the exporter is node-critical")
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if exporter_values.get("runtimeClassName"):
+            check(ds.get("runtimeClassName") == exporter_values["runtimeClassName"], f"{name}: the NVIDIA runtime class")
+            check(env.get("NVIDIA_VISIBLE_DEVICES") == "all" and env.get("NVIDIA_DRIVER_CAPABILITIES") == "utility",
+                  f"{name}: the NVIDIA runtime is asked for NVML ({env})")
+        else:
+            check("NVIDIA_VISIBLE_DEVICES" not in env, f"{name}: no NVIDIA variables without its runtime")
+        for extra in exporter_values.get("extraEnv", []):
+            check(env.get(extra["name"]) == extra.get("value"), f"{name}: extraEnv {extra['name']} is set")
+        push = exporter_values.get("push", {})
+        check(("--push" in container["args"]) == bool(push.get("enabled")), f"{name}: --push only with exporter.push.enabled")
+        if push.get("enabled"):
+            check(f"--max-series={push.get('maxSeries', 10000)}" in container["args"], f"{name}: the push series cap")
+        if values.get("listenAddress") == "::":
+            check("--listen=[::]:9477" in container["args"], f"{name}: IPv6 listen address")
+        if values.get("image", {}).get("digest"):
+            check(container["image"].endswith("@" + values["image"]["digest"]), f"{name}: the image by digest")
+        for key, value in exporter_values.get("podLabels", {}).items():
+            check(workload["spec"]["template"]["metadata"]["labels"].get(key) == value, f"{name}: pod label {key}")
+    adapter = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-adapter"))
+    check(adapter["spec"]["template"]["spec"].get("priorityClassName") == "system-cluster-critical",
+          f"{name}: the adapter is cluster-critical")
+    if values.get("adapter", {}).get("backend", "direct") == "direct":
+        check(f"--exporter-service={exporter_namespace}/fs-framescale-exporter" in adapter["spec"]["template"]["spec"]["containers"][0]["args"],
+              f"{name}: the adapter watches the exporter Service in {exporter_namespace}")
+        role = next(r for r in by_kind["Role"] if r["metadata"]["name"].endswith("-exporters"))
+        check(role["metadata"]["namespace"] == exporter_namespace, f"{name}: the EndpointSlice Role is in {exporter_namespace}")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        check("minAvailable" not in pdb["spec"] and pdb["spec"].get("maxUnavailable", 0) != 0,
+              f"{name}: the PDB lets one replica go, however many there are ({pdb['spec']})")
+    if values.get("adapter", {}).get("topologySpreadConstraints"):
+        check(adapter["spec"]["template"]["spec"].get("topologySpreadConstraints") == values["adapter"]["topologySpreadConstraints"],
+              f"{name}: topology spread constraints")
+    monitors = by_kind.get("ServiceMonitor", []) + by_kind.get("PodMonitor", [])
+    for kind, key in (("ServiceMonitor", "serviceMonitor"), ("PodMonitor", "podMonitor")):
+        for monitor in by_kind.get(kind, []):
+            for label, value in values.get(key, {}).get("labels", {}).items():
+                check(monitor["metadata"]["labels"].get(label) == value, f"{name}: {kind} {monitor['metadata']['name']} has {label}={value}")
+    if monitors:
+        # The jobs the alerts match: FramescaleAdapterDown needs an adapter job.
+        jobs = [m["metadata"]["name"] for m in by_kind.get("PodMonitor", [])] + \
+               [s["metadata"]["name"] for s in by_kind["Service"] if s["metadata"]["labels"].get("app.kubernetes.io/component") in ("exporter", "adapter")] \
+               if by_kind.get("ServiceMonitor") else [m["metadata"]["name"] for m in by_kind.get("PodMonitor", [])]
+        check(any("framescale" in j and "adapter" in j for j in jobs) and any("framescale" in j and "exporter" in j for j in jobs),
+              f"{name}: both the adapter and the exporters are scraped, under jobs the alerts match ({jobs})")
+        for monitor in by_kind.get("ServiceMonitor", []):
+            if exporter_namespace != NAMESPACE:
+                check(set(monitor["spec"].get("namespaceSelector", {}).get("matchNames", [])) == {NAMESPACE, exporter_namespace},
+                      f"{name}: the ServiceMonitor looks in both namespaces")
+        for monitor in by_kind.get("PodMonitor", []):
+            if monitor["metadata"]["name"].endswith("-exporter"):
+                check(monitor["metadata"]["namespace"] == exporter_namespace, f"{name}: the exporter's PodMonitor is beside it")
+    policies = by_kind.get("NetworkPolicy", [])
+    check(bool(policies) == bool(values.get("networkPolicy", {}).get("enabled")), f"{name}: NetworkPolicies only when asked for")
+    for policy in policies:
+        rules = policy["spec"]["ingress"]
+        if policy["metadata"]["name"].endswith("-exporter"):
+            peers = rules[0]["from"]
+            adapter_labels = adapter["spec"]["template"]["metadata"]["labels"]
+            check(any(p.get("podSelector", {}).get("matchLabels", {}).items() <= adapter_labels.items()
+                      and p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == NAMESPACE
+                      for p in peers), f"{name}: the adapter may scrape the exporters")
+            pushers = values.get("networkPolicy", {}).get("pushFrom", []) if values.get("exporter", {}).get("push", {}).get("enabled") else []
+            check(all(p in peers for p in pushers) and len(peers) == 2 + len(pushers), f"{name}: the exporter's port admits only the adapter, Prometheus and pushFrom")
+        else:
+            cidrs = values.get("networkPolicy", {}).get("controlPlaneCIDRs", [])
+            https = next(r for r in rules if r["ports"][0]["port"] == "https")
+            check([p["ipBlock"]["cidr"] for p in https.get("from", [])] == cidrs, f"{name}: the adapter's HTTPS port admits the control plane")
 
 
 def check_dashboards_and_rules(name, values, by_kind):
@@ -257,6 +422,14 @@ def main():
         ({"adapter": {"backend": "promethus"}}, "must be one of"),
         ({"exporter": {"window": "a minute"}}, "does not match pattern"),
         ({"worker": {"hpa": {"frameTargetMs": "32ms"}}}, "does not match pattern"),
+        ({"adapter": {"metricsReaders": [{"kind": "ServiceAccount", "name": "hpa"}]}}, "namespace"),
+        ({"exporter": {"hostPaths": {"state": "var/lib/framescale"}}}, "does not match pattern"),
+        ({"adapter": {"tls": {"certManager": {"issuerRef": {"nam": "corp-ca"}}}}}, "additional properties 'nam'"),
+        ({"adapter": {"tls": {"certManager": {"issuerRef": {"kind": "ClusterIssuer"}}}}}, "name"),
+        ({"adapter": {"podDisruptionBudget": {"minAvailable": 3}}}, "additional properties 'minAvailable'"),
+        ({"adapter": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "maxUnavailable"),
+        ({"image": {"digest": "latest"}}, "does not match pattern"),
+        ({"listenAddress": "localhost"}, "does not match pattern"),
     ]:
         try:
             chart.validate_schema(bad)
@@ -266,6 +439,9 @@ def main():
     for bad, why in [
         ({"adapter": {"backend": "prometheus"}}, "needs prometheus.url"),
         ({"exporter": {"enabled": False}}, "keep exporter.enabled"),
+        ({"worker": {"hpa": {"minReplicas": 5, "maxReplicas": 2}}}, "is above worker.hpa.maxReplicas"),
+        ({"adapter": {"replicas": 2, "metricsConfig": {"score": {"holds": {"both": "10s"}}}}}, "keeps on its own"),
+        ({"adapter": {"tls": {"source": "existingSecret", "existingSecret": "adapter-tls"}}}, "needs adapter.tls.existingSecret"),
     ]:
         try:
             chart.render(bad, name="fs", namespace=NAMESPACE)

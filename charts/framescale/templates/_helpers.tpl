@@ -23,7 +23,49 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "framescale.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A listen address for a port: framescale.listen (dict "root" $ "port" 9477); [::]:9477 for IPv6. */}}
+{{- define "framescale.listen" -}}
+{{- $host := .root.Values.listenAddress -}}
+{{- if contains ":" $host -}}
+{{- printf "[%s]:%v" $host .port -}}
+{{- else -}}
+{{- printf "%s:%v" $host .port -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The exporter's namespace: exporter.namespace, else the release's. */}}
+{{- define "framescale.exporterNamespace" -}}
+{{- .Values.exporter.namespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{/* A pod's scheduling and security fields from a component's values (shared by every workload). */}}
+{{- define "framescale.podPlacement" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "framescale.workerImage" -}}
