@@ -5,9 +5,13 @@
 //! Every exporter of a round is scraped at once (one task each on the adapter's runtime), each
 //! with a timeout shorter than the interval, so one slow or hung exporter delays no other. An
 //! exposition is read as it arrives, line by line, keeping only the series the metrics file
-//! selects; it is never held whole. An exporter's answer is the whole truth about its pods: a
-//! series it stops serving (a window emptied of frames, a pod gone) is missing at once, not kept
-//! until it ages out. An exporter that fails keeps its pods' last values, which go stale after
+//! selects; it is never held whole. An exporter's answer is the whole truth about what it serves
+//! of its pods: a series it stops serving (a window emptied of frames, a pod gone) is missing at
+//! once, not kept until it ages out. Each exporter's answer is kept apart and a pod's signals are
+//! merged per signal, from the exporter that measured each last (frames from framescale's
+//! exporter, GPU from dcgm-exporter), so one exporter's half-answer never wipes out another's. A
+//! sample's own timestamp, when the exposition has one, is when its value was measured; values
+//! out of their signal's range are refused and counted. An exporter that fails keeps its pods' last values, which go stale after
 //! `max_age` and are then missing, never 0; their holds are made of observations only, so they
 //! neither grow nor complete while it fails, and start over when it answers again. A failing exporter is logged when it
 //! starts failing and when it recovers, not at every scrape, and shows in `/readyz`.
