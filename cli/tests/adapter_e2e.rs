@@ -368,16 +368,19 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
         "score: { frame_target_ms: 32, holds: { frame_bound: 2s, gpu_bound: 2s, both: 2s, max_gap: 2s } }\n",
     )
     .unwrap();
-    let short_holds = open_adapter(
-        &cert,
-        &key,
-        &[
-            "--prometheus-url",
-            &prometheus_url,
-            "--metrics-config",
-            metrics_file.to_str().unwrap(),
-        ],
-    );
+    let with_short_holds = || {
+        open_adapter(
+            &cert,
+            &key,
+            &[
+                "--prometheus-url",
+                &prometheus_url,
+                "--metrics-config",
+                metrics_file.to_str().unwrap(),
+            ],
+        )
+    };
+    let short_holds = with_short_holds();
     let score_path = path.replace("render_frame_duration_ms", "render_scaling_score");
     let held = wait_for("the 2 s hold to be met", Duration::from_secs(20), || {
         let body = kubectl_raw(dir.path(), &short_holds, &cert, &score_path).ok()?;
@@ -398,16 +401,7 @@ fn the_prometheus_backend_serves_what_a_real_prometheus_scraped() {
     // are Prometheus' history, not its own, so it answers as the first at once. A direct-backend
     // replica would start its holds over, which is why the chart refuses direct replicas with
     // holds.
-    let second = open_adapter(
-        &cert,
-        &key,
-        &[
-            "--prometheus-url",
-            &prometheus_url,
-            "--metrics-config",
-            metrics_file.to_str().unwrap(),
-        ],
-    );
+    let second = with_short_holds();
     let from_second = items(&kubectl_raw(dir.path(), &second, &cert, &score_path).unwrap());
     assert_eq!(from_second, held, "two replicas, one answer");
 

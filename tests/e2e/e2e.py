@@ -158,6 +158,9 @@ def main():
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")))
     parser.add_argument("--kubectl", default="kubectl")
     parser.add_argument("--namespace", default="framescale-e2e")
+    parser.add_argument("--exporter-namespace", default=None,
+                        help="the exporter's namespace, labelled Pod Security privileged (default: <namespace>-exporter); "
+                             "the release's is labelled restricted")
     parser.add_argument("--release", default="e2e")
     parser.add_argument("--image", default="localhost/framescale:0.1.0", help="the framescale image, repository:tag")
     parser.add_argument("--pull-policy", default="IfNotPresent")
@@ -168,12 +171,13 @@ def main():
                         help="first check that the install refuses an APIService another adapter holds, then take it over "
                              "(only where nobody holds v1beta1.custom.metrics.k8s.io)")
     args = parser.parse_args()
+    args.exporter_namespace = args.exporter_namespace or f"{args.namespace}-exporter"
     cluster = Cluster(args.kubeconfig, args.kubectl)
     repository, tag = args.image.rsplit(":", 1)
     values = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": args.pull_policy},
         "adapter": {"scrapeInterval": "2s"},
-        "exporter": {"window": "30s"},
+        "exporter": {"window": "30s", "namespace": args.exporter_namespace},
         "worker": {
             "slots": 1,
             "queue": 8,
@@ -188,7 +192,8 @@ def main():
         },
     }
     config = helm.Config(kubeconfig_path=args.kubeconfig, namespace=args.namespace)
-    if cluster.kubectl("get", "namespace", args.namespace, "--ignore-not-found", "-o", "name"):
+    namespaces = (args.namespace, args.exporter_namespace)
+    if any(cluster.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name") for ns in namespaces):
         # An interrupted run leaves its release, and with it APIServices whose backend is gone:
         # a namespace cannot finish terminating while an aggregated API is unavailable.
         say(f"an earlier run left namespace {args.namespace}: uninstalling its release {args.release}, deleting the namespace")
@@ -196,8 +201,17 @@ def main():
             config.uninstall(args.release)
         except helm.HelmError as error:
             say(f"no release to uninstall ({error})")
-        cluster.kubectl("delete", "namespace", args.namespace, "--ignore-not-found", "--wait=false", check=False)
-        cluster.kubectl("wait", "--for=delete", f"namespace/{args.namespace}", "--timeout=300s", check=False)
+        for ns in namespaces:
+            cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
+            cluster.kubectl("wait", "--for=delete", f"namespace/{ns}", "--timeout=300s", check=False)
+    # Pod Security as docs/install.md sets it: the release's namespace restricted, the exporter's
+    # privileged (hostPath). Enforced from Kubernetes 1.23; accepted and ignored before.
+    for ns, level in ((args.namespace, "restricted"), (args.exporter_namespace, "privileged")):
+        cluster.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {"pod-security.kubernetes.io/enforce": level,
+                                                "pod-security.kubernetes.io/warn": level}}}))
+        say(f"namespace {ns}: Pod Security {level}")
     chart = helm.Chart.load(CHART)
     failures = []
     if args.check_owner:
@@ -211,7 +225,7 @@ def main():
             wait(f"APIService {version}.custom.metrics.k8s.io Available", 240,
                  lambda v=version: available(cluster, f"{v}.custom.metrics.k8s.io"))
         wait("the exporters ready", 180, lambda: (lambda ds: ds["status"].get("numberReady", 0) >= max(1, ds["status"].get("desiredNumberScheduled", 1)))(
-            cluster.json("-n", args.namespace, "get", "daemonset", f"{prefix}-exporter")))
+            cluster.json("-n", args.exporter_namespace, "get", "daemonset", f"{prefix}-exporter")))
         wait("the adapter ready", 180, lambda: cluster.json("-n", args.namespace, "get", "deployment", f"{prefix}-adapter")["status"].get("readyReplicas", 0) >= 1)
         wait("the worker ready", 180, lambda: cluster.json("-n", args.namespace, "get", "deployment", f"{prefix}-worker")["status"].get("readyReplicas", 0) >= 1)
         path = f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{args.namespace}/pods/%2A/render_scaling_score"
@@ -223,8 +237,11 @@ def main():
             "metadata": {"name": "framescale-e2e-load", "namespace": args.namespace},
             "spec": {"backoffLimit": 0, "template": {"spec": {
                 "restartPolicy": "Never",
+                # Pod Security restricted, as the release's namespace enforces.
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
                     "name": "loadgen", "image": args.image, "imagePullPolicy": args.pull_policy,
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     "args": ["loadgen", "--url", f"http://{service}:{port}", "--profile", "constant:60",
                              "--duration", f"{args.load_seconds}s", "--width", "128", "--height", "128", "--samples", "16"],
                 }],
@@ -291,7 +308,7 @@ def main():
         rescaled = [r for r in reasons if r[0] == "SuccessfulRescale"]
         if len(rescaled) < 2:
             failures.append(f"expected a rescale up and one down, saw {rescaled}")
-        failures.extend(check_exporter_restart(cluster, args.namespace, values))
+        failures.extend(check_exporter_restart(cluster, args.exporter_namespace, values))
     finally:
         if not args.keep:
             cluster.kubectl("-n", args.namespace, "delete", "job", "framescale-e2e-load", "--ignore-not-found", check=False)
@@ -301,7 +318,8 @@ def main():
                 gone = cluster.kubectl("get", "apiservice", f"{version}.custom.metrics.k8s.io", check=False)
                 if gone:
                     failures.append(f"APIService {version} left behind")
-            cluster.kubectl("delete", "namespace", args.namespace, "--ignore-not-found", "--timeout=180s", check=False)
+            for ns in namespaces:
+                cluster.kubectl("delete", "namespace", ns, "--ignore-not-found", "--timeout=180s", check=False)
     if failures:
         for failure in failures:
             print(f"FAIL: {failure}")
