@@ -513,6 +513,12 @@ fn a_kubernetes_1_20_hpa_in_v2beta2() {
     let mut old = hpa_v2.clone();
     old["apiVersion"] = json!("autoscaling/v2beta2");
     answers.insert(HPA_V2BETA2.into(), (200, old));
+    // What a real 1.20 API server answers for a group version it does not serve: a NotFound
+    // Status, as for a missing object (a plain-text 404 here hid the bug).
+    answers.insert(
+        HPA_V2.into(),
+        status(404, "NotFound", "the server could not find the requested resource"),
+    );
     let (ok, stdout, stderr) = doctor(answers);
     assert!(ok, "{stdout}{stderr}");
     assert!(

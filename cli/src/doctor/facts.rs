@@ -95,13 +95,18 @@ impl Reader {
                 "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
             ))
             .await;
-        if matches!(&hpa, Err(f) if f.code == 404 && f.reason != "NotFound") {
-            // No autoscaling/v2 (Kubernetes before 1.23): the same HPA in v2beta2.
-            hpa = self
+        if matches!(&hpa, Err(f) if f.code == 404) {
+            // No autoscaling/v2 (Kubernetes before 1.23), which a real API server answers with
+            // a `NotFound` Status as it would a missing HPA: the same HPA in v2beta2. Missing
+            // from both, v2's answer is the one reported.
+            let old = self
                 .get(&format!(
                     "/apis/autoscaling/v2beta2/namespaces/{namespace}/horizontalpodautoscalers/{name}"
                 ))
                 .await;
+            if old.is_ok() {
+                hpa = old;
+            }
         }
         let mut api_services = Vec::new();
         for service in API_SERVICES {
