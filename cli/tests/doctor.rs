@@ -517,7 +517,11 @@ fn a_kubernetes_1_20_hpa_in_v2beta2() {
     // Status, as for a missing object (a plain-text 404 here hid the bug).
     answers.insert(
         HPA_V2.into(),
-        status(404, "NotFound", "the server could not find the requested resource"),
+        status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
     );
     let (ok, stdout, stderr) = doctor(answers);
     assert!(ok, "{stdout}{stderr}");
