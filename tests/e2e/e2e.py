@@ -153,6 +153,40 @@ def check_exporter_restart(cluster, namespace, values):
     return []
 
 
+def check_doctor_and_adapter_outage(cluster, args, prefix, get_hpa):
+    """`framescale doctor` on the healthy HPA, then with every adapter pod gone for a minute: the
+    APIService goes unavailable, the HPA keeps its replicas (no scale to the minimum), doctor
+    fails naming the APIService, and all comes back when the adapter does."""
+    failures = []
+    env = {**os.environ, "KUBECONFIG": args.kubeconfig}
+
+    def doctor():
+        run = subprocess.run([args.doctor, "doctor", "--namespace", args.namespace, "--hpa", f"{prefix}-worker"],
+                             capture_output=True, text=True, env=env)
+        return run.returncode, [line for line in run.stdout.splitlines() if line.startswith("FAIL")], run.stdout
+
+    code, failing, text = wait("doctor to find the HPA healthy", 60, lambda: (lambda r: r if r[0] == 0 else None)(doctor()))
+    say(f"doctor on the healthy HPA: exit {code}")
+    before = get_hpa()["status"].get("desiredReplicas")
+    cluster.kubectl("-n", args.namespace, "scale", "deployment", f"{prefix}-adapter", "--replicas=0")
+    say(f"adapter scaled to 0 (the HPA wants {before})")
+    wait("the APIService to go unavailable", 90, lambda: not available(cluster, "v1beta2.custom.metrics.k8s.io"))
+    code, failing, text = doctor()
+    say(f"doctor without the adapter: exit {code}; {failing[0] if failing else text[-300:]}")
+    if code == 0 or not any("APIService" in line or "ScalingActive" in line for line in failing):
+        failures.append(f"doctor did not fail naming the APIService with the adapter gone: {text}")
+    time.sleep(60)
+    after = get_hpa()["status"].get("desiredReplicas")
+    say(f"a minute without the adapter: the HPA wants {after}")
+    if after != before:
+        failures.append(f"the HPA changed its replicas from {before} to {after} with no metrics")
+    cluster.kubectl("-n", args.namespace, "scale", "deployment", f"{prefix}-adapter", "--replicas=2")
+    wait("the APIService Available again", 120, lambda: available(cluster, "v1beta2.custom.metrics.k8s.io"))
+    code, _, _ = wait("doctor healthy again", 90, lambda: (lambda r: r if r[0] == 0 else None)(doctor()))
+    say(f"adapter back: doctor exit {code}")
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")))
@@ -166,6 +200,8 @@ def main():
     parser.add_argument("--pull-policy", default="IfNotPresent")
     parser.add_argument("--load-seconds", type=int, default=150)
     parser.add_argument("--keep", action="store_true", help="leave the release installed")
+    parser.add_argument("--doctor", help="a framescale binary: run `framescale doctor` on the healthy HPA (exit 0), then "
+                                         "with the adapter gone for a minute (the HPA holds; doctor exits non-zero saying why)")
     parser.add_argument("--server-side", action="store_true", help="install with server-side apply (Kubernetes 1.22 and newer)")
     parser.add_argument("--check-owner", action="store_true",
                         help="first check that the install refuses an APIService another adapter holds, then take it over "
@@ -309,6 +345,8 @@ def main():
         if len(rescaled) < 2:
             failures.append(f"expected a rescale up and one down, saw {rescaled}")
         failures.extend(check_exporter_restart(cluster, args.exporter_namespace, values))
+        if args.doctor:
+            failures.extend(check_doctor_and_adapter_outage(cluster, args, prefix, get_hpa))
     finally:
         if not args.keep:
             cluster.kubectl("-n", args.namespace, "delete", "job", "framescale-e2e-load", "--ignore-not-found", check=False)
