@@ -29,8 +29,17 @@ cargo build --release -p framescale --locked
 
 "$harness/node.sh" up
 stop() {
-  for pid in "$RUN137"/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
-  sleep 2
+  local pids=()
+  for file in "$RUN137"/*.pid; do [ -f "$file" ] && pids+=("$(cat "$file")"); done
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+  # The API server shuts down gracefully (seconds); what is still there after 30 s is killed.
+  for _ in $(seq 30); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 1
+  done
+  [ ${#pids[@]} -gt 0 ] && kill -9 "${pids[@]}" 2>/dev/null || true
   "$harness/node.sh" down
 }
 trap stop EXIT
