@@ -20,13 +20,16 @@ mkdir -p "$CACHE/bin" "$CACHE/src"
 say() { echo "build-kubernetes [$SECONDS s]: $*" >&2; }
 
 stamp_ok() { [ -f "$CACHE/bin/.$1.version" ] && [ "$(cat "$CACHE/bin/.$1.version")" = "$2" ]; }
+# An empty Go module $CACHE/src/<name>, made the current directory.
+fresh_module() {
+  rm -rf "$CACHE/src/$1" && mkdir -p "$CACHE/src/$1" && cd "$CACHE/src/$1"
+  go mod init "framescale.local/$1" >/dev/null 2>&1
+}
 
 if stamp_ok kubernetes "$KUBERNETES"; then
   say "kubernetes $KUBERNETES already built"
 else
-  dir="$CACHE/src/kubernetes"
-  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  go mod init framescale.local/kubernetes >/dev/null 2>&1
+  fresh_module kubernetes
   gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
   # The staging modules: required at exactly v0.0.0 (pseudo-versions are real releases).
   awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u | while read -r module; do
@@ -48,9 +51,7 @@ fi
 if stamp_ok etcd "$ETCD"; then
   say "etcd $ETCD already built"
 else
-  dir="$CACHE/src/etcd"
-  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  go mod init framescale.local/etcd >/dev/null 2>&1
+  fresh_module etcd
   cat >main.go <<'GO'
 // etcd, as etcd's own main runs it.
 package main
