@@ -227,6 +227,14 @@ def main():
             },
         },
     }
+    # The per-HPA tolerance (KEP-4951, beta and on by default from 1.35): asked of clusters that
+    # have it, and checked to be kept.
+    server = json.loads(cluster.kubectl("version", "-o", "json"))["serverVersion"]
+    minor = int("".join(c for c in server["minor"] if c.isdigit()))
+    tolerance = minor >= 35
+    if tolerance:
+        values["worker"]["hpa"]["behavior"]["scaleDown"]["tolerance"] = "50m"
+    say(f"Kubernetes {server['gitVersion']}" + ("; the HPA asks a scale-down tolerance of 5 %" if tolerance else ""))
     config = helm.Config(kubeconfig_path=args.kubeconfig, namespace=args.namespace)
     namespaces = (args.namespace, args.exporter_namespace)
     if any(cluster.kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name") for ns in namespaces):
@@ -320,6 +328,11 @@ def main():
             say(f"replicas {status.get('currentReplicas')} -> {status.get('desiredReplicas')} (pods {phases}), HPA sees {seen}; {pods}")
             return status.get("currentReplicas", 0), status.get("desiredReplicas", 0)
 
+        if tolerance:
+            kept = get_hpa()["spec"]["behavior"]["scaleDown"].get("tolerance")
+            say(f"the HPA's scaleDown.tolerance as the API server keeps it: {kept}")
+            if kept != "50m":
+                failures.append(f"the API server did not keep the HPA's tolerance: {kept}")
         up = wait("the HPA to scale the worker up", args.load_seconds, lambda: replicas()[1] > 1 and replicas(), every=3)
         say(f"scaled up to {up} (current, desired), {time.time() - loaded:.0f}s after the load started")
         remaining = args.load_seconds - (time.time() - loaded)
