@@ -34,9 +34,37 @@ pub struct Rules {
     /// Rate policies; a given list replaces the default list entirely.
     #[serde(default)]
     pub policies: Option<Vec<Policy>>,
-    /// Per-direction tolerance (KEP-4951).
-    #[serde(default)]
+    /// Per-direction tolerance (KEP-4951): a Kubernetes quantity, as the API server writes it
+    /// back (`50m`), or a plain number (`0.05`).
+    #[serde(default, deserialize_with = "tolerance")]
     pub tolerance: Option<f64>,
+}
+
+/// A tolerance written as a quantity string or a number; a negative one or a string that is no
+/// quantity is refused, naming it.
+fn tolerance<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Quantity(String),
+    }
+    let value = match Option::<Written>::deserialize(deserializer)? {
+        None => return Ok(None),
+        Some(Written::Number(n)) => n,
+        Some(Written::Quantity(text)) => {
+            let milli = framescale_core::quantity::parse_milli(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!("tolerance {text:?} is not a quantity"))
+            })?;
+            milli as f64 / 1000.0
+        }
+    };
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(serde::de::Error::custom(format!(
+            "tolerance must be 0 or more, got {value}"
+        )));
+    }
+    Ok(Some(value))
 }
 
 /// How several policies combine.
@@ -344,4 +372,27 @@ pub fn rate_limit(
         }
     }
     (stabilized, Limit::DesiredWithinRange)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tolerance_reads_as_the_api_server_writes_it() {
+        for (written, want) in [("\"50m\"", 0.05), ("0.1", 0.1), ("\"0.25\"", 0.25)] {
+            let rules: Rules =
+                serde_json::from_str(&format!(r#"{{"tolerance": {written}}}"#)).unwrap();
+            assert!(
+                (rules.tolerance.unwrap() - want).abs() < 1e-12,
+                "{written}: {rules:?}"
+            );
+        }
+        for bad in ["\"lots\"", "-0.1", "\"-50m\""] {
+            let error = serde_json::from_str::<Rules>(&format!(r#"{{"tolerance": {bad}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("tolerance"), "{bad}: {error}");
+        }
+    }
 }
