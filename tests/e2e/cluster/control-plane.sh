@@ -91,10 +91,21 @@ NODE
 }
 
 down() {
+  local pids=()
   for name in scheduler kcm apiserver etcd; do
-    [ -f "$RUN/$name.pid" ] && kill "$(cat "$RUN/$name.pid")" 2>/dev/null || true
+    [ -f "$RUN/$name.pid" ] && pids+=("$(cat "$RUN/$name.pid")")
     rm -f "$RUN/$name.pid"
   done
+  [ ${#pids[@]} -gt 0 ] || { say "nothing running"; return; }
+  kill "${pids[@]}" 2>/dev/null || true
+  # The API server shuts down gracefully (seconds); what is still there after 30 s is killed.
+  for _ in $(seq 30); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 1
+  done
+  kill -9 "${pids[@]}" 2>/dev/null || true
   say down
 }
 
