@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use framescale_core::score::Holds;
-use prometheus_http_query::Client;
 
 use crate::config::{Aggregate, MetricsConfig, SignalMetric, WindowSource};
 use crate::source::{
@@ -42,10 +41,16 @@ use crate::source::{
 };
 use crate::telemetry::Telemetry;
 
+mod answer;
+
+pub use answer::QueryError;
+
 /// Reads signals from Prometheus.
 #[derive(Clone)]
 pub struct PrometheusSource {
-    client: Client,
+    http: reqwest::Client,
+    /// `{url}/api/v1/query`.
+    query_url: reqwest::Url,
     config: Arc<MetricsConfig>,
     timeout: Duration,
     token: Option<Arc<TokenFile>>,
@@ -106,12 +111,12 @@ pub enum Error {
     #[error("cannot make the HTTP client for Prometheus: {0}")]
     Client(#[source] reqwest::Error),
     /// The URL is not one a client can use.
-    #[error("--prometheus-url {url:?}: {source}")]
+    #[error("--prometheus-url {url:?}: {detail}")]
     Url {
         /// The URL.
         url: String,
         /// Why.
-        source: prometheus_http_query::Error,
+        detail: String,
     },
 }
 
@@ -141,12 +146,13 @@ impl PrometheusSource {
             .tls_backend_preconfigured(tls)
             .build()
             .map_err(Error::Client)?;
-        let client = Client::from(http, url).map_err(|source| Error::Url {
+        let query_url = query_url(url).map_err(|detail| Error::Url {
             url: url.to_owned(),
-            source,
+            detail,
         })?;
         Ok(PrometheusSource {
-            client,
+            http,
+            query_url,
             config,
             timeout,
             token: token.map(Arc::new),
@@ -181,23 +187,27 @@ impl PrometheusSource {
             }
             None => None,
         };
-        let attempt = || {
-            let mut builder = self
-                .client
-                .query(&query)
-                .timeout(self.timeout.as_millis() as i64);
+        let mut url = self.query_url.clone();
+        url.query_pairs_mut()
+            .append_pair("query", &query)
+            .append_pair("timeout", &format!("{}ms", self.timeout.as_millis()));
+        let attempt = || async {
+            let mut request = self.http.get(url.clone());
             if let Some(value) = &authorization {
-                builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
+                request = request.header(reqwest::header::AUTHORIZATION, value.clone());
             }
-            builder.get()
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await?;
+            let samples = answer::samples(status, &body)?;
+            Ok::<_, QueryError>(collect_parts(metric, signal, &samples))
         };
         let result = match attempt().await {
             Ok(result) => Ok(result),
             Err(_) => attempt().await,
         };
         match result {
-            Ok(result) => {
-                let (parts, refused) = collect_parts(metric, signal, result.data());
+            Ok((parts, refused)) => {
                 if let (Some(telemetry), true) = (&self.telemetry, refused > 0) {
                     telemetry.values_refused(refused);
                 }
@@ -210,6 +220,20 @@ impl PrometheusSource {
             }),
         }
     }
+}
+
+/// `{url}/api/v1/query`, for an `http` or `https` URL (a path prefix kept: Thanos, a proxy).
+fn query_url(url: &str) -> Result<reqwest::Url, String> {
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err("not an http:// or https:// URL with a host".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("a query or fragment has no place in it".into());
+    }
+    let path = format!("{}/api/v1/query", parsed.path().trim_end_matches('/'));
+    parsed.set_path(&path);
+    Ok(parsed)
 }
 
 impl std::fmt::Debug for PrometheusSource {
@@ -353,24 +377,24 @@ fn signal_query(
 fn collect_parts(
     metric: &SignalMetric,
     signal: Signal,
-    data: &prometheus_http_query::response::Data,
+    samples: &[answer::Sample<'_>],
 ) -> (BTreeMap<String, Parts>, u64) {
     let mut pods: BTreeMap<String, Parts> = BTreeMap::new();
     let mut refused = 0;
-    let Some(vector) = data.as_vector() else {
-        return (pods, refused);
-    };
-    for sample in vector {
-        let labels = sample.metric();
+    for sample in samples {
+        let labels = &sample.metric;
         let (Some(pod), Some(part)) = (labels.get(&metric.pod_label), labels.get("fs_part")) else {
             continue;
         };
-        let value = sample.sample().value();
+        let value = sample.value();
         if !value.is_finite() {
             continue;
         }
-        let parts = pods.entry(pod.clone()).or_default();
-        match part.as_str() {
+        let parts = match pods.get_mut(pod) {
+            Some(parts) => parts,
+            None => pods.entry(pod.to_owned()).or_default(),
+        };
+        match part {
             "value" if !signal.accepts(value * metric.scale) => {
                 refused += 1;
                 parts.refused = true;
@@ -396,7 +420,7 @@ mod tests {
     use super::*;
 
     /// What Prometheus answers for one signal, as its HTTP API writes `data`.
-    fn answer(pods: &[(&str, &str, &str)]) -> prometheus_http_query::response::Data {
+    fn answer(pods: &[(&str, &str, &str)]) -> Vec<u8> {
         let result: Vec<serde_json::Value> = pods
             .iter()
             .map(|(pod, part, value)| {
@@ -406,8 +430,37 @@ mod tests {
                 })
             })
             .collect();
-        serde_json::from_value(serde_json::json!({"resultType": "vector", "result": result}))
-            .unwrap()
+        serde_json::to_vec(&serde_json::json!({
+            "status": "success",
+            "data": {"resultType": "vector", "result": result},
+        }))
+        .unwrap()
+    }
+
+    fn read(metric: &SignalMetric, signal: Signal, body: &[u8]) -> (BTreeMap<String, Parts>, u64) {
+        collect_parts(metric, signal, &answer::samples(200, body).unwrap())
+    }
+
+    #[test]
+    fn the_query_url_keeps_a_path_prefix_and_refuses_what_is_not_http() {
+        assert_eq!(
+            query_url("http://prometheus:9090").unwrap().as_str(),
+            "http://prometheus:9090/api/v1/query"
+        );
+        assert_eq!(
+            query_url("https://thanos.example/prefix/")
+                .unwrap()
+                .as_str(),
+            "https://thanos.example/prefix/api/v1/query"
+        );
+        for bad in [
+            "prometheus:9090",
+            "ftp://prometheus",
+            "http://p:9090/?x=1",
+            "not a url",
+        ] {
+            assert!(query_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -420,7 +473,7 @@ mod tests {
             ("fine", "value", "0.2"),
             ("fine", "min30000", "0.15"),
         ]);
-        let (parts, refused) = collect_parts(&config.latency, Signal::Latency, &data);
+        let (parts, refused) = read(&config.latency, Signal::Latency, &data);
         assert_eq!(refused, 2);
         assert_eq!(parts["huge"].value, None);
         assert!(
@@ -429,8 +482,7 @@ mod tests {
         );
         assert_eq!(parts["negative"].value, None);
         assert!((parts["fine"].value.unwrap() - 200.0).abs() < 1e-9);
-        let (_, refused) =
-            collect_parts(&config.gpu, Signal::Gpu, &answer(&[("a", "value", "1.5")]));
+        let (_, refused) = read(&config.gpu, Signal::Gpu, &answer(&[("a", "value", "1.5")]));
         assert_eq!(refused, 1, "150 % is no duty");
     }
 

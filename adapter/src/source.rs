@@ -84,7 +84,7 @@ pub enum SourceError {
         detail: String,
         /// The last error.
         #[source]
-        source: Arc<prometheus_http_query::Error>,
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// The credentials for the backend cannot be read.
     #[error("metrics backend unavailable: cannot read the bearer token {path}: {detail}")]

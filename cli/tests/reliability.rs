@@ -290,7 +290,7 @@ fn soak() {
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        request.send().await.unwrap().json().await.unwrap()
+        serde_json::from_slice(&request.send().await.unwrap().bytes().await.unwrap()).unwrap()
     });
     assert_eq!(body["items"].as_array().map(Vec::len), Some(100), "{body}");
     let started_rss = rss_kib(adapter.pid());
