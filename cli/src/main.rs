@@ -9,6 +9,7 @@ mod logging;
 mod record_cmd;
 mod shutdown;
 mod simulate_cmd;
+mod submit_cmd;
 mod tune_cmd;
 mod worker_cmd;
 
@@ -32,8 +33,10 @@ enum Command {
     Exporter(exporter_cmd::ExporterArgs),
     /// Serve frame time, GPU duty and the fused score through custom.metrics.k8s.io.
     Adapter(adapter_cmd::AdapterArgs),
-    /// Serve the bundled render API (synthetic CPU path tracer).
+    /// Serve the bundled render API, or pull frames from the durable queue (--queue-url).
     Worker(worker_cmd::WorkerArgs),
+    /// Put a render job (a scene and a range of frames) on the durable queue; --wait follows it.
+    Submit(submit_cmd::SubmitArgs),
     /// Send open-loop render load to workers and report latencies and errors.
     Loadgen(loadgen_cmd::LoadgenArgs),
     /// Run the whole loop on this machine: workers, exporter, adapter, a local HPA and load; writes a report.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Exporter(args) => exporter_cmd::run(args),
         Command::Adapter(args) => adapter_cmd::run(args),
         Command::Worker(args) => worker_cmd::run(args),
+        Command::Submit(args) => submit_cmd::run(&args),
         Command::Loadgen(args) => loadgen_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(args),
         Command::Demo(args) => demo::run(args),

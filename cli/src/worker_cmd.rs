@@ -33,6 +33,18 @@ pub struct WorkerArgs {
     /// Frames that may wait for a slot; a request beyond them is answered 429.
     #[arg(long, env = "FRAMESCALE_WORKER_QUEUE", default_value_t = 4)]
     queue: usize,
+    /// Queue mode: pull frames from the Redis at this URL (`redis://HOST:6379/0`, `rediss://` for TLS) instead of serving the render API.
+    #[arg(long, env = "FRAMESCALE_QUEUE_URL")]
+    queue_url: Option<String>,
+    /// The queue's stream (queue mode).
+    #[arg(long, env = "FRAMESCALE_QUEUE_STREAM", default_value = framescale_queue::DEFAULT_STREAM)]
+    queue_stream: String,
+    /// A frame held this long by a worker that stopped renewing it is rendered by another (queue mode).
+    #[arg(long, env = "FRAMESCALE_WORKER_CLAIM_AFTER", default_value = "60s", value_parser = humantime::parse_duration)]
+    claim_after: std::time::Duration,
+    /// This worker's name in the queue's consumer group (queue mode); default: the pod's name ($HOSTNAME) and the process id.
+    #[arg(long, env = "FRAMESCALE_WORKER_CONSUMER")]
+    consumer: Option<String>,
 }
 
 /// Runs the worker until SIGTERM or Ctrl-C, then drains.
@@ -45,6 +57,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         output_dir,
         slots,
         queue,
+        queue_url,
+        queue_stream,
+        claim_after,
+        consumer,
     } = args;
     let backend = match backend.as_str() {
         "synthetic" => Backend::Synthetic,
@@ -82,6 +98,31 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(framescale_worker::run(config, crate::shutdown::signal()))?;
+    let Some(url) = queue_url else {
+        runtime.block_on(framescale_worker::run(config, crate::shutdown::signal()))?;
+        return Ok(());
+    };
+    if claim_after < std::time::Duration::from_secs(1) {
+        bail!("--claim-after must be at least 1s (frames are renewed every third of it)");
+    }
+    let queue =
+        framescale_queue::Queue::new(&url, &queue_stream, std::time::Duration::from_secs(5))?;
+    let consumer = consumer.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let mode = framescale_worker::QueueMode {
+        queue: std::sync::Arc::new(queue),
+        pull: framescale_worker::puller::PullConfig {
+            consumer,
+            slots,
+            claim_after,
+        },
+    };
+    runtime.block_on(framescale_worker::run_pulling(
+        config,
+        mode,
+        crate::shutdown::signal(),
+    ))?;
     Ok(())
 }

@@ -14,6 +14,33 @@ pub enum Backend {
     Blender(BlenderBackend),
 }
 
+impl Backend {
+    /// The scenes it renders: the synthetic backend's, or the `<scene>.blend` files of
+    /// Blender's scenes directory now.
+    #[must_use]
+    pub fn scenes(&self) -> Vec<String> {
+        match self {
+            Backend::Synthetic => crate::tracer::SCENES
+                .iter()
+                .map(|&s| s.to_owned())
+                .collect(),
+            Backend::Blender(blender) => {
+                let mut scenes: Vec<String> = std::fs::read_dir(&blender.scenes)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|entry| {
+                        let name = entry.file_name().into_string().ok()?;
+                        Some(name.strip_suffix(".blend")?.to_owned())
+                    })
+                    .collect();
+                scenes.sort();
+                scenes
+            }
+        }
+    }
+}
+
 impl Renderer for Backend {
     fn render(&self, request: &FrameRequest) -> Result<Rendered, RenderError> {
         match self {

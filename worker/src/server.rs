@@ -85,6 +85,13 @@ impl Drop for Admitted {
 pub fn router(worker: Arc<Worker>) -> Router {
     Router::new()
         .route("/v1/render", post(render))
+        .with_state(worker.clone())
+        .merge(health_router(worker))
+}
+
+/// `/livez` and `/readyz` only (queue mode).
+pub fn health_router(worker: Arc<Worker>) -> Router {
+    Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(worker)
@@ -180,7 +187,7 @@ async fn render(
 }
 
 /// The record of a frame that was rendered, or failed to.
-fn rendered_record(
+pub(crate) fn rendered_record(
     request: &FrameRequest,
     queue: Duration,
     result: &Result<Rendered, RenderError>,
@@ -201,7 +208,7 @@ fn rendered_record(
 
 /// One `framescale.frame` line on stdout per frame, refused ones included, so the exporter
 /// measures the worker like any other pod.
-fn log_frame(record: &FrameRecord) {
+pub(crate) fn log_frame(record: &FrameRecord) {
     let line = frame_line::format(record);
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{line}")

@@ -1,0 +1,231 @@
+//! The queue against a real redis-server: a job's frames delivered once each, reclaimed from a
+//! consumer that stopped, duplicates counted, malformed entries moved aside, and nothing lost
+//! across a Redis restart.
+
+use std::time::Duration;
+
+use framescale_queue::testing::RedisServer;
+use framescale_queue::{Backlog, JobError, JobSpec, Progress, Queue, QueueError};
+
+const NOW_MS: u64 = 1_764_000_000_000;
+
+fn queue(server: &RedisServer) -> Queue {
+    Queue::new(&server.url(), "test:frames", Duration::from_secs(2)).unwrap()
+}
+
+fn job(scene: &str, frames: std::ops::RangeInclusive<u64>) -> JobSpec {
+    JobSpec {
+        scene: scene.into(),
+        frames,
+        width: 16,
+        height: 16,
+        samples: 1,
+    }
+}
+
+const NO_WAIT: Duration = Duration::from_millis(1);
+
+#[tokio::test]
+async fn each_frame_is_delivered_once_and_done_once() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    let mut written = Vec::new();
+    let id = queue
+        .submit(&job("spheres", 1..=2500), NOW_MS, |n| written.push(n))
+        .await
+        .unwrap();
+    assert_eq!(written, [1000, 2000, 2500], "progress per round trip");
+    assert_eq!(
+        queue.backlog().await.unwrap(),
+        Backlog {
+            frames: 2500,
+            in_flight: 0
+        }
+    );
+    let mut frames = Vec::new();
+    loop {
+        let taken = queue.take("a", 700, NO_WAIT).await.unwrap();
+        if taken.is_empty() {
+            break;
+        }
+        for delivery in taken {
+            let frame = delivery.message.unwrap();
+            assert_eq!(
+                (frame.job.as_str(), frame.enqueued_ms),
+                (id.as_str(), NOW_MS)
+            );
+            frames.push((delivery.id, frame));
+        }
+    }
+    assert_eq!(frames.len(), 2500);
+    assert_eq!(queue.backlog().await.unwrap().in_flight, 2500);
+    for (entry, frame) in &frames {
+        assert!(queue.complete(entry, frame).await.unwrap());
+    }
+    // Completing again (a frame rendered twice) is a duplicate, never a second done frame.
+    let (entry, frame) = &frames[0];
+    assert!(!queue.complete(entry, frame).await.unwrap());
+    assert_eq!(
+        queue.progress(&id).await.unwrap(),
+        Progress {
+            total: 2500,
+            done: 2500,
+            failed: 0,
+            duplicates: 1
+        }
+    );
+    assert_eq!(queue.backlog().await.unwrap(), Backlog::default());
+}
+
+#[tokio::test]
+async fn frames_of_a_consumer_that_stopped_are_reclaimed_and_renewed_ones_kept() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    let id = queue
+        .submit(&job("spheres", 1..=4), NOW_MS, |_| {})
+        .await
+        .unwrap();
+    let held = queue.take("gone", 2, NO_WAIT).await.unwrap();
+    let kept = queue.take("alive", 2, NO_WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kept_ids: Vec<String> = kept.iter().map(|d| d.id.clone()).collect();
+    queue.renew("alive", &kept_ids).await.unwrap();
+    let mut cursor = "0-0".to_owned();
+    let reclaimed = queue
+        .reclaim("other", Duration::from_millis(250), &mut cursor, 10)
+        .await
+        .unwrap();
+    let ids = |d: &[framescale_queue::Delivery]| -> Vec<String> {
+        let mut ids: Vec<String> = d.iter().map(|d| d.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&reclaimed), ids(&held), "only the frames not renewed");
+    // Both render the reclaimed frames: one is done, the other a duplicate.
+    for delivery in &reclaimed {
+        let frame = delivery.message.as_ref().unwrap();
+        assert!(queue.complete(&delivery.id, frame).await.unwrap());
+    }
+    for delivery in &held {
+        let frame = delivery.message.as_ref().unwrap();
+        assert!(!queue.complete(&delivery.id, frame).await.unwrap());
+    }
+    // Released frames are reclaimable at once, whatever the claim time.
+    queue.release("alive", &kept_ids).await.unwrap();
+    let mut cursor = "0-0".to_owned();
+    let again = queue
+        .reclaim("other", Duration::from_hours(1), &mut cursor, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), ids(&kept));
+    let progress = queue.progress(&id).await.unwrap();
+    assert_eq!((progress.done, progress.duplicates), (2, 2));
+}
+
+#[tokio::test]
+async fn a_malformed_entry_is_moved_aside_with_its_reason() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    queue
+        .submit(&job("spheres", 1..=1), NOW_MS, |_| {})
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("test:frames")
+        .arg("*")
+        .arg("frame")
+        .arg("seven")
+        .query(&mut server.connection())
+        .unwrap();
+    let taken = queue.take("a", 10, NO_WAIT).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    let bad = taken.iter().find(|d| d.message.is_err()).unwrap();
+    let reason = bad.message.as_ref().unwrap_err().to_string();
+    assert_eq!(reason, r#"field "job" is missing"#);
+    queue.dead_letter(bad, &reason).await.unwrap();
+    assert_eq!(queue.dead_letters().await.unwrap(), 1);
+    assert_eq!(
+        queue.backlog().await.unwrap().frames,
+        1,
+        "the good frame stays"
+    );
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("test:frames:dead")
+        .arg("-")
+        .arg("+")
+        .query(&mut server.connection())
+        .unwrap();
+    let entry = &dead.ids[0];
+    assert_eq!(
+        entry.get::<String>("reason").as_deref(),
+        Some(reason.as_str())
+    );
+    assert_eq!(entry.get::<String>("field.frame").as_deref(), Some("seven"));
+}
+
+#[tokio::test]
+async fn a_bad_job_or_an_unknown_scene_enqueues_nothing() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    let error = queue
+        .submit(
+            &job(
+                "spheres",
+                framescale_queue::job::parse_range("9..1").unwrap(),
+            ),
+            NOW_MS,
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        QueueError::Job(JobError::EmptyRange { .. })
+    ));
+    queue
+        .register_scenes(&["spheres".into(), "classroom".into()])
+        .await
+        .unwrap();
+    let error = queue
+        .submit(&job("bmw27", 1..=10), NOW_MS, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        r#"scene "bmw27" is unknown to the render workers (they render: classroom, spheres)"#
+    );
+    assert_eq!(queue.backlog().await.unwrap().frames, 0);
+    assert!(matches!(
+        queue.progress("j99").await,
+        Err(QueueError::UnknownJob(_))
+    ));
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_an_empty_queue_and_nothing_enqueued_is_lost() {
+    let mut server = RedisServer::start();
+    let queue = queue(&server);
+    queue
+        .submit(&job("spheres", 1..=50), NOW_MS, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(queue.backlog().await.unwrap().frames, 50);
+    server.stop();
+    let error = queue.backlog().await.unwrap_err();
+    assert!(matches!(error, QueueError::Unavailable { .. }), "{error:?}");
+    assert!(error.to_string().contains("cannot answer"), "{error}");
+    server.restart();
+    let mut backlog = queue.backlog().await;
+    for _ in 0..50 {
+        if backlog.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        backlog = queue.backlog().await;
+    }
+    assert_eq!(
+        backlog.unwrap().frames,
+        50,
+        "the queue survived the restart"
+    );
+}

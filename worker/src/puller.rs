@@ -1,0 +1,268 @@
+//! Queue mode: the worker pulls frames from the durable queue ([`framescale_queue`]) as it has
+//! free render slots, renders each, and completes it; each frame is logged as a
+//! `framescale.frame` line whose queue time is start − enqueue, so the exporter measures what
+//! the user waited.
+//!
+//! At least once: frames in hand are renewed every third of the claim time; a frame a stopped
+//! pod held longer than the claim time is reclaimed by a running one. A render that fails, or
+//! an entry that is not a frame, is moved to the dead-letter stream with its reason, counted and
+//! logged, never retried forever nor left blocking the queue. When the queue cannot be reached
+//! the worker says so and tries again each second; a frame it finished meanwhile is completed
+//! once the queue is back (or reclaimed by another pod if this one stops first).
+//!
+//! On shutdown the worker takes nothing more, finishes the frames it renders and completes them.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use framescale_queue::{Delivery, FrameMessage, Queue};
+use tokio::sync::{Semaphore, watch};
+
+use crate::frame::{FrameRequest, RenderError, Renderer};
+
+/// How the worker pulls.
+#[derive(Debug, Clone)]
+pub struct PullConfig {
+    /// This pod's name in the consumer group (unique per pod).
+    pub consumer: String,
+    /// Frames rendered at once.
+    pub slots: usize,
+    /// A frame held this long by a consumer that stopped renewing it is taken by another.
+    pub claim_after: Duration,
+}
+
+/// What a pull run did.
+#[derive(Debug, Default)]
+pub struct PullCounts {
+    /// Frames rendered and completed for the first time.
+    pub done: AtomicU64,
+    /// Frames rendered that another pod had already done.
+    pub duplicates: AtomicU64,
+    /// Frames taken from a stopped consumer.
+    pub reclaimed: AtomicU64,
+    /// Entries moved to the dead-letter stream (not a frame, or the render failed).
+    pub dead_lettered: AtomicU64,
+}
+
+impl PullCounts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(done, duplicates, reclaimed, dead_lettered)` now.
+    #[must_use]
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+            self.reclaimed.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Frames in hand (entry ids), renewed while they render.
+type Held = Arc<Mutex<BTreeSet<String>>>;
+
+fn held_ids(held: &Held) -> Vec<String> {
+    held.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// Pulls and renders until `stop` turns true, then finishes what it holds and returns.
+pub async fn pull(
+    queue: Arc<Queue>,
+    renderer: Arc<dyn Renderer + Send + Sync>,
+    config: PullConfig,
+    counts: Arc<PullCounts>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(config.slots));
+    let held: Held = Arc::default();
+    let renewing = tokio::spawn(renew(
+        queue.clone(),
+        config.consumer.clone(),
+        held.clone(),
+        config.claim_after / 3,
+    ));
+    let mut cursor = "0-0".to_owned();
+    let mut last_scan = None::<Instant>;
+    let mut unavailable_since = None::<Instant>;
+    while !*stop.borrow() {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            _ = stop.changed() => break,
+        };
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { break };
+        // Frames of a stopped consumer first, looked for at most every quarter claim time.
+        let scan_due = last_scan.is_none_or(|at| at.elapsed() >= config.claim_after / 4);
+        let mut taken = Ok(Vec::new());
+        if scan_due {
+            taken = queue
+                .reclaim(&config.consumer, config.claim_after, &mut cursor, 1)
+                .await;
+            if let Ok(reclaimed) = &taken {
+                for delivery in reclaimed {
+                    PullCounts::add(&counts.reclaimed);
+                    tracing::info!(id = %delivery.id, "Reclaimed a frame a stopped worker held");
+                }
+                if reclaimed.is_empty() {
+                    last_scan = Some(Instant::now());
+                }
+            }
+        }
+        if matches!(&taken, Ok(t) if t.is_empty()) {
+            taken = queue
+                .take(&config.consumer, 1, Duration::from_secs(1))
+                .await;
+        }
+        let deliveries = match taken {
+            Ok(deliveries) => {
+                if let Some(since) = unavailable_since.take() {
+                    tracing::info!(after = ?since.elapsed(), "The queue answers again");
+                }
+                deliveries
+            }
+            Err(error) => {
+                if unavailable_since.is_none() {
+                    unavailable_since = Some(Instant::now());
+                    tracing::warn!(%error, "Cannot take frames; trying again each second");
+                }
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                    _ = stop.changed() => {},
+                }
+                continue;
+            }
+        };
+        let Some(delivery) = deliveries.into_iter().next() else {
+            continue;
+        };
+        held.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(delivery.id.clone());
+        let (queue, renderer, counts, held) = (
+            queue.clone(),
+            renderer.clone(),
+            counts.clone(),
+            held.clone(),
+        );
+        tokio::spawn(async move {
+            handle(&queue, renderer, &counts, &delivery).await;
+            held.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&delivery.id);
+            drop(permit);
+        });
+    }
+    let in_hand = held_ids(&held).len();
+    tracing::info!(
+        in_hand,
+        "Worker stopping: taking no more frames, finishing those in hand"
+    );
+    // Every slot free again: every frame in hand finished.
+    let _all = slots.acquire_many(config.slots as u32).await;
+    renewing.abort();
+}
+
+/// Renews the frames in hand every `every`.
+async fn renew(queue: Arc<Queue>, consumer: String, held: Held, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        ticks.tick().await;
+        let ids = held_ids(&held);
+        if let Err(error) = queue.renew(&consumer, &ids).await {
+            tracing::warn!(%error, frames = ids.len(), "Cannot renew the frames in hand");
+        }
+    }
+}
+
+/// Renders one delivery and completes it, or moves it aside.
+async fn handle(
+    queue: &Queue,
+    renderer: Arc<dyn Renderer + Send + Sync>,
+    counts: &PullCounts,
+    delivery: &Delivery,
+) {
+    let frame = match &delivery.message {
+        Ok(frame) => frame,
+        Err(malformed) => {
+            let error = RenderError::BadRequest(format!("not a frame: {malformed}"));
+            return move_aside(queue, counts, delivery, &error).await;
+        }
+    };
+    let request = match request_of(frame) {
+        Ok(request) => request,
+        Err(error) => return move_aside(queue, counts, delivery, &error).await,
+    };
+    let queue_time = Duration::from_millis(now_millis().saturating_sub(frame.enqueued_ms));
+    let rendering = request.clone();
+    let result = tokio::task::spawn_blocking(move || renderer.render(&rendering))
+        .await
+        .unwrap_or_else(|e| Err(RenderError::Failed(format!("the render panicked: {e}"))));
+    crate::server::log_frame(&crate::server::rendered_record(
+        &request, queue_time, &result,
+    ));
+    match result {
+        Ok(_) => complete(queue, counts, delivery, frame).await,
+        Err(error) => move_aside(queue, counts, delivery, &error).await,
+    }
+}
+
+/// The request a frame message makes, checked as an HTTP request would be.
+fn request_of(frame: &FrameMessage) -> Result<FrameRequest, RenderError> {
+    let request = FrameRequest {
+        scene: frame.scene.clone(),
+        frame: frame.frame,
+        width: frame.width,
+        height: frame.height,
+        samples: frame.samples,
+    };
+    request.validate()?;
+    Ok(request)
+}
+
+/// Completes a rendered frame, trying each second while the queue cannot answer (for up to a
+/// minute; after that the frame is left to be reclaimed and rendered again).
+async fn complete(queue: &Queue, counts: &PullCounts, delivery: &Delivery, frame: &FrameMessage) {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        match queue.complete(&delivery.id, frame).await {
+            Ok(true) => return PullCounts::add(&counts.done),
+            Ok(false) => {
+                PullCounts::add(&counts.duplicates);
+                tracing::info!(job = %frame.job, frame = frame.frame, "Rendered a frame another worker had done (a duplicate)");
+                return;
+            }
+            Err(error) if Instant::now() >= deadline => {
+                tracing::warn!(%error, job = %frame.job, frame = frame.frame, "Cannot complete a rendered frame; it will be reclaimed and rendered again");
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+async fn move_aside(queue: &Queue, counts: &PullCounts, delivery: &Delivery, error: &RenderError) {
+    let reason = error.to_string();
+    tracing::warn!(id = %delivery.id, %reason, "Moving an entry to the dead-letter stream");
+    match queue.dead_letter(delivery, &reason).await {
+        Ok(()) => PullCounts::add(&counts.dead_lettered),
+        Err(error) => {
+            tracing::warn!(%error, id = %delivery.id, "Cannot move the entry aside; it will be reclaimed");
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
