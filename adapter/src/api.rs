@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /apis` | `APIGroupList` with the custom metrics group |
 //! | `GET /apis/custom.metrics.k8s.io` | its `APIGroup` (v1beta2 preferred) |
-//! | `GET /apis/custom.metrics.k8s.io/{v1beta1,v1beta2}` | `APIResourceList`: `pods/`, `deployments.apps/`, `namespaces/` × each metric |
+//! | `GET /apis/custom.metrics.k8s.io/{v1beta1,v1beta2}` | `APIResourceList`: `pods/`, `deployments.apps/`, `namespaces/` × each metric; `deployments.apps/` × the queue's backlog when served ([`crate::backlog`]) |
 //! | `GET /apis/custom.metrics.k8s.io/{version}/…` | `MetricValueList` for the five path forms ([`crate::request`]) |
 //! | `GET /livez`, `GET /readyz` | `ok` |
 //!
@@ -26,6 +26,7 @@ use axum::routing::get;
 
 use crate::auth::Authenticator;
 use crate::auth::middleware::{AuthLayer, authenticate};
+use crate::backlog::BacklogMetric;
 use crate::cache::Memo;
 use crate::config::MetricsConfig;
 use crate::pods::PodLister;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub pods: Option<Arc<dyn PodLister>>,
     /// The adapter's own metrics.
     pub telemetry: Arc<Telemetry>,
+    /// The render queue's backlog, when served.
+    backlog: Option<BacklogMetric>,
     /// Whole answers, reused for the cache TTL.
     responses: Memo<Bytes, ApiError>,
     /// Who may ask; `None` only with `--insecure-disable-auth`.
@@ -67,9 +70,17 @@ impl AppState {
             source,
             pods,
             telemetry,
+            backlog: None,
             responses: Memo::new(cache_ttl),
             auth: None,
         }
+    }
+
+    /// The same state, serving the render queue's backlog as `backlog` says.
+    #[must_use]
+    pub fn with_backlog(mut self, backlog: BacklogMetric) -> Self {
+        self.backlog = Some(backlog);
+        self
     }
 
     /// The same state, checking callers with `auth`.
@@ -159,7 +170,11 @@ async fn fallback(method: Method) -> ApiError {
 async fn version_path(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiError> {
     let (version, request) = request::parse(uri.path(), uri.query())?;
     let Request::Metric(request) = request else {
-        return Ok(json(discovery(&state.config, version)));
+        return Ok(json(discovery(
+            &state.config,
+            state.backlog.as_ref(),
+            version,
+        )));
     };
     let key = format!("{}?{}", uri.path(), uri.query().unwrap_or(""));
     let (body, fetched) = state
@@ -169,6 +184,7 @@ async fn version_path(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Re
                 config: &state.config,
                 source: state.source.as_ref(),
                 pods: state.pods.as_deref(),
+                backlog: state.backlog.as_ref(),
             };
             let values = values::values(inputs, &request, now_millis()).await?;
             if let Some(oldest) = values.iter().map(|v| v.timestamp_millis).min() {
@@ -183,12 +199,15 @@ async fn version_path(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Re
     Ok(json(body?))
 }
 
-fn discovery(config: &MetricsConfig, version: Version) -> String {
+fn discovery(config: &MetricsConfig, backlog: Option<&BacklogMetric>, version: Version) -> String {
     let mut resources = Vec::new();
     for name in config.metric_names() {
         resources.push((format!("pods/{name}"), true));
         resources.push((format!("deployments.apps/{name}"), true));
         resources.push((format!("namespaces/{name}"), false));
+    }
+    if let Some(backlog) = backlog {
+        resources.push((format!("deployments.apps/{}", backlog.name), true));
     }
     wire::api_resource_list(version, &resources)
 }

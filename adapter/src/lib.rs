@@ -7,10 +7,12 @@
 //! exporters; [`prometheus`]), which pods a selector picks ([`cluster`]: watches of the
 //! Kubernetes API; [`pods`]: a file), and HTTPS ([`tls`]). The score itself is
 //! `framescale_core::score`. Callers are checked by [`auth`] (delegated to the cluster), answers
-//! cached by [`cache`], and the adapter counts itself in [`telemetry`].
+//! cached by [`cache`], and the adapter counts itself in [`telemetry`]. With a render queue it
+//! also serves the queue's backlog as an Object metric on the render Deployment ([`backlog`]).
 
 pub mod api;
 pub mod auth;
+pub mod backlog;
 pub mod cache;
 pub mod cluster;
 pub mod config;
@@ -74,6 +76,8 @@ pub struct AdapterConfig {
     pub kubeconfig: Option<PathBuf>,
     /// What a client is allowed before it is cut off.
     pub limits: ConnectionLimits,
+    /// The render queue's backlog, when served ([`backlog`]).
+    pub backlog: Option<backlog::BacklogMetric>,
 }
 
 /// Bounds on what one client may hold of the adapter: slow or hostile clients are cut off
@@ -255,6 +259,9 @@ pub async fn run(
         _ => (None, None),
     };
     let mut state = AppState::new(metrics, source, pods, telemetry.clone(), config.cache_ttl);
+    if let Some(backlog) = config.backlog.clone() {
+        state = state.with_backlog(backlog);
+    }
     if let (AuthMode::Delegated, Some(client)) = (config.auth, client) {
         let authenticator = Arc::new(Authenticator::new(client).await?);
         tokio::spawn(authenticator.clone().refresh_loop(Duration::from_mins(1)));

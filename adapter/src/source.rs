@@ -94,6 +94,9 @@ pub enum SourceError {
         /// Why.
         detail: String,
     },
+    /// The render queue cannot be read (the backlog metric).
+    #[error("metrics backend unavailable: {0}")]
+    Queue(String),
     /// The source was made to fail ([`MemorySource::set_down`]).
     #[error("metrics backend unavailable: {0}")]
     Down(String),

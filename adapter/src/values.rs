@@ -14,6 +14,7 @@ use std::time::Duration;
 use framescale_core::quantity;
 use framescale_core::score::{self, Signals};
 
+use crate::backlog::BacklogMetric;
 use crate::config::MetricsConfig;
 use crate::pods::{ListError, PodLister};
 use crate::request::{MetricRequest, Target};
@@ -54,6 +55,8 @@ pub struct Inputs<'a> {
     /// How selectors and Deployments become pods; `None`: the pods the source has data for,
     /// with no labels.
     pub pods: Option<&'a dyn PodLister>,
+    /// The render queue's backlog, when the adapter serves it.
+    pub backlog: Option<&'a BacklogMetric>,
 }
 
 /// The values `request` asks for, as of `now_millis`.
@@ -69,6 +72,9 @@ pub async fn values(
             request.metric
         ))
     };
+    if let Some(backlog) = inputs.backlog.filter(|b| b.name == request.metric) {
+        return backlog.values(request, now_millis).await;
+    }
     let served = match request.metric.as_str() {
         name if name == config.latency.name => Served::Latency,
         name if name == config.frame.name => Served::Frame,

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use std::sync::Arc;
+
+use framescale_adapter::backlog::BacklogMetric;
 use framescale_adapter::config::MetricsConfig;
 use framescale_adapter::exporters::ExporterTargets;
 use framescale_adapter::tls::CertSource;
@@ -111,25 +114,73 @@ pub struct AdapterArgs {
     /// Kubeconfig of the Kubernetes API, used for authentication delegation and the watch of pods and Deployments; default: KUBECONFIG or the pod's service account.
     #[arg(long, env = "FRAMESCALE_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+    /// Serve the render queue's backlog (frames waiting plus in flight) from the Redis at this URL, as an Object metric on --backlog-deployment.
+    #[arg(long, env = "FRAMESCALE_QUEUE_URL", requires = "backlog_deployment")]
+    queue_url: Option<String>,
+    /// The render queue's stream.
+    #[arg(long, env = "FRAMESCALE_QUEUE_STREAM", default_value = framescale_queue::DEFAULT_STREAM)]
+    queue_stream: String,
+    /// The Deployment (NAMESPACE/NAME) the backlog metric describes: the workers that pull from the queue.
+    #[arg(long, env = "FRAMESCALE_BACKLOG_DEPLOYMENT", requires = "queue_url")]
+    backlog_deployment: Option<String>,
+    /// The backlog metric's name.
+    #[arg(long, env = "FRAMESCALE_BACKLOG_METRIC", default_value = framescale_adapter::backlog::DEFAULT_NAME)]
+    backlog_metric: String,
     /// Serve without authenticating or authorizing callers: local use only, never in a cluster. With no --kubeconfig and no --pods-file, selectors then see only the pods the backend has data for, without labels.
     #[arg(long, env = "FRAMESCALE_INSECURE_DISABLE_AUTH")]
     insecure_disable_auth: bool,
 }
 
+/// `NAMESPACE/NAME` of `flag`, split.
+fn namespaced<'a>(flag: &str, value: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    match value.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+            Ok((namespace, name))
+        }
+        _ => bail!("{flag} {value:?} must be NAMESPACE/NAME"),
+    }
+}
+
 impl AdapterArgs {
+    /// The backlog metric the queue flags ask for, if any.
+    fn backlog(&self, metrics: &MetricsConfig) -> anyhow::Result<Option<BacklogMetric>> {
+        let (Some(url), Some(deployment)) = (&self.queue_url, &self.backlog_deployment) else {
+            return Ok(None);
+        };
+        let (namespace, name) = namespaced("--backlog-deployment", deployment)?;
+        if metrics
+            .metric_names()
+            .contains(&self.backlog_metric.as_str())
+        {
+            bail!(
+                "--backlog-metric {:?} is already one of the metrics file's metrics",
+                self.backlog_metric
+            );
+        }
+        let queue = framescale_queue::Queue::new(url, &self.queue_stream, Duration::from_secs(2))
+            .context("--queue-url")?;
+        Ok(Some(BacklogMetric {
+            name: self.backlog_metric.clone(),
+            namespace: namespace.to_owned(),
+            deployment: name.to_owned(),
+            queue: Arc::new(queue),
+        }))
+    }
+
     /// Validates the flags into a configuration; each error names the flag to change.
     pub fn into_config(self) -> anyhow::Result<AdapterConfig> {
         let limits = self.limits()?;
+        let metrics = match &self.metrics_config {
+            Some(path) => MetricsConfig::load(path).context("--metrics-config")?,
+            None => MetricsConfig::default(),
+        };
+        let backlog = self.backlog(&metrics)?;
         let tls = match (self.tls_cert_file, self.tls_key_file, self.self_signed) {
             (Some(cert), Some(key), false) => CertSource::Files { cert, key },
             (None, None, true) => {
                 CertSource::SelfSigned(vec!["localhost".into(), "127.0.0.1".into()])
             }
             _ => bail!("give --tls-cert-file and --tls-key-file, or --self-signed for local use"),
-        };
-        let metrics = match &self.metrics_config {
-            Some(path) => MetricsConfig::load(path).context("--metrics-config")?,
-            None => MetricsConfig::default(),
         };
         for url in &self.exporters {
             if !url.starts_with("http://") {
@@ -174,12 +225,7 @@ impl AdapterArgs {
             None => Backend::Direct {
                 exporters: match self.exporter_service {
                     Some(service) => {
-                        let Some((namespace, name)) = service
-                            .split_once('/')
-                            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-                        else {
-                            bail!("--exporter-service {service:?} must be NAMESPACE/NAME");
-                        };
+                        let (namespace, name) = namespaced("--exporter-service", &service)?;
                         ExporterTargets::Service {
                             namespace: namespace.to_owned(),
                             name: name.to_owned(),
@@ -210,6 +256,7 @@ impl AdapterArgs {
             },
             kubeconfig: self.kubeconfig,
             limits,
+            backlog,
         })
     }
 

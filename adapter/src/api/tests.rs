@@ -511,3 +511,94 @@ async fn without_a_pod_lister_pods_with_data_are_listed_unlabelled() {
     let (_, body) = get(&state, &format!("{base}?labelSelector=app%3Dw")).await;
     assert_eq!(body["items"], json!([]));
 }
+
+/// The render queue's backlog on a real redis-server: served on the one Deployment, counted as
+/// waiting plus in flight, 503 (never 0) while Redis is down, and back when it is.
+#[tokio::test]
+async fn the_queue_backlog_is_an_object_metric_never_zero_when_the_queue_is_down() {
+    use framescale_queue::testing::RedisServer;
+    use framescale_queue::{JobSpec, Queue};
+
+    let mut redis = RedisServer::start();
+    let queue = Arc::new(Queue::new(&redis.url(), "t:frames", Duration::from_secs(1)).unwrap());
+    let f = fixture();
+    let state = Arc::new(
+        AppState::new(
+            f.state.config.clone(),
+            f.state.source.clone(),
+            None,
+            Arc::default(),
+            Duration::ZERO,
+        )
+        .with_backlog(crate::backlog::BacklogMetric {
+            name: "render_backlog_frames".into(),
+            namespace: "render".into(),
+            deployment: "w".into(),
+            queue: queue.clone(),
+        }),
+    );
+    let uri = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/deployments.apps/w/render_backlog_frames";
+    let (status, body) = get(&state, uri).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        names_and_values(&body),
+        [pair("w", "0")],
+        "an empty queue is 0"
+    );
+    let spec = JobSpec {
+        scene: "spheres".into(),
+        frames: 1..=1500,
+        width: 8,
+        height: 8,
+        samples: 1,
+    };
+    queue.submit(&spec, 0, |_| {}).await.unwrap();
+    queue
+        .take("pod-a", 20, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let (status, body) = get(&state, uri).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        names_and_values(&body),
+        [pair("w", "1500")],
+        "waiting plus in flight"
+    );
+    assert_eq!(body["items"][0]["describedObject"]["kind"], "Deployment");
+    let (_, discovery) = get(&state, "/apis/custom.metrics.k8s.io/v1beta2").await;
+    assert!(
+        discovery
+            .to_string()
+            .contains("deployments.apps/render_backlog_frames"),
+        "{discovery}"
+    );
+    for other in [
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/deployments.apps/x/render_backlog_frames",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/deployments.apps/w/render_backlog_frames",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/render/pods/w-0/render_backlog_frames",
+    ] {
+        assert_eq!(get(&state, other).await.0, StatusCode::NOT_FOUND, "{other}");
+    }
+    redis.stop();
+    let (status, body) = get(&state, uri).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["kind"], "Status");
+    assert!(
+        body["message"].as_str().unwrap().contains("cannot answer"),
+        "{body}"
+    );
+    redis.restart();
+    let mut answer = get(&state, uri).await;
+    for _ in 0..50 {
+        if answer.0 == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = get(&state, uri).await;
+    }
+    assert_eq!(
+        names_and_values(&answer.1),
+        [pair("w", "1500")],
+        "nothing lost"
+    );
+}

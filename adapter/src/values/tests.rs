@@ -75,6 +75,7 @@ async fn ask_with(
         config: &config,
         source: &source,
         pods,
+        backlog: None,
     };
     values(inputs, &request, NOW).await
 }
