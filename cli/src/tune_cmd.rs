@@ -21,6 +21,8 @@ use framescale_worker::profile::Profile;
 
 use crate::simulate_cmd::HpaFlags;
 
+mod shared_queue;
+
 /// Flags of `framescale tune`.
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -87,6 +89,12 @@ pub struct TuneArgs {
     /// Threads of the search; default: one per CPU.
     #[arg(long)]
     threads: Option<usize>,
+    /// Compare on the worker's queue mode instead: frames wait in one shared queue that pods pull from, the HPA may scale to zero; backlog only (as KEDA) against the fused score + backlog, at minReplicas 0 and 1, on render-farm loads (or the --profile ones).
+    #[arg(long)]
+    shared_queue: bool,
+    /// With --shared-queue: the backlog's target, frames waiting and in flight per replica.
+    #[arg(long, default_value_t = 10.0)]
+    backlog_per_replica: f64,
     /// Where the search's report.html, runs.csv, recommended-metrics.yaml and recommended-hpa.yaml are written.
     #[arg(long, default_value = "framescale-tune")]
     report_dir: PathBuf,
@@ -106,6 +114,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         startup_s: args.startup.as_secs_f64(),
         window_s: args.window.as_secs_f64(),
         cpu_share: args.cpu_share,
+        shared_queue: false,
     };
     validate(&args, &model)?;
     if let Some(report) = &args.calibrate {
@@ -113,6 +122,11 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     let config = args.hpa.simulation_config(args.duration)?;
     let slo_ms = args.slo_ms.unwrap_or(5.0 * model.render_ms);
+    if args.shared_queue {
+        println!("HPA: {}", config.spec.describe(&config.controller));
+        println!("{}", config.score.describe());
+        return shared_queue::compare_farm(&args, &model, &config, slo_ms);
+    }
     let mut policies = Policy::standard(&config.score);
     for policy in &mut policies {
         if let Policy::Cpu(target) = policy {

@@ -16,11 +16,20 @@
 //!   a Pods average);
 //! - **queue depth**: the frames each pod holds (running and queued) against a target per pod,
 //!   as KEDA scales a render queue on its length.
+//!
+//! With a shared queue ([`WorkerModel::shared_queue`]: the worker's queue mode, frames waiting
+//! in one durable queue that pods pull from), two more, which can wake a Deployment scaled to
+//! zero (`minReplicas: 0`):
+//!
+//! - **backlog only**: the frames waiting plus in flight, an Object metric on the Deployment
+//!   with an `AverageValue` target per replica — how KEDA's Redis-streams scaler scales;
+//! - **fused + backlog**: the fused score (Pods) and the backlog (Object) as two metrics; the
+//!   HPA takes the larger proposal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::frames::{Felt, Pod, PodReading, REFUSED_MS, Rng, WorkerModel, work};
-use crate::hpa::controller::{Controller, Observation, Scale};
+use crate::hpa::controller::{Controller, MetricSource, Observation, Scale};
 use crate::hpa::replicas::{Phase, PodState};
 use crate::report::Row;
 use crate::simulation::{SimulationConfig, mean};
@@ -108,6 +117,10 @@ pub enum Policy {
     Cpu(f64),
     /// Frames held per pod (running and queued), target in frames.
     QueueDepth(f64),
+    /// The shared queue's backlog (waiting + in flight) per replica, target in frames.
+    Backlog(f64),
+    /// The fused score and the shared queue's backlog per replica (frames) as two metrics.
+    FusedAndBacklog(ScoreConfig, f64),
 }
 
 impl Policy {
@@ -136,6 +149,8 @@ impl Policy {
             Policy::TwoMetrics(..) => "latency and duty",
             Policy::Cpu(_) => "CPU utilization",
             Policy::QueueDepth(_) => "queue depth",
+            Policy::Backlog(_) => "backlog only",
+            Policy::FusedAndBacklog(..) => "fused + backlog",
         }
     }
 
@@ -151,6 +166,18 @@ impl Policy {
             Policy::TwoMetrics(f, g) => format!("latency and duty ({f} ms, {g} %)"),
             Policy::Cpu(t) => format!("CPU utilization ({t} %)"),
             Policy::QueueDepth(t) => format!("queue depth ({t} frames/pod)"),
+            Policy::Backlog(t) => format!("backlog only ({t} frames/replica)"),
+            Policy::FusedAndBacklog(_, t) => format!("fused + backlog ({t} frames/replica)"),
+        }
+    }
+
+    /// The fused score's settings, for the policies that scale on it.
+    fn score(&self) -> Option<&ScoreConfig> {
+        match self {
+            Policy::Fused(config)
+            | Policy::Predictive(config, _)
+            | Policy::FusedAndBacklog(config, _) => Some(config),
+            _ => None,
         }
     }
 }
@@ -279,18 +306,23 @@ pub fn run(
     let mut next_sync = config.sync_period_s;
     let (mut holt, mut finished) = (Holt::default(), 0);
     let horizon_s = model.startup_s + config.sync_period_s;
+    let mut waiting: VecDeque<(f64, f64)> = VecDeque::new();
     let mut t = 0.0;
     while t < config.duration_s {
         let offered = rate(t);
         step.see(t, offered);
+        let arrivals = Arrivals {
+            t,
+            offered,
+            next: &mut next_arrival,
+        };
         frames += offer(
             &mut pods,
             model,
             &mut rng,
             &mut felt,
-            t,
-            offered,
-            &mut next_arrival,
+            arrivals,
+            &mut waiting,
         );
         let now = t + 1.0;
         let mut observed = observe(&mut pods, model, policy, now, &mut felt);
@@ -317,21 +349,21 @@ pub fn run(
                     spec_replicas: replicas,
                     status_replicas: replicas,
                 },
-                &observations(policy, &pods, factor),
+                &observations(policy, &pods, factor, backlog(&pods, &waiting)),
             );
             row.desired = Some(decision.desired as u32);
             row.decision = Some(rescales.count(&decision, replicas));
             while pods.len() < decision.desired as usize {
                 add(&mut pods, now + model.startup_s);
             }
-            for removed in pods.drain((decision.desired as usize).min(pods.len())..) {
-                for arrived in removed.pod.held() {
-                    felt.reject(arrived);
-                }
-            }
+            let keep = (decision.desired as usize).min(pods.len());
+            remove(pods.drain(keep..), model, &mut felt, &mut waiting);
         }
         rows.push(row);
         t = now;
+    }
+    if model.shared_queue {
+        count_unfinished(&pods, waiting, &mut felt, t);
     }
     for row in &mut rows {
         row.bad_pct = felt.bad_pct_at(row.t - 1.0);
@@ -347,6 +379,36 @@ pub fn run(
         scale_events: rescales.events,
         flaps_per_10_min: f64::from(rescales.flaps) / (config.duration_s / 600.0),
         rows,
+    }
+}
+
+/// Shared queue: frames still waiting or rendering at `end` count with what they waited so far
+/// (a lower bound), so a policy that leaves a backlog is not spared it.
+fn count_unfinished(pods: &[Scaled], waiting: VecDeque<(f64, f64)>, felt: &mut Felt, end: f64) {
+    let unfinished = pods.iter().flat_map(|p| p.pod.release()).chain(waiting);
+    for (arrived, _) in unfinished {
+        felt.done(arrived, (end - arrived) * 1000.0);
+    }
+}
+
+/// Pods scaled away: their frames are lost (rejected), or, with a shared queue, handed back to
+/// it and rendered again from the start by another pod.
+fn remove(
+    removed: impl Iterator<Item = Scaled>,
+    model: &WorkerModel,
+    felt: &mut Felt,
+    waiting: &mut VecDeque<(f64, f64)>,
+) {
+    for scaled in removed {
+        if model.shared_queue {
+            for frame in scaled.pod.release().into_iter().rev() {
+                waiting.push_front(frame);
+            }
+        } else {
+            for arrived in scaled.pod.held() {
+                felt.reject(arrived);
+            }
+        }
     }
 }
 
@@ -394,24 +456,117 @@ impl Rescales {
     }
 }
 
-/// The frames arriving in `[t, t + 1)`, Poisson at `offered` per second, each sent to a Ready
-/// pod at random (or rejected when none is); returns how many arrived.
+/// The second `[t, t + 1)` of arrivals, Poisson at `offered` per second; `next` is when the
+/// next frame arrives.
+struct Arrivals<'a> {
+    t: f64,
+    offered: f64,
+    next: &'a mut f64,
+}
+
+impl Arrivals<'_> {
+    /// Whether any frame arrives this second (the next arrival set up if so).
+    fn start(&mut self, rng: &mut Rng) -> bool {
+        if self.offered <= 0.0 {
+            *self.next = self.t + 1.0;
+            return false;
+        }
+        if *self.next < self.t {
+            *self.next = self.t + rng.exponential(1.0 / self.offered);
+        }
+        true
+    }
+}
+
+/// The frames waiting in the shared queue plus those the pods render.
+fn backlog(pods: &[Scaled], waiting: &VecDeque<(f64, f64)>) -> u64 {
+    (waiting.len() + pods.iter().map(|p| p.pod.running()).sum::<usize>()) as u64
+}
+
+/// Shared-queue mode: the frames arriving in `[t, t + 1)` join the queue, and the Ready pods
+/// take the oldest as their slots free, event by event; returns how many arrived.
+fn offer_shared(
+    pods: &mut [Scaled],
+    model: &WorkerModel,
+    rng: &mut Rng,
+    felt: &mut Felt,
+    mut arrivals: Arrivals,
+    waiting: &mut VecDeque<(f64, f64)>,
+) -> u64 {
+    let t = arrivals.t;
+    let arriving = arrivals.start(rng);
+    let ready: Vec<usize> = (0..pods.len())
+        .filter(|&i| pods[i].pod.ready_at <= t)
+        .collect();
+    let mut frames = 0;
+    let mut now = t;
+    loop {
+        // Free slots take the oldest frames, from a pod chosen at random first (as consumers
+        // race for entries).
+        if !ready.is_empty() {
+            let first = rng.below(ready.len());
+            for k in 0..ready.len() {
+                let pod = &mut pods[ready[(first + k) % ready.len()]].pod;
+                pod.advance(model, now, felt);
+                while pod.running() < model.slots {
+                    let Some((arrived, work_ms)) = waiting.pop_front() else {
+                        break;
+                    };
+                    pod.take(model, now, arrived, work_ms, felt);
+                }
+            }
+        }
+        let arrival = if arriving {
+            *arrivals.next
+        } else {
+            f64::INFINITY
+        };
+        let finish = ready
+            .iter()
+            .filter_map(|&i| pods[i].pod.next_finish(model))
+            .fold(f64::INFINITY, f64::min);
+        now = arrival.min(finish);
+        if now >= t + 1.0 {
+            return frames;
+        }
+        if arrival <= finish {
+            waiting.push_back((arrival, work(model, rng)));
+            frames += 1;
+            *arrivals.next += rng.exponential(1.0 / arrivals.offered);
+        }
+    }
+}
+
+/// The frames arriving in `[t, t + 1)`: into the shared queue, or each to a pod; returns how
+/// many arrived.
 fn offer(
     pods: &mut [Scaled],
     model: &WorkerModel,
     rng: &mut Rng,
     felt: &mut Felt,
-    t: f64,
-    offered: f64,
-    next_arrival: &mut f64,
+    arrivals: Arrivals,
+    waiting: &mut VecDeque<(f64, f64)>,
 ) -> u64 {
-    if offered <= 0.0 {
-        *next_arrival = t + 1.0;
+    if model.shared_queue {
+        offer_shared(pods, model, rng, felt, arrivals, waiting)
+    } else {
+        offer_per_pod(pods, model, rng, felt, arrivals)
+    }
+}
+
+/// The frames arriving in `[t, t + 1)`, each sent to a Ready pod at random (or rejected when
+/// none is); returns how many arrived.
+fn offer_per_pod(
+    pods: &mut [Scaled],
+    model: &WorkerModel,
+    rng: &mut Rng,
+    felt: &mut Felt,
+    mut arrivals: Arrivals,
+) -> u64 {
+    if !arrivals.start(rng) {
         return 0;
     }
-    if *next_arrival < t {
-        *next_arrival = t + rng.exponential(1.0 / offered);
-    }
+    let (t, offered, next_arrival) = (arrivals.t, arrivals.offered, arrivals.next);
     // The pods Ready during this second (a pod Ready mid-second takes frames from the next
     // one), listed once: the Service's endpoints.
     let ready: Vec<usize> = (0..pods.len())
@@ -482,7 +637,7 @@ fn observe(
             .latencies
             .extend(reading.latency_p95_ms.filter(|&ms| ms < REFUSED_MS));
         observed.duties.push(reading.duty_pct);
-        if let Policy::Fused(config) | Policy::Predictive(config, _) = policy {
+        if let Some(config) = policy.score() {
             let signals = fused_signals(&reading);
             scaled
                 .tracker
@@ -503,8 +658,9 @@ fn fused_signals(reading: &PodReading) -> Signals {
     }
 }
 
-/// What the HPA observes this sync, for `policy`.
-fn observations(policy: &Policy, pods: &[Scaled], factor: f64) -> Vec<Observation> {
+/// What the HPA observes this sync, for `policy` (`backlog`: the shared queue's frames
+/// waiting and in flight).
+fn observations(policy: &Policy, pods: &[Scaled], factor: f64, backlog: u64) -> Vec<Observation> {
     let states: Vec<PodState> = pods
         .iter()
         .map(|p| {
@@ -544,12 +700,23 @@ fn observations(policy: &Policy, pods: &[Scaled], factor: f64) -> Vec<Observatio
             Some(p.reading?.duty_pct)
         })
     };
+    let fused = |config: &ScoreConfig| {
+        pods_metric(custom::SCALING_SCORE, 1.0, &|p| {
+            let signals = fused_signals(&p.reading?);
+            score(config, signals, p.tracker.holds(config)).map(|s| s.value * factor)
+        })
+    };
+    let backlog = |per_replica: f64| Observation::AverageValue {
+        source: MetricSource::Object,
+        description: "Deployment metric render_backlog_frames".into(),
+        usage_milli: i64::try_from(backlog.saturating_mul(1000)).unwrap_or(i64::MAX),
+        target_average_milli: (per_replica * 1000.0).round() as i64,
+    };
     match policy {
-        Policy::Fused(config) | Policy::Predictive(config, _) => {
-            vec![pods_metric(custom::SCALING_SCORE, 1.0, &|p| {
-                let signals = fused_signals(&p.reading?);
-                score(config, signals, p.tracker.holds(config)).map(|s| s.value * factor)
-            })]
+        Policy::Fused(config) | Policy::Predictive(config, _) => vec![fused(config)],
+        Policy::Backlog(per_replica) => vec![backlog(*per_replica)],
+        Policy::FusedAndBacklog(config, per_replica) => {
+            vec![fused(config), backlog(*per_replica)]
         }
         Policy::FrameOnly(target) => vec![frame(*target)],
         Policy::LatencyOnly(target) => vec![latency(*target)],
@@ -768,5 +935,86 @@ mod tests {
             cpu.rejected,
             fused.rejected
         );
+    }
+
+    /// A farm: idle, a job of 3,000 frames submitted within 10 s at 200 s, idle again.
+    fn job(t: f64) -> f64 {
+        if (200.0..210.0).contains(&t) {
+            300.0
+        } else {
+            0.0
+        }
+    }
+
+    fn farm() -> (WorkerModel, SimulationConfig) {
+        let model = WorkerModel {
+            shared_queue: true,
+            ..WorkerModel::default()
+        };
+        let mut config = config(900.0);
+        config.spec.min_replicas = 0;
+        (model, config)
+    }
+
+    #[test]
+    fn the_backlog_wakes_a_deployment_at_zero_and_lets_it_return_to_zero() {
+        let (model, config) = farm();
+        for policy in [
+            Policy::Backlog(10.0),
+            Policy::FusedAndBacklog(ScoreConfig::default(), 10.0),
+        ] {
+            let outcome = run(&policy, &model, &config, &job, 100.0, 1);
+            let replicas: Vec<u32> = outcome.rows.iter().map(|r| r.replicas).collect();
+            assert_eq!(replicas[150], 0, "{}: idle at zero", outcome.policy);
+            let peak = *replicas.iter().max().unwrap();
+            assert!(peak >= 3, "{}: woken, to {peak}", outcome.policy);
+            assert_eq!(
+                replicas.last(),
+                Some(&0),
+                "{}: back to zero",
+                outcome.policy
+            );
+            assert_eq!(
+                outcome.rejected, 0,
+                "{}: a queue rejects nothing",
+                outcome.policy
+            );
+            let finished = outcome.frames;
+            assert!((2_700..3_300).contains(&finished), "{finished}");
+        }
+        // The fused score alone cannot wake it: zero pods have no values.
+        let asleep = run(
+            &Policy::Fused(ScoreConfig::default()),
+            &model,
+            &config,
+            &job,
+            100.0,
+            1,
+        );
+        assert!(asleep.rows.iter().all(|r| r.replicas == 0));
+        assert!(
+            asleep.bad_frames_pct() > 99.0,
+            "{}",
+            asleep.bad_frames_pct()
+        );
+    }
+
+    #[test]
+    fn a_shared_queue_loses_nothing_when_pods_are_scaled_away() {
+        let model = WorkerModel {
+            shared_queue: true,
+            ..WorkerModel::default()
+        };
+        let outcome = run(
+            &Policy::FusedAndBacklog(ScoreConfig::default(), 10.0),
+            &model,
+            &config(900.0),
+            &step,
+            64.0,
+            1,
+        );
+        let (peak, end) = peak_and_end(&outcome);
+        assert!(peak >= 3 && end < peak, "{peak} → {end}");
+        assert_eq!(outcome.rejected, 0);
     }
 }

@@ -40,6 +40,11 @@ pub struct WorkerModel {
     pub window_s: f64,
     /// CPU utilization of a pod per unit of device duty (1: the CPU is the device).
     pub cpu_share: f64,
+    /// Frames wait in one shared, durable queue that pods pull from as they have free slots
+    /// (the worker's queue mode), instead of going to a pod at random: none is rejected, a
+    /// frame's latency is its wait plus its render, and a pod scaled away hands its frames
+    /// back. `queue` (per-pod places) is unused.
+    pub shared_queue: bool,
 }
 
 impl Default for WorkerModel {
@@ -56,6 +61,7 @@ impl Default for WorkerModel {
             startup_s: 10.0,
             window_s: 60.0,
             cpu_share: 0.3,
+            shared_queue: false,
         }
     }
 }
@@ -208,6 +214,8 @@ impl WindowCounts {
 }
 
 struct Running {
+    /// The frame's whole work, ms of solo rendering.
+    work: f64,
     /// Work left, ms of solo rendering.
     left: f64,
     arrived: f64,
@@ -420,6 +428,7 @@ impl Pod {
                 self.latency_window.record(self.clock, Some(latency_ms));
                 if let Some((arrived, work)) = self.queue.pop_front() {
                     self.running.push(Running {
+                        work,
                         left: work,
                         arrived,
                         started: self.clock,
@@ -434,6 +443,7 @@ impl Pod {
         self.advance(model, t, felt);
         if self.running.len() < model.slots {
             self.running.push(Running {
+                work: work_ms,
                 left: work_ms,
                 arrived: t,
                 started: t,
@@ -461,6 +471,46 @@ impl Pod {
             duty_pct: duty,
             cpu_pct: duty * model.cpu_share,
         }
+    }
+
+    /// Frames it renders now.
+    #[must_use]
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// When its next frame finishes (as the device is shared now), if it renders any.
+    #[must_use]
+    pub fn next_finish(&self, model: &WorkerModel) -> Option<f64> {
+        let rate = (model.parallelism / self.running.len() as f64).min(1.0);
+        let least = self.running.iter().map(|r| r.left).reduce(f64::min)?;
+        Some(self.clock + least / rate / 1000.0)
+    }
+
+    /// Shared-queue mode: a frame of `work_ms`, enqueued at `arrived`, taken at `t` into a
+    /// free slot (the pod is advanced to `t` first).
+    pub fn take(
+        &mut self,
+        model: &WorkerModel,
+        t: f64,
+        arrived: f64,
+        work_ms: f64,
+        felt: &mut Felt,
+    ) {
+        self.advance(model, t, felt);
+        self.running.push(Running {
+            work: work_ms,
+            left: work_ms,
+            arrived,
+            started: t,
+        });
+    }
+
+    /// Shared-queue mode: the frames it renders, `(enqueued, work)`, handed back to the queue
+    /// when it is removed (rendered again from the start by another pod).
+    #[must_use]
+    pub fn release(&self) -> Vec<(f64, f64)> {
+        self.running.iter().map(|r| (r.arrived, r.work)).collect()
     }
 
     /// Frames held (running and queued): lost when the pod is removed.

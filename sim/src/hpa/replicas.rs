@@ -189,18 +189,16 @@ pub fn value(
 }
 
 /// `type: Object` or `External`, target `AverageValue` (§3.3, §3.4): `usage` shared by
-/// `scale.status.replicas`.
+/// `scale.status.replicas`. At zero replicas (an HPA with `minReplicas: 0`) the ratio is
+/// infinite, or not a number for no usage, never within the tolerance: the proposal is
+/// `ceil(usage / target)`, as `GetObjectPerPodMetricReplicas` computes it — what wakes a
+/// Deployment scaled to zero.
 pub fn average_value(
     status_replicas: i32,
     usage_milli: i64,
     target_average_milli: i64,
     tolerance: Tolerance,
 ) -> Result<Proposal, MetricError> {
-    if status_replicas <= 0 {
-        return Err(MetricError(
-            "an AverageValue target needs at least one replica in the target's status".into(),
-        ));
-    }
     let ratio = usage_milli as f64 / (target_average_milli as f64 * f64::from(status_replicas));
     let replicas = if tolerance.within(ratio) {
         status_replicas
@@ -271,12 +269,21 @@ mod tests {
     }
 
     #[test]
+    fn an_average_value_at_zero_replicas_proposes_the_usage_over_the_target() {
+        // GetObjectPerPodMetricReplicas at statusReplicas 0 (minReplicas: 0): the ratio is
+        // +Inf (or NaN for no usage), never within the tolerance.
+        let waking = average_value(0, 25_000, 10_000, Tolerance::default()).unwrap();
+        assert_eq!(waking.replicas, 3);
+        let idle = average_value(0, 0, 10_000, Tolerance::default()).unwrap();
+        assert_eq!(idle.replicas, 0);
+    }
+
+    #[test]
     fn errors() {
         let none: BTreeMap<String, i64> = BTreeMap::new();
         assert!(pods_average_value(1, &[], none.clone(), 1, Tolerance::default()).is_err());
         assert!(pods_average_value(1, &running(1), none, 1, Tolerance::default()).is_err());
         assert!(value(2, 10, 1, &[], Tolerance::default()).is_err());
-        assert!(average_value(0, 10, 1, Tolerance::default()).is_err());
         assert!(external_usage(&[]).is_err());
         assert_eq!(external_usage(&[i64::MAX, 5]).unwrap(), i64::MAX);
     }
