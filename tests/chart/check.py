@@ -86,6 +86,11 @@ COMBINATIONS = {
                                                    "whenUnsatisfiable": "ScheduleAnyway",
                                                    "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "adapter"}}}]},
     },
+    "queue mode, the bundled Redis, scale to zero, NetworkPolicies": {
+        "queue": {"enabled": True, "scaleToZero": True, "backlogPerReplica": "20", "bundled": {"enabled": True}},
+        "networkPolicy": {"enabled": True, "queueFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "artists"}}}]},
+    },
+    "queue mode on your own Redis, its URL in a Secret": {"queue": {"enabled": True, "existingSecret": "render-queue"}},
     "an existing TLS Secret (GitOps)": {"adapter": {"tls": {"source": "existingSecret", "existingSecret": "adapter-tls",
                                                             "caBundle": base64.b64encode(b"-----BEGIN CERTIFICATE-----").decode()}}},
 }
@@ -235,8 +240,11 @@ def check_combination(chart, name, values, framescale):
         config = values.get("adapter", {}).get("metricsConfig", {})
         served = served_metrics(framescale, config)
         for metric in hpa["spec"]["metrics"]:
+            if metric["type"] == "Object":
+                continue
             check(metric["type"] == "Pods" and metric["pods"]["metric"]["name"] in served,
                   f"{name}: the HPA's metric {metric['pods']['metric']['name']} is one the adapter serves ({sorted(served)})")
+        check_queue_mode(name, values, by_kind, hpa)
         check(hpa["apiVersion"] == ("autoscaling/v2beta2" if "v2beta2" in json.dumps(values) else "autoscaling/v2"),
               f"{name}: HPA apiVersion {hpa['apiVersion']}")
     roles = {"adapter": flags_of(framescale, "adapter"), "exporter": flags_of(framescale, "exporter"), "worker": flags_of(framescale, "worker")}
@@ -245,6 +253,8 @@ def check_combination(chart, name, values, framescale):
             for container in workload["spec"]["template"]["spec"]["containers"]:
                 args = container["args"]
                 role = args[0]
+                if container["name"] == "redis":
+                    continue
                 for arg in args[1:]:
                     flag = arg.split("=")[0]
                     check(flag in roles[role], f"{name}: {workload['metadata']['name']} passes {flag}, which `framescale {role}` does not have")
@@ -260,6 +270,50 @@ def check_combination(chart, name, values, framescale):
     check_dashboards_and_rules(name, values, by_kind)
     check_production_review(name, values, by_kind)
     print(f"  {len(docs)} objects: {', '.join(sorted(set(kinds)))}")
+
+
+def check_queue_mode(name, values, by_kind, hpa):
+    """Queue mode: the workers and the adapter get the queue, the HPA the backlog as an Object
+    metric on the worker Deployment (minReplicas 0 only when asked), the bundled Redis keeps its
+    append-only file and only the workers, the adapter and queueFrom reach it."""
+    queue = values.get("queue", {})
+    enabled = queue.get("enabled", False)
+    worker = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-worker"))
+    adapter = next(d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-adapter"))
+    objects = [m for m in hpa["spec"]["metrics"] if m["type"] == "Object"]
+    check(len(objects) == (1 if enabled else 0), f"{name}: the backlog metric only in queue mode")
+    for metric in objects:
+        check(metric["object"]["metric"]["name"] == "render_backlog_frames"
+              and metric["object"]["describedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker["metadata"]["name"]}
+              and metric["object"]["target"] == {"type": "AverageValue", "averageValue": queue.get("backlogPerReplica", "10")},
+              f"{name}: the HPA reads render_backlog_frames on the worker Deployment per replica: {metric}")
+    expected_min = 0 if enabled and queue.get("scaleToZero") else values.get("worker", {}).get("hpa", {}).get("minReplicas", 1)
+    check(hpa["spec"]["minReplicas"] == expected_min, f"{name}: minReplicas {hpa['spec']['minReplicas']}, expected {expected_min}")
+    for workload in (worker, adapter):
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container.get("env", [])}
+        check(("FRAMESCALE_QUEUE_URL" in env) == enabled, f"{name}: {workload['metadata']['name']} gets the queue's URL only in queue mode")
+        if enabled and queue.get("existingSecret"):
+            check(env["FRAMESCALE_QUEUE_URL"].get("valueFrom", {}).get("secretKeyRef", {}).get("name") == queue["existingSecret"],
+                  f"{name}: the URL comes from the Secret, never written in the manifest")
+    adapter_args = adapter["spec"]["template"]["spec"]["containers"][0]["args"]
+    check(any(a.startswith("--backlog-deployment=") and a.endswith(worker["metadata"]["name"]) for a in adapter_args) == enabled,
+          f"{name}: the adapter serves the worker Deployment's backlog only in queue mode")
+    bundled = enabled and queue.get("bundled", {}).get("enabled", False)
+    redis = [d for d in by_kind["Deployment"] if d["metadata"]["name"].endswith("-queue")]
+    check(len(redis) == (1 if bundled else 0), f"{name}: the bundled Redis only when asked for")
+    for deployment in redis:
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        check(args[args.index("--appendonly") + 1] == "yes", f"{name}: the bundled Redis keeps its append-only file")
+        check(deployment["spec"]["strategy"]["type"] == "Recreate", f"{name}: one Redis at a time on the file")
+        url = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}["FRAMESCALE_QUEUE_URL"]["value"]
+        check(url == f"redis://{deployment['metadata']['name']}.{NAMESPACE}.svc:6379/0", f"{name}: the workers reach the bundled Redis: {url}")
+        if values.get("networkPolicy", {}).get("enabled"):
+            policy = next(p for p in by_kind["NetworkPolicy"] if p["metadata"]["name"] == deployment["metadata"]["name"])
+            peers = policy["spec"]["ingress"][0]["from"]
+            components = [p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") for p in peers]
+            check(components[:2] == ["worker", "adapter"] and peers[2:] == values["networkPolicy"].get("queueFrom", []),
+                  f"{name}: only the workers, the adapter and queueFrom reach the queue: {peers}")
 
 
 def pod_templates(by_kind):
@@ -379,7 +433,7 @@ def check_production_review(name, values, by_kind):
                       for p in peers), f"{name}: the adapter may scrape the exporters")
             pushers = values.get("networkPolicy", {}).get("pushFrom", []) if values.get("exporter", {}).get("push", {}).get("enabled") else []
             check(all(p in peers for p in pushers) and len(peers) == 2 + len(pushers), f"{name}: the exporter's port admits only the adapter, Prometheus and pushFrom")
-        else:
+        elif policy["metadata"]["name"].endswith("-adapter"):
             cidrs = values.get("networkPolicy", {}).get("controlPlaneCIDRs", [])
             https = next(r for r in rules if r["ports"][0]["port"] == "https")
             check([p["ipBlock"]["cidr"] for p in https.get("from", [])] == cidrs, f"{name}: the adapter's HTTPS port admits the control plane")
@@ -430,6 +484,9 @@ def main():
         ({"adapter": {"podDisruptionBudget": {"maxUnavailable": 0}}}, "maxUnavailable"),
         ({"image": {"digest": "latest"}}, "does not match pattern"),
         ({"listenAddress": "localhost"}, "does not match pattern"),
+        ({"queue": {"url": "http://redis:6379"}}, "does not match pattern"),
+        ({"queue": {"backlogPerReplica": "10 frames"}}, "does not match pattern"),
+        ({"worker": {"hpa": {"minReplicas": 0}}}, "minimum"),
     ]:
         try:
             chart.validate_schema(bad)
@@ -442,6 +499,7 @@ def main():
         ({"worker": {"hpa": {"minReplicas": 5, "maxReplicas": 2}}}, "is above worker.hpa.maxReplicas"),
         ({"adapter": {"replicas": 2, "metricsConfig": {"score": {"holds": {"both": "10s"}}}}}, "keeps on its own"),
         ({"adapter": {"tls": {"source": "existingSecret", "existingSecret": "adapter-tls"}}}, "needs adapter.tls.existingSecret"),
+        ({"queue": {"enabled": True}}, "queue.enabled needs queue.url, queue.existingSecret or queue.bundled.enabled"),
     ]:
         try:
             chart.render(bad, name="fs", namespace=NAMESPACE)

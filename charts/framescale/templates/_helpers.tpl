@@ -77,6 +77,27 @@ topologySpreadConstraints:
 {{- define "framescale.adapter" -}}{{ include "framescale.fullname" . }}-adapter{{- end -}}
 {{- define "framescale.exporter" -}}{{ include "framescale.fullname" . }}-exporter{{- end -}}
 {{- define "framescale.worker" -}}{{ include "framescale.fullname" . }}-worker{{- end -}}
+{{- define "framescale.queue" -}}{{ include "framescale.fullname" . }}-queue{{- end -}}
+
+{{/* Queue mode's environment for the worker and the adapter: the queue's URL and stream. */}}
+{{- define "framescale.queueEnv" -}}
+{{- $queue := .Values.queue -}}
+- name: FRAMESCALE_QUEUE_URL
+{{- if $queue.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $queue.existingSecret }}
+      key: {{ $queue.existingSecretKey }}
+{{- else if $queue.url }}
+  value: {{ $queue.url | quote }}
+{{- else if $queue.bundled.enabled }}
+  value: {{ printf "redis://%s.%s.svc:%v/0" (include "framescale.queue" .) .Release.Namespace $queue.bundled.port | quote }}
+{{- else }}
+{{- fail "queue.enabled needs queue.url, queue.existingSecret or queue.bundled.enabled" }}
+{{- end }}
+- name: FRAMESCALE_QUEUE_STREAM
+  value: {{ $queue.stream | quote }}
+{{- end -}}
 
 {{/* The serving certificate's DNS names: the adapter Service's. */}}
 {{- define "framescale.adapterDNSNames" -}}
