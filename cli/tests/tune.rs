@@ -258,3 +258,41 @@ fn bad_flags_are_named() {
         assert!(stderr.contains(want), "{flag}: {stderr}");
     }
 }
+
+/// The replica-hours column of the table row that starts with `policy`.
+fn replica_hours(stdout: &str, load: usize, policy: &str) -> f64 {
+    let table = stdout.split("\nload: ").nth(load).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(policy))
+        .unwrap_or_else(|| panic!("{policy}:\n{table}"));
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    cells[5].parse().unwrap_or_else(|_| panic!("{row}"))
+}
+
+#[test]
+fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod() {
+    let (ok, stdout, stderr) = tune(&["--shared-queue", "--duration=10m", "--slo-ms=30000"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout.matches("\nload: ").count(), 2, "{stdout}");
+    for load in 1..=2 {
+        let backlog = replica_hours(&stdout, load, "backlog only (10 frames/replica), min 0");
+        let fused = replica_hours(&stdout, load, "fused + backlog (10 frames/replica), min 0");
+        let warm = replica_hours(&stdout, load, "fused + backlog (10 frames/replica), min 1");
+        // An idle farm at zero costs less than one kept warm.
+        assert!(
+            backlog < warm && fused < warm,
+            "{backlog} {fused} {warm}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("none is rejected"), "{stdout}");
+    let (ok, _, stderr) = tune(&["--shared-queue", "--backlog-per-replica=0"]);
+    assert!(
+        !ok && stderr.contains("--backlog-per-replica must be above 0"),
+        "{stderr}"
+    );
+}
