@@ -5,9 +5,9 @@ use std::ops::RangeInclusive;
 
 /// Most frames one job may hold.
 pub const MAX_FRAMES: u64 = 1_000_000;
-/// Largest width or height accepted (the worker's own bound).
+/// Largest width or height a worker accepts.
 pub const MAX_SIDE: u32 = 4096;
-/// Most samples per pixel accepted (the worker's own bound).
+/// Most samples per pixel a worker accepts.
 pub const MAX_SAMPLES: u32 = 4096;
 
 /// What `framescale submit` asks for.
@@ -77,6 +77,25 @@ pub fn is_scene_name(scene: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Checks what one frame asks for: the scene's name, the size and the samples, within the bounds
+/// every worker accepts (the worker's HTTP API checks its requests with this too).
+pub fn check_frame(scene: &str, width: u32, height: u32, samples: u32) -> Result<(), JobError> {
+    if !is_scene_name(scene) {
+        return Err(JobError::SceneName(scene.to_owned()));
+    }
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(JobError::OutOfBounds(format!(
+            "width and height must be between 1 and {MAX_SIDE}, not {width}×{height}"
+        )));
+    }
+    if !(1..=MAX_SAMPLES).contains(&samples) {
+        return Err(JobError::OutOfBounds(format!(
+            "samples must be between 1 and {MAX_SAMPLES}, not {samples}"
+        )));
+    }
+    Ok(())
+}
+
 /// `FIRST..LAST` (both included) or one frame number.
 pub fn parse_range(text: &str) -> Result<RangeInclusive<u64>, JobError> {
     let syntax = || JobError::RangeSyntax(text.to_owned());
@@ -99,9 +118,7 @@ impl JobSpec {
     /// Checks the scene's name, the range, sizes and samples (not whether a worker knows the
     /// scene: [`crate::Queue::check_scene`]).
     pub fn validate(&self) -> Result<(), JobError> {
-        if !is_scene_name(&self.scene) {
-            return Err(JobError::SceneName(self.scene.clone()));
-        }
+        check_frame(&self.scene, self.width, self.height, self.samples)?;
         let (first, last) = (*self.frames.start(), *self.frames.end());
         if first > last {
             return Err(JobError::EmptyRange { first, last });
@@ -109,18 +126,6 @@ impl JobSpec {
         let count = self.frame_count();
         if count > MAX_FRAMES {
             return Err(JobError::TooManyFrames { first, last, count });
-        }
-        if !(1..=MAX_SIDE).contains(&self.width) || !(1..=MAX_SIDE).contains(&self.height) {
-            return Err(JobError::OutOfBounds(format!(
-                "width and height must be between 1 and {MAX_SIDE}, not {}×{}",
-                self.width, self.height
-            )));
-        }
-        if !(1..=MAX_SAMPLES).contains(&self.samples) {
-            return Err(JobError::OutOfBounds(format!(
-                "samples must be between 1 and {MAX_SAMPLES}, not {}",
-                self.samples
-            )));
         }
         Ok(())
     }

@@ -409,28 +409,6 @@ impl Queue {
             .map_err(|e| self.unavailable(&e))
     }
 
-    /// Hands `ids` back at once: marked idle for longer than any claim time, so the next
-    /// worker that looks reclaims them (a worker stopping with frames it will not render).
-    pub async fn release(&self, consumer: &str, ids: &[String]) -> Result<(), QueueError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut connection = self.connection().await?;
-        redis::cmd("XCLAIM")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("IDLE")
-            .arg(u64::from(u32::MAX))
-            .arg("JUSTID")
-            .query_async::<Value>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(|e| self.unavailable(&e))
-    }
-
     /// Marks the frame of `delivery` done: `true` the first time, `false` for a duplicate.
     pub async fn complete(&self, id: &str, frame: &FrameMessage) -> Result<bool, QueueError> {
         let mut connection = self.connection().await?;

@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Largest width or height accepted.
-pub const MAX_SIDE: u32 = 4096;
-/// Most samples per pixel accepted.
-pub const MAX_SAMPLES: u32 = 4096;
+pub use framescale_queue::job::{MAX_SAMPLES, MAX_SIDE};
 
 /// A request for one frame (`POST /v1/render` body, JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -62,30 +59,8 @@ impl FrameRequest {
     /// backend's to say. A scene name is a file name, never a path: letters, digits, `-`, `_`
     /// and `.`, not starting with a dot.
     pub fn validate(&self) -> Result<(), RenderError> {
-        let scene = &self.scene;
-        let name_ok = !scene.is_empty()
-            && !scene.starts_with('.')
-            && scene
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !name_ok {
-            return Err(RenderError::BadRequest(format!(
-                "scene {scene:?} is not a scene name (letters, digits, '-', '_', '.')"
-            )));
-        }
-        if !(1..=MAX_SIDE).contains(&self.width) || !(1..=MAX_SIDE).contains(&self.height) {
-            return Err(RenderError::BadRequest(format!(
-                "width and height must be between 1 and {MAX_SIDE}, not {}×{}",
-                self.width, self.height
-            )));
-        }
-        if !(1..=MAX_SAMPLES).contains(&self.samples) {
-            return Err(RenderError::BadRequest(format!(
-                "samples must be between 1 and {MAX_SAMPLES}, not {}",
-                self.samples
-            )));
-        }
-        Ok(())
+        framescale_queue::job::check_frame(&self.scene, self.width, self.height, self.samples)
+            .map_err(|e| RenderError::BadRequest(e.to_string()))
     }
 }
 

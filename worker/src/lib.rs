@@ -61,19 +61,25 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
+/// The listener on `listen`, and the address it got.
+async fn bind(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    Ok((listener, addr))
+}
+
 /// Serves until `shutdown` resolves, then stops accepting, finishes every admitted frame and
 /// returns.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(Error::Serve)?;
+    let (listener, addr) = bind(config.listen).await?;
     let worker = Arc::new(Worker::new(
         Arc::new(config.backend.clone()),
         config.slots,
@@ -104,13 +110,7 @@ pub async fn run_pulling(
     mode: QueueMode,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(Error::Serve)?;
+    let (listener, addr) = bind(config.listen).await?;
     // Only its draining flag is used: /readyz turns 503 on shutdown.
     let health = Arc::new(Worker::new(Arc::new(config.backend.clone()), 1, 0));
     let scenes = config.backend.scenes();
