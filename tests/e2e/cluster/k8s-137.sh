@@ -9,9 +9,12 @@
 # `failCgroupV1: false`, against Debian's containerd 1.6. Pod Security is enforced (1.37's
 # default admission); the e2e labels the release's namespace restricted and the exporter's
 # privileged, runs `framescale doctor` healthy and with the adapter gone for a minute, and stops
-# everything whatever happens.
+# everything whatever happens. Then tests/e2e/queue.py: queue mode with the bundled Redis (an image
+# of Debian's redis-server, scripts/build-images --redis), scale to zero and back (HPAScaleToZero
+# is on by default in 1.37), a queue outage and a killed render pod in the middle of a job.
 #
 #   tests/e2e/cluster/k8s-137.sh /path/to/k8s-local      # as root, the harness built (build.sh)
+#   QUEUE_ONLY=1 tests/e2e/cluster/k8s-137.sh /path/to/k8s-local   # queue.py only
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 harness=$(cd "${1:?give the k8s-local harness directory (with node.sh)}" && pwd)
@@ -24,7 +27,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 say() { echo "k8s-137 [$SECONDS s]: $*" >&2; }
 
 tests/e2e/cluster/build-kubernetes.sh
-./scripts/build-images
+./scripts/build-images --redis
 cargo build --release -p framescale --locked
 
 "$harness/node.sh" up
@@ -44,6 +47,7 @@ stop() {
 }
 trap stop EXIT
 "$harness/node.sh" load-image target/images/framescale.oci.tar
+"$harness/node.sh" load-image target/images/framescale-redis.oci.tar
 # The 1.20 components go; containerd and the node's network stay.
 for c in proxy kubelet scheduler kcm apiserver etcd; do
   [ -f "$K8S_RUN/$c.pid" ] && kill "$(cat "$K8S_RUN/$c.pid")" 2>/dev/null || true
@@ -92,5 +96,10 @@ for _ in $(seq 120); do
   sleep 1
 done
 say "$($kubectl get nodes --no-headers -o wide 2>&1 | head -1)"
-"$python" tests/e2e/e2e.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$B/kubectl" \
-  --image "localhost/framescale:$version" --pull-policy Never --check-owner --doctor target/release/framescale "${@:2}"
+if [ "${QUEUE_ONLY:-}" != 1 ]; then
+  "$python" tests/e2e/e2e.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$B/kubectl" \
+    --image "localhost/framescale:$version" --pull-policy Never --check-owner --doctor target/release/framescale "${@:2}"
+fi
+"$python" tests/e2e/queue.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$B/kubectl" \
+  --image "localhost/framescale:$version" --redis-image localhost/framescale-redis:bookworm --pull-policy Never \
+  --framescale target/release/framescale
