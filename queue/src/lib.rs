@@ -45,6 +45,8 @@ pub use crate::message::{FrameMessage, Malformed};
 pub const DEFAULT_STREAM: &str = "framescale:frames";
 /// The consumer group of the render workers.
 pub const GROUP: &str = "render";
+/// The longest a blocking read waits ([`Queue::take`]).
+pub const MAX_BLOCK: Duration = Duration::from_secs(10);
 /// Frames written per round trip by [`Queue::submit`].
 const SUBMIT_BATCH: usize = 1_000;
 
@@ -125,6 +127,9 @@ pub struct Queue {
     stream: String,
     timeout: Duration,
     commands: Mutex<Option<ConnectionManager>>,
+    /// The connection of blocking reads, kept between them (a blocked connection answers nothing
+    /// else); dropped after an error, made again at the next read.
+    reads: Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -167,6 +172,7 @@ impl Queue {
             stream: stream.to_owned(),
             timeout,
             commands: Mutex::new(None),
+            reads: Mutex::new(None),
         })
     }
 
@@ -231,15 +237,11 @@ impl Queue {
         }
     }
 
-    /// A separate connection for a blocking read (a blocked connection answers nothing else),
-    /// with room for `block` in its answer time.
-    async fn blocking_connection(
-        &self,
-        block: Duration,
-    ) -> Result<redis::aio::MultiplexedConnection, QueueError> {
+    /// A new connection for blocking reads, with room for [`MAX_BLOCK`] in its answer time.
+    async fn reading_connection(&self) -> Result<redis::aio::MultiplexedConnection, QueueError> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout + block));
+            .set_response_timeout(Some(self.timeout + MAX_BLOCK));
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -337,8 +339,8 @@ impl Queue {
         Ok(job)
     }
 
-    /// Up to `count` frames no consumer has had yet, for `consumer`, waiting up to `block` for
-    /// the first.
+    /// Up to `count` frames no consumer has had yet, for `consumer`, waiting up to `block`
+    /// (at most [`MAX_BLOCK`]) for the first. Reads one at a time.
     pub async fn take(
         &self,
         consumer: &str,
@@ -347,15 +349,20 @@ impl Queue {
     ) -> Result<Vec<Delivery>, QueueError> {
         // The group exists before any blocking read.
         self.connection().await?;
-        let mut connection = self.blocking_connection(block).await?;
+        let mut slot = self.reads.lock().await;
+        let mut connection = match slot.take() {
+            Some(connection) => connection,
+            None => self.reading_connection().await?,
+        };
         let options = redis::streams::StreamReadOptions::default()
             .group(GROUP, consumer)
             .count(count.max(1))
-            .block(block.as_millis() as usize);
+            .block(block.min(MAX_BLOCK).as_millis() as usize);
         let reply: Option<StreamReadReply> = connection
             .xread_options(&[&self.stream], &[">"], &options)
             .await
             .map_err(|e| self.unavailable(&e))?;
+        *slot = Some(connection);
         Ok(reply
             .into_iter()
             .flat_map(|r| r.keys)
