@@ -154,9 +154,10 @@ def check_exporter_restart(cluster, namespace, values):
 
 
 def check_doctor_and_adapter_outage(cluster, args, prefix, get_hpa):
-    """`framescale doctor` on the healthy HPA, then with every adapter pod gone for a minute: the
-    APIService goes unavailable, the HPA keeps its replicas (no scale to the minimum), doctor
-    fails naming the APIService, and all comes back when the adapter does."""
+    """`framescale doctor` on the healthy HPA, then, under load with the HPA above its minimum,
+    every adapter pod gone for a minute: the APIService goes unavailable, the HPA keeps its
+    replicas (no scale to the minimum), doctor fails naming the APIService, and all comes back
+    when the adapter does."""
     failures = []
     env = {**os.environ, "KUBECONFIG": args.kubeconfig}
 
@@ -167,7 +168,10 @@ def check_doctor_and_adapter_outage(cluster, args, prefix, get_hpa):
 
     code, failing, text = wait("doctor to find the HPA healthy", 60, lambda: (lambda r: r if r[0] == 0 else None)(doctor()))
     say(f"doctor on the healthy HPA: exit {code}")
-    before = get_hpa()["status"].get("desiredReplicas")
+    hpa = get_hpa()
+    before, minimum = hpa["status"].get("desiredReplicas"), hpa["spec"].get("minReplicas", 1)
+    if not before or before <= minimum:
+        failures.append(f"the outage must start with the HPA above its minimum ({minimum}); it wants {before}")
     cluster.kubectl("-n", args.namespace, "scale", "deployment", f"{prefix}-adapter", "--replicas=0")
     say(f"adapter scaled to 0 (the HPA wants {before})")
     wait("the APIService to go unavailable", 90, lambda: not available(cluster, "v1beta2.custom.metrics.k8s.io"))
@@ -200,8 +204,9 @@ def main():
     parser.add_argument("--pull-policy", default="IfNotPresent")
     parser.add_argument("--load-seconds", type=int, default=150)
     parser.add_argument("--keep", action="store_true", help="leave the release installed")
-    parser.add_argument("--doctor", help="a framescale binary: run `framescale doctor` on the healthy HPA (exit 0), then "
-                                         "with the adapter gone for a minute (the HPA holds; doctor exits non-zero saying why)")
+    parser.add_argument("--doctor", help="a framescale binary: run `framescale doctor` on the healthy HPA (exit 0), then, "
+                                         "under load, with the adapter gone for a minute (the HPA holds above its minimum; "
+                                         "doctor exits non-zero saying why); give --load-seconds 330 or more")
     parser.add_argument("--server-side", action="store_true", help="install with server-side apply (Kubernetes 1.22 and newer)")
     parser.add_argument("--check-owner", action="store_true",
                         help="first check that the install refuses an APIService another adapter holds, then take it over "
@@ -335,6 +340,10 @@ def main():
                 failures.append(f"the API server did not keep the HPA's tolerance: {kept}")
         up = wait("the HPA to scale the worker up", args.load_seconds, lambda: replicas()[1] > 1 and replicas(), every=3)
         say(f"scaled up to {up} (current, desired), {time.time() - loaded:.0f}s after the load started")
+        if args.doctor:
+            # Under load, above the minimum: an outage must not take the workers down with it.
+            failures.extend(check_doctor_and_adapter_outage(cluster, args, prefix, get_hpa))
+            say(f"the outage ended {time.time() - loaded:.0f}s into the load")
         remaining = args.load_seconds - (time.time() - loaded)
         if remaining > 0:
             time.sleep(remaining)
@@ -358,8 +367,6 @@ def main():
         if len(rescaled) < 2:
             failures.append(f"expected a rescale up and one down, saw {rescaled}")
         failures.extend(check_exporter_restart(cluster, args.exporter_namespace, values))
-        if args.doctor:
-            failures.extend(check_doctor_and_adapter_outage(cluster, args, prefix, get_hpa))
     finally:
         if not args.keep:
             cluster.kubectl("-n", args.namespace, "delete", "job", "framescale-e2e-load", "--ignore-not-found", check=False)

@@ -98,7 +98,8 @@ done
 say "$($kubectl get nodes --no-headers -o wide 2>&1 | head -1)"
 if [ "${QUEUE_ONLY:-}" != 1 ]; then
   "$python" tests/e2e/e2e.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$B/kubectl" \
-    --image "localhost/framescale:$version" --pull-policy Never --check-owner --doctor target/release/framescale "${@:2}"
+    --image "localhost/framescale:$version" --pull-policy Never --check-owner --doctor target/release/framescale \
+    --load-seconds 330 "${@:2}"
 fi
 "$python" tests/e2e/queue.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$B/kubectl" \
   --image "localhost/framescale:$version" --redis-image localhost/framescale-redis:bookworm --pull-policy Never \
