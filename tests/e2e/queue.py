@@ -50,6 +50,8 @@ def main():
     parser.add_argument("--framescale", required=True, help="a framescale binary on this machine (submit)")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--no-cluster-dns", action="store_true",
+                        help="the cluster has no DNS: point the workers and the adapter at the queue's cluster IP")
     args = parser.parse_args()
     cluster = Cluster(args.kubeconfig, args.kubectl)
     server = json.loads(cluster.kubectl("version", "-o", "json"))["serverVersion"]
@@ -104,6 +106,12 @@ def main():
         wait("the bundled Redis ready", 180, lambda: cluster.json("-n", args.namespace, "get", "deployment", f"{prefix}-queue")["status"].get("readyReplicas", 0) >= 1)
         redis_ip = cluster.json("-n", args.namespace, "get", "service", f"{prefix}-queue")["spec"]["clusterIP"]
         url = f"redis://{redis_ip}:6379/0"
+        if args.no_cluster_dns:
+            # The chart names the bundled Redis by its Service's DNS name; a cluster without DNS
+            # (the repository's one-node harness) gets its cluster IP instead.
+            for deployment in (worker, f"{prefix}-adapter"):
+                cluster.kubectl("-n", args.namespace, "set", "env", f"deployment/{deployment}", f"FRAMESCALE_QUEUE_URL={url}")
+                cluster.kubectl("-n", args.namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=180s")
         say(f"the queue: {url}")
         idle = time.time()
         wait("the HPA to take the idle workers to 0 pods", 300, lambda: hpa()["status"].get("desiredReplicas") == 0 and deployment_replicas()[0] == 0, every=3)

@@ -103,4 +103,4 @@ if [ "${QUEUE_ONLY:-}" != 1 ]; then
 fi
 "$python" tests/e2e/queue.py --kubeconfig "$K8S_RUN/admin.kubeconfig" --kubectl "$B/kubectl" \
   --image "localhost/framescale:$version" --redis-image localhost/framescale-redis:bookworm --pull-policy Never \
-  --framescale target/release/framescale
+  --framescale target/release/framescale --no-cluster-dns
