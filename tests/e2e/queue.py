@@ -69,7 +69,9 @@ def main():
             "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
             "scaleDown": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
         }}},
-        "queue": {"enabled": True, "scaleToZero": True, "backlogPerReplica": "50", "claimAfter": "20s",
+        # The backlog alone: the fused score of an idle worker on the CPU source reads 1m (its
+        # poll loop's CPU), which keeps one pod (docs/queue.md); an idle GPU reads 0.
+        "queue": {"enabled": True, "scaleToZero": True, "withScore": False, "backlogPerReplica": "50", "claimAfter": "20s",
                   "bundled": {"enabled": True, "image": args.redis_image, "persistence": {"enabled": False}}},
     }
     for ns, level in ((args.namespace, "restricted"), (exporter_ns, "privileged")):
