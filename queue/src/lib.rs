@@ -17,10 +17,11 @@
 //! | `S:jobs` | counter | the last job number |
 //! | `S:job:J` | hash | job `J`: scene, first, last, total, size, samples, submitted_ms, duplicates |
 //! | `S:job:J:done`, `S:job:J:failed` | sets | the frames of job `J` done, and failed |
+//! | `S:job:J:by` | hash | which render completed each done frame (a completion sent again is not a duplicate) |
 //! | `S:scenes` | set | the scenes the workers render (each adds its own at start) |
 //!
 //! At least once: a worker reads a frame (`XREADGROUP`), renders it and completes it in one
-//! script (add to the done set, `XACK`, `XDEL`). A frame held longer than the claim time by a
+//! script (record who rendered it, add it to the done set, `XACK`, `XDEL`). A frame held longer than the claim time by a
 //! consumer that stopped renewing it (a pod killed, scaled away, partitioned) is claimed by
 //! another (`XAUTOCLAIM`); a frame done twice is counted in the job's `duplicates`, never
 //! twice in its done set.
@@ -141,15 +142,36 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-/// The completion script: a frame done once is added to its job's done set, acknowledged and
-/// deleted from the stream, atomically; done again, it counts as a duplicate.
+/// The completion script: a frame done once is added to its job's done set (with the render
+/// that did it), acknowledged and deleted from the stream, atomically. Done again by another
+/// render, it counts as a duplicate; the same render's completion sent again (a client that
+/// timed out while Redis ran it) counts nothing. Returns 1, 0 or 2 for these.
 const COMPLETE: &str = r"
-local added = redis.call('SADD', KEYS[2], ARGV[2])
-if added == 0 then redis.call('HINCRBY', KEYS[3], 'duplicates', 1) end
+local first = redis.call('HSETNX', KEYS[4], ARGV[2], ARGV[4])
+local result = 1
+if first == 1 then
+  redis.call('SADD', KEYS[2], ARGV[2])
+elseif redis.call('HGET', KEYS[4], ARGV[2]) == ARGV[4] then
+  result = 2
+else
+  redis.call('HINCRBY', KEYS[3], 'duplicates', 1)
+  result = 0
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-return added
+return result
 ";
+
+/// What completing a rendered frame found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The frame's first completion.
+    First,
+    /// Another render had done the frame already: counted as a duplicate.
+    Duplicate,
+    /// This render's completion had already been made (sent again after a timeout).
+    Again,
+}
 
 impl Queue {
     /// A queue on the Redis at `url` (`redis://host:6379/0`; `rediss://` for TLS), stream
@@ -416,20 +438,32 @@ impl Queue {
             .map_err(|e| self.unavailable(&e))
     }
 
-    /// Marks the frame of `delivery` done: `true` the first time, `false` for a duplicate.
-    pub async fn complete(&self, id: &str, frame: &FrameMessage) -> Result<bool, QueueError> {
+    /// Marks the frame of entry `id` done by `render` (a name unique to this render of it: the
+    /// consumer and a sequence number); safe to send again after a timeout.
+    pub async fn complete(
+        &self,
+        id: &str,
+        frame: &FrameMessage,
+        render: &str,
+    ) -> Result<Completion, QueueError> {
         let mut connection = self.connection().await?;
-        let added: i64 = redis::Script::new(COMPLETE)
+        let result: i64 = redis::Script::new(COMPLETE)
             .key(&self.stream)
             .key(self.key(&format!("job:{}:done", frame.job)))
             .key(self.job_key(&frame.job))
+            .key(self.key(&format!("job:{}:by", frame.job)))
             .arg(GROUP)
             .arg(frame.frame)
             .arg(id)
+            .arg(render)
             .invoke_async(&mut connection)
             .await
             .map_err(|e| self.unavailable(&e))?;
-        Ok(added == 1)
+        Ok(match result {
+            1 => Completion::First,
+            2 => Completion::Again,
+            _ => Completion::Duplicate,
+        })
     }
 
     /// Moves `delivery` aside to the dead-letter stream with `reason` (and, for a frame whose

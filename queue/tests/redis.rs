@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use framescale_queue::testing::RedisServer;
-use framescale_queue::{Backlog, JobError, JobSpec, Progress, Queue, QueueError};
+use framescale_queue::{Backlog, Completion, JobError, JobSpec, Progress, Queue, QueueError};
 
 const NOW_MS: u64 = 1_764_000_000_000;
 
@@ -60,11 +60,22 @@ async fn each_frame_is_delivered_once_and_done_once() {
     assert_eq!(frames.len(), 2500);
     assert_eq!(queue.backlog().await.unwrap().in_flight, 2500);
     for (entry, frame) in &frames {
-        assert!(queue.complete(entry, frame).await.unwrap());
+        assert_eq!(
+            queue.complete(entry, frame, "a/1").await.unwrap(),
+            Completion::First
+        );
     }
-    // Completing again (a frame rendered twice) is a duplicate, never a second done frame.
+    // The same render's completion sent again (after a timeout) counts nothing; another render
+    // of a done frame is a duplicate, never a second done frame.
     let (entry, frame) = &frames[0];
-    assert!(!queue.complete(entry, frame).await.unwrap());
+    assert_eq!(
+        queue.complete(entry, frame, "a/1").await.unwrap(),
+        Completion::Again
+    );
+    assert_eq!(
+        queue.complete(entry, frame, "b/7").await.unwrap(),
+        Completion::Duplicate
+    );
     assert_eq!(
         queue.progress(&id).await.unwrap(),
         Progress {
@@ -104,11 +115,16 @@ async fn frames_of_a_consumer_that_stopped_are_reclaimed_and_renewed_ones_kept()
     // Both render the reclaimed frames: one is done, the other a duplicate.
     for delivery in &reclaimed {
         let frame = delivery.message.as_ref().unwrap();
-        assert!(queue.complete(&delivery.id, frame).await.unwrap());
+        let done = queue
+            .complete(&delivery.id, frame, "other/1")
+            .await
+            .unwrap();
+        assert_eq!(done, Completion::First);
     }
     for delivery in &held {
         let frame = delivery.message.as_ref().unwrap();
-        assert!(!queue.complete(&delivery.id, frame).await.unwrap());
+        let done = queue.complete(&delivery.id, frame, "gone/1").await.unwrap();
+        assert_eq!(done, Completion::Duplicate);
     }
     // Renewed frames stay with their holder, however long they render.
     let mut cursor = "0-0".to_owned();

@@ -12,8 +12,8 @@ queue.scaleToZero, and then, with a timeline:
    times out, nothing is lost): the backlog metric answers 503, never 0, and the HPA never wants
    0 pods meanwhile; the workers resume;
 4. a render pod force-deleted (no SIGTERM) in the middle of the job: its frame is reclaimed;
-5. the job finishes with every frame done exactly once (duplicates counted, at most the frames the
-   deleted pod held), and the HPA takes the Deployment back to 0.
+5. the job finishes with every frame done exactly once (duplicates counted, at most the frames in
+   flight at the pause and at the kill), and the HPA takes the Deployment back to 0.
 
     python3 tests/e2e/queue.py --kubeconfig K --image localhost/framescale:0.1.0 \\
         --redis-image localhost/framescale-redis:bookworm --framescale target/release/framescale
@@ -151,6 +151,7 @@ def main():
 
         wait("a third of the frames done, on more than one pod", 600, lambda: done() >= args.frames // 3 and deployment_replicas()[1] >= 2, every=2)
         say(f"replicas {deployment_replicas()}, HPA {hpa()['status'].get('currentMetrics')}")
+        in_flight = int((redis("XPENDING", STREAM, "render").splitlines() or ["0"])[0] or 0)
         paused = time.time()
         redis("CLIENT", "PAUSE", "30000", "ALL")
         say("the queue paused for 30 s (CLIENT PAUSE 30000 ALL: every client times out)")
@@ -187,8 +188,12 @@ def main():
             say(f"job: {ok} done, {failed} failed, {duplicates} duplicates in {seconds:.0f}s")
             if (ok, failed) != (args.frames, 0):
                 failures.append(f"{ok} done and {failed} failed of {args.frames}")
-            if duplicates > 1:
-                failures.append(f"{duplicates} duplicates: more than the one frame the deleted pod held")
+            # A frame in flight when the queue paused for longer than the claim time may be
+            # reclaimed while its holder waits to complete it: rendered twice, counted.
+            bound = in_flight + 1
+            say(f"duplicates bound: {in_flight} frames in flight at the pause + 1 held by the deleted pod = {bound}")
+            if duplicates > bound:
+                failures.append(f"{duplicates} duplicates: more than the frames in flight at the pause and the kill ({bound})")
         ended = time.time()
         wait("the HPA to take the workers back to 0", 300, lambda: hpa()["status"].get("desiredReplicas") == 0 and deployment_replicas()[0] == 0, every=3)
         say(f"back to 0 pods {time.time() - ended:.0f}s after the job finished (scale-down window 30 s)")

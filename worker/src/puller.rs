@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use framescale_queue::{Delivery, FrameMessage, Queue};
+use framescale_queue::{Completion, Delivery, FrameMessage, Queue};
 use tokio::sync::{Semaphore, watch};
 
 use crate::frame::{FrameRequest, RenderError, Renderer};
@@ -93,6 +93,7 @@ pub async fn pull(
     let mut cursor = "0-0".to_owned();
     let mut last_scan = None::<Instant>;
     let mut unavailable_since = None::<Instant>;
+    let mut renders = 0_u64;
     while !*stop.borrow() {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit,
@@ -148,6 +149,8 @@ pub async fn pull(
         held.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(delivery.id.clone());
+        renders += 1;
+        let render = format!("{}/{renders}", config.consumer);
         let (queue, renderer, counts, held) = (
             queue.clone(),
             renderer.clone(),
@@ -155,7 +158,7 @@ pub async fn pull(
             held.clone(),
         );
         tokio::spawn(async move {
-            handle(&queue, renderer, &counts, &delivery).await;
+            handle(&queue, renderer, &counts, &delivery, &render).await;
             held.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&delivery.id);
@@ -185,11 +188,14 @@ async fn renew(queue: Arc<Queue>, consumer: String, held: Held, every: Duration)
 }
 
 /// Renders one delivery and completes it, or moves it aside.
+/// `render` names this render of the delivery (consumer and sequence number), so a completion
+/// sent again after a timeout is not taken for a second render.
 async fn handle(
     queue: &Queue,
     renderer: Arc<dyn Renderer + Send + Sync>,
     counts: &PullCounts,
     delivery: &Delivery,
+    render: &str,
 ) {
     let frame = match &delivery.message {
         Ok(frame) => frame,
@@ -211,7 +217,7 @@ async fn handle(
         &request, queue_time, &result,
     ));
     match result {
-        Ok(_) => complete(queue, counts, delivery, frame).await,
+        Ok(_) => complete(queue, counts, delivery, frame, render).await,
         Err(error) => move_aside(queue, counts, delivery, &error).await,
     }
 }
@@ -231,12 +237,18 @@ fn request_of(frame: &FrameMessage) -> Result<FrameRequest, RenderError> {
 
 /// Completes a rendered frame, trying each second while the queue cannot answer (for up to a
 /// minute; after that the frame is left to be reclaimed and rendered again).
-async fn complete(queue: &Queue, counts: &PullCounts, delivery: &Delivery, frame: &FrameMessage) {
+async fn complete(
+    queue: &Queue,
+    counts: &PullCounts,
+    delivery: &Delivery,
+    frame: &FrameMessage,
+    render: &str,
+) {
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
-        match queue.complete(&delivery.id, frame).await {
-            Ok(true) => return PullCounts::add(&counts.done),
-            Ok(false) => {
+        match queue.complete(&delivery.id, frame, render).await {
+            Ok(Completion::First | Completion::Again) => return PullCounts::add(&counts.done),
+            Ok(Completion::Duplicate) => {
                 PullCounts::add(&counts.duplicates);
                 tracing::info!(job = %frame.job, frame = frame.frame, "Rendered a frame another worker had done (a duplicate)");
                 return;
