@@ -15,7 +15,6 @@ use framescale_queue::Queue;
 
 use crate::request::{MetricRequest, Target};
 use crate::source::SourceError;
-use crate::values::ValuesError;
 use crate::wire::{DescribedObject, MetricValue};
 
 /// The metric's name when none is given.
@@ -35,34 +34,18 @@ pub struct BacklogMetric {
 }
 
 impl BacklogMetric {
-    /// The value for `request` (whose metric is this one), as of `now_millis`.
-    pub async fn values(
-        &self,
-        request: &MetricRequest,
-        now_millis: u64,
-    ) -> Result<Vec<MetricValue>, ValuesError> {
-        let described = match &request.target {
-            Target::Object {
-                namespace,
-                resource,
-                name,
-            } if resource == "deployments.apps"
-                && *namespace == self.namespace
-                && *name == self.deployment =>
-            {
-                request.metric_selector.is_none()
-            }
-            _ => false,
-        };
-        if !described {
-            return Err(ValuesError::NotFound(format!(
-                "the server could not find the metric {} for {}: it describes only deployments.apps {} in namespace {}, with no metric selector",
-                request.metric,
-                request.target.resource(),
-                self.deployment,
-                self.namespace
-            )));
-        }
+    /// Whether `request` (for this metric) asks for the one Deployment it describes, with no
+    /// metric selector.
+    #[must_use]
+    pub fn describes(&self, request: &MetricRequest) -> bool {
+        request.metric_selector.is_none()
+            && matches!(&request.target, Target::Object { namespace, resource, name }
+                if resource == "deployments.apps" && *namespace == self.namespace && *name == self.deployment)
+    }
+
+    /// The backlog now, as the value of `metric` on the Deployment, stamped `now_millis`; when
+    /// the queue cannot be read, why (a 503, never a 0).
+    pub async fn value(&self, metric: &str, now_millis: u64) -> Result<MetricValue, SourceError> {
         let backlog = self
             .queue
             .backlog()
@@ -70,18 +53,18 @@ impl BacklogMetric {
             .map_err(|error| SourceError::Queue(error.to_string()))?;
         let quantity = quantity::format(backlog.frames as f64)
             .map_err(|e| SourceError::Queue(format!("the backlog is no quantity: {e}")))?;
-        Ok(vec![MetricValue {
+        Ok(MetricValue {
             object: DescribedObject {
                 kind: "Deployment",
                 api_version: "apps/v1",
                 namespace: Some(self.namespace.clone()),
                 name: self.deployment.clone(),
             },
-            metric: request.metric.clone(),
+            metric: metric.to_owned(),
             selector: None,
             timestamp_millis: now_millis,
             window_seconds: None,
             quantity,
-        }])
+        })
     }
 }

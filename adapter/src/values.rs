@@ -73,7 +73,16 @@ pub async fn values(
         ))
     };
     if let Some(backlog) = inputs.backlog.filter(|b| b.name == request.metric) {
-        return backlog.values(request, now_millis).await;
+        if !backlog.describes(request) {
+            return Err(ValuesError::NotFound(format!(
+                "the server could not find the metric {} for {}: it describes only deployments.apps {} in namespace {}, with no metric selector",
+                request.metric,
+                request.target.resource(),
+                backlog.deployment,
+                backlog.namespace
+            )));
+        }
+        return Ok(vec![backlog.value(&request.metric, now_millis).await?]);
     }
     let served = match request.metric.as_str() {
         name if name == config.latency.name => Served::Latency,
