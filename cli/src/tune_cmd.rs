@@ -35,7 +35,7 @@ pub struct TuneArgs {
     /// Seed of the arrivals and render times: a run is the same for the same seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// The latency (queue + render) users accept, ms, as a P95 per minute; default: 5 × --render-ms.
+    /// The latency (queue + render) users accept, ms, as a P95 per minute; default: 5 × --render-ms (with --shared-queue: 30 s).
     #[arg(long)]
     slo_ms: Option<f64>,
     /// Model: median render time of a frame alone on an idle device, ms.
@@ -121,7 +121,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         return calibrate(&args, &model, report);
     }
     let config = args.hpa.simulation_config(args.duration)?;
-    let slo_ms = args.slo_ms.unwrap_or(5.0 * model.render_ms);
+    // A render farm's frames wait seconds, not a multiple of one render: its SLO by default is
+    // 30 s from submit to done.
+    let slo_ms = args.slo_ms.unwrap_or(if args.shared_queue {
+        30_000.0
+    } else {
+        5.0 * model.render_ms
+    });
     if args.shared_queue {
         println!("HPA: {}", config.spec.describe(&config.controller));
         println!("{}", config.score.describe());

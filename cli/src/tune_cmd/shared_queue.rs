@@ -54,8 +54,8 @@ pub fn compare_farm(
         ),
     ];
     println!(
-        "shared queue: pods pull frames as their {} slot(s) free; none is rejected; a pod scaled away hands its frames back; frames left at the end count with what they waited",
-        model.slots
+        "shared queue: pods pull frames as their {} slot(s) free; none is rejected; a pod scaled away hands its frames back; frames left at the end count with what they waited; SLO: {slo_ms} ms from submit to done; seed {}",
+        model.slots, args.seed
     );
     for profile in &profiles {
         println!(
