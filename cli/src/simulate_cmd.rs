@@ -78,6 +78,11 @@ pub struct HpaFlags {
 }
 
 impl HpaFlags {
+    /// Whether a metrics file was given (the score's settings are not the defaults).
+    pub fn has_metrics_config(&self) -> bool {
+        self.metrics_config.is_some()
+    }
+
     /// The metrics file, or the defaults.
     pub fn metrics(&self) -> anyhow::Result<MetricsConfig> {
         match &self.metrics_config {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use framescale_sim::calibration;
-use framescale_sim::compare::{self, Forecast, Outcome, Policy};
+use framescale_sim::compare::{self, Forecast, Load, Outcome, Policy};
 use framescale_sim::frames::WorkerModel;
 use framescale_sim::simulation::SimulationConfig;
 use framescale_sim::sweep::{self, Bench, Scored};
@@ -22,6 +22,16 @@ use framescale_worker::profile::Profile;
 use crate::simulate_cmd::HpaFlags;
 
 mod shared_queue;
+
+/// A profile run over a simulation of this many seconds (the rate of its csv and points forms
+/// depends on the length), each frame at the model's cost.
+struct Timed<'a>(&'a Profile, f64);
+
+impl Load for Timed<'_> {
+    fn rate(&self, t: f64) -> f64 {
+        self.0.rate_at(t, self.1)
+    }
+}
 
 /// Flags of `framescale tune`.
 #[derive(Debug, Args)]
@@ -92,9 +102,9 @@ pub struct TuneArgs {
     /// Compare on the worker's queue mode instead: frames wait in one shared queue that pods pull from, the HPA may scale to zero; backlog only (as KEDA) against the fused score + backlog, at minReplicas 0 and 1, on render-farm loads (or the --profile ones).
     #[arg(long)]
     shared_queue: bool,
-    /// With --shared-queue: the backlog's target, frames waiting and in flight per replica.
-    #[arg(long, default_value_t = 10.0)]
-    backlog_per_replica: f64,
+    /// With --shared-queue: the backlog's target, frames waiting and in flight per replica; default: half of what one replica renders in the SLO.
+    #[arg(long)]
+    backlog_per_replica: Option<f64>,
     /// Where the search's report.html, runs.csv, recommended-metrics.yaml and recommended-hpa.yaml are written.
     #[arg(long, default_value = "framescale-tune")]
     report_dir: PathBuf,
@@ -129,6 +139,12 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         5.0 * model.render_ms
     });
     if args.shared_queue {
+        let mut config = config;
+        // A frame's latency in a queue is mostly its wait: unless a metrics file says
+        // otherwise, the score's latency target is the SLO (docs/queue.md).
+        if !args.hpa.has_metrics_config() {
+            config.score.frame_target_ms = slo_ms;
+        }
         println!("HPA: {}", config.spec.describe(&config.controller));
         println!("{}", config.score.describe());
         return shared_queue::compare_farm(&args, &model, &config, slo_ms);
@@ -208,70 +224,13 @@ fn search(
     let mut settings = sweep::sample(sweep::grid(&config.score), args.max_settings, args.seed);
     let fused_count = settings.len();
     settings.extend(sweep::alternatives(slo_ms, model.cpu_share));
-    let duration = config.duration_s;
-    let rates: Vec<Box<dyn Fn(f64) -> f64 + Sync + '_>> = profiles
+    let loads: Vec<Timed> = profiles
         .iter()
-        .map(|p| Box::new(move |t| p.rate_at(t, duration)) as Box<dyn Fn(f64) -> f64 + Sync>)
+        .map(|profile| Timed(profile, config.duration_s))
         .collect();
-    let rates: Vec<&(dyn Fn(f64) -> f64 + Sync)> = rates.iter().map(AsRef::as_ref).collect();
-    let bench = Bench {
-        model,
-        base: config,
-        profiles: &rates,
-        slo_ms,
-        seed: args.seed,
-    };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let started = Instant::now();
-    let total = settings.len();
-    println!(
-        "\nsearch: {total} settings ({fused_count} of the fused score, {} of the other policies) × {} profiles on {threads} thread(s)",
-        total - fused_count,
-        profiles.len()
-    );
-    // On a terminal one line rewritten in place; in a log a line every 10 %.
-    let terminal = std::io::stderr().is_terminal();
-    let scored = bench.evaluate(&settings, threads, &|done| {
-        let step = (total / 10).max(1);
-        if terminal || done == total || done % step == 0 {
-            eprint!(
-                "{}tune: {done}/{total} settings ({:.0} %), {:.1} s{}",
-                if terminal { "\r" } else { "" },
-                100.0 * done as f64 / total as f64,
-                started.elapsed().as_secs_f64(),
-                if terminal { "" } else { "\n" }
-            );
-            let _ = std::io::stderr().flush();
-        }
-    });
-    if terminal {
-        eprintln!();
-    }
-    println!(
-        "{} s; each policy's front of bad frames (late or refused, % of every profile's frames) against replica-hours:",
-        (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-    );
-    let fronts = fronts::by_family(&scored);
-    let fused = fronts
-        .iter()
-        .find(|f| f.family == Policy::Fused(config.score.clone()).family())
-        .context("the search scored no fused setting")?;
-    let chosen =
-        sweep::recommend(&scored, &fused.points).context("the search scored no setting")?;
-    for front in &fronts {
-        println!(
-            "\n{} ({} of its settings):",
-            front.family,
-            front.points.len()
-        );
-        print!("{}", front_table(&scored, &front.points, chosen));
-    }
-    println!();
-    for verdict in fronts::verdicts(&scored, &fronts, fused) {
-        println!("{}", verdict_line(&scored, fused, &verdict));
-    }
+    let loads: Vec<&(dyn Load + Sync)> = loads.iter().map(|l| l as _).collect();
+    let scored = evaluate(args, model, config, &loads, slo_ms, &settings, fused_count);
+    let (fronts, chosen) = print_fronts(&scored, Policy::Fused(config.score.clone()).family())?;
     shipped_against_duty(&scored);
     let (defaults, best) = (&scored[0], &scored[chosen]);
     println!(
@@ -296,18 +255,97 @@ fn search(
     )
 }
 
-/// Where a family's front stands against the fused score's, in one line.
+/// Runs every setting on every profile, on `--threads` threads, with progress on stderr (on a
+/// terminal one line rewritten in place; in a log a line every 10 %); prints what was run and
+/// how long it took.
+fn evaluate(
+    args: &TuneArgs,
+    model: &WorkerModel,
+    config: &SimulationConfig,
+    loads: &[&(dyn Load + Sync)],
+    slo_ms: f64,
+    settings: &[sweep::Setting],
+    fused_count: usize,
+) -> Vec<Scored> {
+    let bench = Bench {
+        model,
+        base: config,
+        profiles: loads,
+        slo_ms,
+        seed: args.seed,
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let started = Instant::now();
+    let total = settings.len();
+    println!(
+        "\nsearch: {total} settings ({fused_count} of the {}, {} of the other policies) × {} profiles on {threads} thread(s)",
+        settings[0].policy.family(),
+        total - fused_count,
+        loads.len()
+    );
+    let terminal = std::io::stderr().is_terminal();
+    let scored = bench.evaluate(settings, threads, &|done| {
+        let step = (total / 10).max(1);
+        if terminal || done == total || done % step == 0 {
+            eprint!(
+                "{}tune: {done}/{total} settings ({:.0} %), {:.1} s{}",
+                if terminal { "\r" } else { "" },
+                100.0 * done as f64 / total as f64,
+                started.elapsed().as_secs_f64(),
+                if terminal { "" } else { "\n" }
+            );
+            let _ = std::io::stderr().flush();
+        }
+    });
+    if terminal {
+        eprintln!();
+    }
+    println!(
+        "{} s; each policy's front of bad frames (late or refused, % of every profile's frames) against replica-hours:",
+        (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    );
+    scored
+}
+
+/// Prints each family's front and how each stands against the `reference` family's; returns
+/// the fronts and the recommended setting on the reference front (marked `*`).
+fn print_fronts(scored: &[Scored], reference: &str) -> anyhow::Result<(Vec<fronts::Front>, usize)> {
+    let fronts = fronts::by_family(scored);
+    let ours = fronts
+        .iter()
+        .find(|f| f.family == reference)
+        .with_context(|| format!("the search scored no setting of the {reference}"))?;
+    let chosen = sweep::recommend(scored, &ours.points).context("the search scored no setting")?;
+    for front in &fronts {
+        println!(
+            "\n{} ({} of its settings):",
+            front.family,
+            front.points.len()
+        );
+        print!("{}", front_table(scored, &front.points, chosen));
+    }
+    println!();
+    for verdict in fronts::verdicts(scored, &fronts, ours) {
+        println!("{}", verdict_line(scored, ours, &verdict));
+    }
+    Ok((fronts, chosen))
+}
+
+/// Where a family's front stands against the reference family's, in one line.
 fn verdict_line(scored: &[Scored], fused: &fronts::Front, verdict: &fronts::Verdict) -> String {
     let count = verdict.dominated.len() + verdict.losses.len() + verdict.cheaper.len();
+    let ours = fused.family;
     let mut line = if verdict.fused_dominates() {
         format!(
-            "the fused front dominates {}'s: {} of its {count} front points matched or beaten",
+            "the {ours} front dominates {}'s: {} of its {count} front points matched or beaten",
             verdict.family,
             verdict.dominated.len()
         )
     } else {
         format!(
-            "the fused front does NOT dominate {}'s: {} of its {count} front points beat every fused setting that costs no more",
+            "the {ours} front does NOT dominate {}'s: {} of its {count} front points beat every {ours} setting that costs no more",
             verdict.family,
             verdict.losses.len()
         )
@@ -322,7 +360,7 @@ fn verdict_line(scored: &[Scored], fused: &fronts::Front, verdict: &fronts::Verd
             .fold(f64::INFINITY, f64::min);
         let _ = write!(
             line,
-            "; {:.2} % at {:.2} replica-hours ({}) against the fused score's {:.2} %",
+            "; {:.2} % at {:.2} replica-hours ({}) against the {ours}'s {:.2} %",
             p.bad_pct(),
             p.replica_hours,
             p.setting.describe(),
@@ -332,7 +370,7 @@ fn verdict_line(scored: &[Scored], fused: &fronts::Front, verdict: &fronts::Verd
     if !verdict.cheaper.is_empty() {
         let _ = write!(
             line,
-            "; {} cheaper than any fused setting (at least {:.2} % bad frames)",
+            "; {} cheaper than any {ours} setting (at least {:.2} % bad frames)",
             verdict.cheaper.len(),
             verdict
                 .cheaper

@@ -121,7 +121,7 @@ fn the_search_writes_a_recommendation_framescale_reads() {
     }
     // The fused front against each other one: dominated, or where it loses.
     assert_eq!(
-        stdout.matches("the fused front d").count(),
+        stdout.matches("the fused score front d").count(),
         5,
         "a verdict per other policy:\n{stdout}"
     );
@@ -275,20 +275,57 @@ fn replica_hours(stdout: &str, load: usize, policy: &str) -> f64 {
 }
 
 #[test]
-fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod() {
-    let (ok, stdout, stderr) = tune(&["--shared-queue", "--duration=10m", "--slo-ms=30000"]);
+fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod_and_searches() {
+    let (ok, stdout, stderr) = tune(&[
+        "--shared-queue",
+        "--slo-ms=30000",
+        "--scale-down-window=60s",
+        "--max-settings=30",
+    ]);
     assert!(ok, "{stdout}{stderr}");
-    assert_eq!(stdout.matches("\nload: ").count(), 2, "{stdout}");
-    for load in 1..=2 {
-        let backlog = replica_hours(&stdout, load, "backlog only (10 frames/replica), min 0");
-        let fused = replica_hours(&stdout, load, "fused + backlog (10 frames/replica), min 0");
-        let warm = replica_hours(&stdout, load, "fused + backlog (10 frames/replica), min 1");
-        // An idle farm at zero costs less than one kept warm.
+    assert_eq!(stdout.matches("\nload: ").count(), 3, "{stdout}");
+    // The default target: half of the 1,500 frames one 20 ms replica renders in 30 s.
+    for load in 1..=3 {
+        for policy in ["backlog only", "fused + backlog"] {
+            let zero = replica_hours(
+                &stdout,
+                load,
+                &format!("{policy} (750 frames/replica), min 0"),
+            );
+            let warm = replica_hours(
+                &stdout,
+                load,
+                &format!("{policy} (750 frames/replica), min 1"),
+            );
+            // An idle farm at zero costs less than one kept warm (with a short scale-down
+            // window: docs/queue.md).
+            assert!(zero < warm, "{policy}: {zero} {warm}:\n{stdout}");
+        }
+    }
+    assert!(stdout.contains("latency P95 / 30000 ms"), "{stdout}");
+    // The search: both fronts, the verdict, each family's pick.
+    assert!(
+        stdout.contains(
+            "search: 70 settings (30 of the fused + backlog, 40 of the other policies) × 3 profiles"
+        ),
+        "{stdout}"
+    );
+    for family in ["fused + backlog", "backlog only"] {
         assert!(
-            backlog < warm && fused < warm,
-            "{backlog} {fused} {warm}:\n{stdout}"
+            stdout.contains(&format!("\n{family} (")),
+            "{family}:\n{stdout}"
         );
     }
+    assert_eq!(
+        stdout.matches("the fused + backlog front d").count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("recommended (min 0): ").count(),
+        2,
+        "{stdout}"
+    );
     assert!(stdout.contains("none is rejected"), "{stdout}");
     let (ok, _, stderr) = tune(&["--shared-queue", "--backlog-per-replica=0"]);
     assert!(

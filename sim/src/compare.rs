@@ -182,6 +182,25 @@ impl Policy {
     }
 }
 
+/// What arrives: frames per second at `t`, and what each frame arriving at `t` costs to render
+/// (a multiple of the model's render time; 1 unless the load says otherwise — a render farm's
+/// final frames cost many times its previews'). A closure of `t` is a load of that rate.
+pub trait Load {
+    /// Frames per second at `t`.
+    fn rate(&self, t: f64) -> f64;
+
+    /// The render time of a frame arriving at `t`, in multiples of the model's.
+    fn cost(&self, _t: f64) -> f64 {
+        1.0
+    }
+}
+
+impl<F: Fn(f64) -> f64> Load for F {
+    fn rate(&self, t: f64) -> f64 {
+        self(t)
+    }
+}
+
 /// How a run went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -278,7 +297,7 @@ pub fn run(
     policy: &Policy,
     model: &WorkerModel,
     config: &SimulationConfig,
-    rate: &dyn Fn(f64) -> f64,
+    load: &dyn Load,
     slo_ms: f64,
     seed: u64,
 ) -> Outcome {
@@ -309,11 +328,12 @@ pub fn run(
     let mut waiting: VecDeque<(f64, f64)> = VecDeque::new();
     let mut t = 0.0;
     while t < config.duration_s {
-        let offered = rate(t);
+        let offered = load.rate(t);
         step.see(t, offered);
         let arrivals = Arrivals {
             t,
             offered,
+            cost: load.cost(t),
             next: &mut next_arrival,
         };
         frames += offer(
@@ -461,6 +481,8 @@ impl Rescales {
 struct Arrivals<'a> {
     t: f64,
     offered: f64,
+    /// What each frame costs, in multiples of the model's render time.
+    cost: f64,
     next: &'a mut f64,
 }
 
@@ -530,7 +552,7 @@ fn offer_shared(
             return frames;
         }
         if arrival <= finish {
-            waiting.push_back((arrival, work(model, rng)));
+            waiting.push_back((arrival, work(model, rng) * arrivals.cost));
             frames += 1;
             *arrivals.next += rng.exponential(1.0 / arrivals.offered);
         }
@@ -566,7 +588,8 @@ fn offer_per_pod(
     if !arrivals.start(rng) {
         return 0;
     }
-    let (t, offered, next_arrival) = (arrivals.t, arrivals.offered, arrivals.next);
+    let (t, offered, cost, next_arrival) =
+        (arrivals.t, arrivals.offered, arrivals.cost, arrivals.next);
     // The pods Ready during this second (a pod Ready mid-second takes frames from the next
     // one), listed once: the Service's endpoints.
     let ready: Vec<usize> = (0..pods.len())
@@ -579,7 +602,7 @@ fn offer_per_pod(
             felt.reject(*next_arrival);
         } else {
             let i = ready[rng.below(ready.len())];
-            let w = work(model, rng);
+            let w = work(model, rng) * cost;
             pods[i].pod.arrive(model, *next_arrival, w, felt);
         }
         *next_arrival += rng.exponential(1.0 / offered);
@@ -1016,5 +1039,46 @@ mod tests {
         let (peak, end) = peak_and_end(&outcome);
         assert!(peak >= 3 && end < peak, "{peak} → {end}");
         assert_eq!(outcome.rejected, 0);
+    }
+
+    /// A load of `rate` frames per second, each costing `cost` times the model's render time.
+    struct Dear {
+        rate: f64,
+        cost: f64,
+    }
+
+    impl Load for Dear {
+        fn rate(&self, _t: f64) -> f64 {
+            self.rate
+        }
+
+        fn cost(&self, _t: f64) -> f64 {
+            self.cost
+        }
+    }
+
+    #[test]
+    fn frames_that_cost_more_take_more_pods() {
+        let model = WorkerModel {
+            shared_queue: true,
+            render_sigma: 0.0,
+            ..WorkerModel::default()
+        };
+        // 20 frames/s of 20 ms: 0.4 of a pod's time; at 10× the cost, 4 pods' worth.
+        let mean_replicas = |cost: f64| {
+            let outcome = run(
+                &Policy::Backlog(20.0),
+                &model,
+                &config(600.0),
+                &Dear { rate: 20.0, cost },
+                1_000.0,
+                1,
+            );
+            let tail = &outcome.rows[300..];
+            tail.iter().map(|r| f64::from(r.replicas)).sum::<f64>() / tail.len() as f64
+        };
+        let (cheap, dear) = (mean_replicas(1.0), mean_replicas(10.0));
+        assert!(cheap <= 1.5, "{cheap}");
+        assert!(dear >= 3.5, "{dear}");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::compare::{self, Policy};
+use crate::compare::{self, Load, Policy};
 use crate::frames::{Rng, WorkerModel};
 use crate::hpa::behavior::{Behavior, Policy as RatePolicy, PolicyKind, Rules};
 use crate::simulation::SimulationConfig;
@@ -53,7 +53,9 @@ impl Setting {
     #[must_use]
     pub fn score(&self) -> Option<&ScoreConfig> {
         match &self.policy {
-            Policy::Fused(score) | Policy::Predictive(score, _) => Some(score),
+            Policy::Fused(score)
+            | Policy::Predictive(score, _)
+            | Policy::FusedAndBacklog(score, _) => Some(score),
             _ => None,
         }
     }
@@ -68,8 +70,12 @@ impl Setting {
         let Some(s) = self.score() else {
             return format!("{}, {down}", self.policy.name());
         };
+        let backlog = match self.policy {
+            Policy::FusedAndBacklog(_, per_replica) => format!("backlog {per_replica}/replica, "),
+            _ => String::new(),
+        };
         format!(
-            "weights {}/{}, targets {} ms/{} %, holds {}/{}/{} s, boost {}, {down}",
+            "{backlog}weights {}/{}, targets {} ms/{} %, holds {}/{}/{} s, boost {}, {down}",
             s.frame_weight,
             s.gpu_weight,
             s.frame_target_ms,
@@ -188,6 +194,68 @@ pub fn alternatives(slo_ms: f64, cpu_share: f64) -> Vec<Setting> {
     with_behaviors(policies)
 }
 
+/// The backlog targets of the shared queue's search, as fractions of what one replica renders
+/// in the SLO (a target of 1 lets a frame wait about the SLO behind the others).
+const BACKLOG_OF_SLO: [f64; 10] = [0.02, 0.05, 0.1, 0.15, 0.25, 0.35, 0.5, 0.7, 1.0, 1.5];
+
+/// Backlog targets in frames per replica: [`BACKLOG_OF_SLO`] of `per_replica_in_slo`, the
+/// frames one replica renders in the SLO.
+fn backlog_targets(per_replica_in_slo: f64) -> impl Iterator<Item = f64> {
+    BACKLOG_OF_SLO
+        .into_iter()
+        .map(move |f| (per_replica_in_slo * f).round().max(1.0))
+}
+
+/// The shared queue's search, for the fused score + backlog: queue-mode scores (the latency
+/// target around the SLO `slo_ms`, where a farm's frames wait; the duty's target up to 100 %,
+/// where a pod pulling as fast as it renders stands) with every backlog target and behavior;
+/// the setting closest to `base` with `base_backlog` first.
+#[must_use]
+pub fn queue_grid(
+    base: &ScoreConfig,
+    base_backlog: f64,
+    slo_ms: f64,
+    per_replica_in_slo: f64,
+) -> Vec<Setting> {
+    let mut scores = vec![base.clone()];
+    for frame_weight in [1.0, 0.7, 0.4] {
+        // With the frame term alone, the duty's target still bounds its max(): all three.
+        for gpu_target_pct in [100.0, 85.0, 65.0, 200.0] {
+            for slo_factor in [0.25, 0.5, 1.0] {
+                for (frame_bound, gpu_bound, both) in [(0, 0, 0), (30, 15, 10)] {
+                    for boost in [1.0, 1.5] {
+                        scores.push(ScoreConfig {
+                            frame_weight,
+                            gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
+                            gpu_target_pct,
+                            frame_target_ms: (slo_ms * slo_factor).round(),
+                            frame_bound_hold: Duration::from_secs(frame_bound),
+                            gpu_bound_hold: Duration::from_secs(gpu_bound),
+                            both_hold: Duration::from_secs(both),
+                            boost,
+                            ..base.clone()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let mut policies = vec![Policy::FusedAndBacklog(base.clone(), base_backlog)];
+    for score in scores {
+        for target in backlog_targets(per_replica_in_slo) {
+            policies.push(Policy::FusedAndBacklog(score.clone(), target));
+        }
+    }
+    with_behaviors(policies)
+}
+
+/// Backlog only (how KEDA scales a queue) at every backlog target of the shared queue's search
+/// and every behavior.
+#[must_use]
+pub fn backlog_alternatives(per_replica_in_slo: f64) -> Vec<Setting> {
+    with_behaviors(backlog_targets(per_replica_in_slo).map(Policy::Backlog))
+}
+
 /// At most `max` settings of `grid`: the first (the defaults) always, the rest drawn with `seed`.
 #[must_use]
 pub fn sample(mut grid: Vec<Setting>, max: usize, seed: u64) -> Vec<Setting> {
@@ -260,8 +328,8 @@ pub struct Bench<'a> {
     pub model: &'a WorkerModel,
     /// The HPA, controller and run length (the behavior and score are the setting's).
     pub base: &'a SimulationConfig,
-    /// The load profiles, frames per second at `t`.
-    pub profiles: &'a [&'a (dyn Fn(f64) -> f64 + Sync)],
+    /// The loads.
+    pub profiles: &'a [&'a (dyn Load + Sync)],
     /// The users' latency SLO, ms.
     pub slo_ms: f64,
     /// The seed of every run.
@@ -321,7 +389,7 @@ impl Bench<'_> {
             flaps_per_10_min: 0.0,
             runs: Vec::with_capacity(self.profiles.len()),
         };
-        for profile in self.profiles {
+        for &profile in self.profiles {
             let outcome = compare::run(
                 &setting.policy,
                 self.model,
@@ -471,5 +539,43 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(setting.behavior(), behavior);
+    }
+
+    #[test]
+    fn the_queue_grid_starts_at_the_defaults_and_shares_the_backlog_targets() {
+        let defaults = ScoreConfig::default();
+        let grid = queue_grid(&defaults, 750.0, 30_000.0, 1_500.0);
+        assert_eq!(grid.len(), (1 + (1 + 3 * 4 * 3 * 2 * 2) * 10) * 4);
+        assert_eq!(
+            grid[0].policy,
+            Policy::FusedAndBacklog(defaults.clone(), 750.0)
+        );
+        for setting in &grid {
+            setting.score().unwrap().validate().unwrap();
+        }
+        let alone = backlog_alternatives(1_500.0);
+        assert_eq!(alone.len(), 10 * 4);
+        let targets = |settings: &[Setting]| {
+            let mut targets: Vec<u64> = settings
+                .iter()
+                .filter_map(|s| match s.policy {
+                    Policy::Backlog(t) | Policy::FusedAndBacklog(_, t) => Some(t as u64),
+                    _ => None,
+                })
+                .collect();
+            targets.sort_unstable();
+            targets.dedup();
+            targets
+        };
+        assert_eq!(
+            targets(&alone),
+            [30, 75, 150, 225, 375, 525, 750, 1050, 1500, 2250]
+        );
+        assert_eq!(targets(&grid), targets(&alone), "the same targets for both");
+        assert!(
+            grid[4]
+                .describe()
+                .starts_with("backlog 30/replica, weights 0.4/0.6")
+        );
     }
 }

@@ -90,8 +90,8 @@ COMBINATIONS = {
         "queue": {"enabled": True, "scaleToZero": True, "backlogPerReplica": "20", "bundled": {"enabled": True}},
         "networkPolicy": {"enabled": True, "queueFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "artists"}}}]},
     },
-    "queue mode on your own Redis, its URL in a Secret, the backlog alone": {
-        "queue": {"enabled": True, "existingSecret": "render-queue", "withScore": False}},
+    "queue mode on your own Redis, its URL in a Secret, the score beside the backlog": {
+        "queue": {"enabled": True, "existingSecret": "render-queue", "withScore": True}},
     "an existing TLS Secret (GitOps)": {"adapter": {"tls": {"source": "existingSecret", "existingSecret": "adapter-tls",
                                                             "caBundle": base64.b64encode(b"-----BEGIN CERTIFICATE-----").decode()}}},
 }
@@ -289,7 +289,7 @@ def check_queue_mode(name, values, by_kind, hpa):
               and metric["object"]["target"] == {"type": "AverageValue", "averageValue": queue.get("backlogPerReplica", "10")},
               f"{name}: the HPA reads render_backlog_frames on the worker Deployment per replica: {metric}")
     pods_metrics = [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
-    alone = enabled and not queue.get("withScore", True)
+    alone = enabled and not queue.get("withScore", False)
     check((not pods_metrics) == alone, f"{name}: the Pods metrics beside the backlog unless queue.withScore is false")
     expected_min = 0 if enabled and queue.get("scaleToZero") else values.get("worker", {}).get("hpa", {}).get("minReplicas", 1)
     check(hpa["spec"]["minReplicas"] == expected_min, f"{name}: minReplicas {hpa['spec']['minReplicas']}, expected {expected_min}")
