@@ -6,8 +6,13 @@
 //! `render_scaling_score` from that API every sync period and starts or stops workers; a load
 //! generator drives a step profile. Progress goes to the terminal each second; at the end a
 //! CSV and an HTML report are written. Every child is stopped on exit, Ctrl-C or SIGTERM.
+//!
+//! With `--shared-queue` it is a render farm instead ([`farm`]): a `redis-server` of its own
+//! holds the frames, the workers pull them, render jobs are submitted at set times, and the
+//! local HPA scales on the queue's backlog alone, from zero workers.
 
 mod control;
+mod farm;
 mod fleet;
 mod local_hpa;
 mod process;
@@ -16,7 +21,7 @@ mod services;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -26,7 +31,8 @@ use framescale_worker::loadgen::{self, LoadConfig};
 use framescale_worker::profile::Profile;
 
 use control::{control_loop, summary};
-use fleet::{Fleet, FleetConfig, plain_agent};
+use farm::{Feed, JobPlan};
+use fleet::{Fleet, FleetConfig};
 use local_hpa::MetricsClient;
 pub use local_hpa::{spec_from_flags, spec_from_manifest};
 use services::start_services;
@@ -43,9 +49,9 @@ pub struct DemoArgs {
     /// Load profile in frames per second (constant:R, step:LOW,HIGH,AT[,UNTIL], ramp:FROM,TO, sine:MEAN,AMP,PERIOD, csv:FILE); default: a step from 0.25 to 2 times one worker's measured capacity, from 15 % to 55 % of the run.
     #[arg(long)]
     profile: Option<String>,
-    /// Fewest workers.
-    #[arg(long, default_value_t = 1)]
-    min_replicas: i32,
+    /// Fewest workers; default: 1 (with --shared-queue: 0, the backlog wakes them).
+    #[arg(long)]
+    min_replicas: Option<i32>,
     /// Most workers; default: this machine's cores, at least 2 and at most 4 (a worker stands in for a GPU pod: more workers than cores only share them, and each frame renders slower).
     #[arg(long)]
     max_replicas: Option<i32>,
@@ -61,7 +67,7 @@ pub struct DemoArgs {
     /// An HPA manifest (YAML) whose minReplicas, maxReplicas and behavior replace the flags above.
     #[arg(long)]
     hpa: Option<PathBuf>,
-    /// The frame latency users accept (P95 of queue + render), ms: the score's frame target, and what counts a frame as late in the summary's bad frames; default: 5 × the render time measured at start-up.
+    /// The frame latency users accept (P95 of queue + render), ms: the score's frame target, and what counts a frame as late in the summary's bad frames; default: 5 × the render time measured at start-up (with --shared-queue: 30 s from submit to done).
     #[arg(long)]
     frame_target_ms: Option<f64>,
     /// Duty target of the score, percent.
@@ -88,6 +94,15 @@ pub struct DemoArgs {
     /// Window of the exporter's frame-time quantiles.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     window: Duration,
+    /// Run as a render farm: a redis-server of its own (from PATH) holds the frames, the workers pull them (the worker's queue mode), render jobs (--job) are submitted instead of the load profile, and the local HPA scales on the queue's backlog alone (an Object metric), from zero workers.
+    #[arg(long, conflicts_with = "profile")]
+    shared_queue: bool,
+    /// With --shared-queue: a render job, AT:FRAMES (30s:1200), submitted AT into the run; repeat for several. Default: two jobs of 10 s of work for --max-replicas workers, at 10 % and 55 % of the run.
+    #[arg(long, value_parser = farm::parse_job, requires = "shared_queue")]
+    job: Vec<JobPlan>,
+    /// With --shared-queue: the backlog's target, frames waiting and in flight per worker; default: what one worker renders in 5 s.
+    #[arg(long, requires = "shared_queue")]
+    backlog_per_replica: Option<f64>,
     /// Where the report (report.csv, report.html) is written.
     #[arg(long, default_value = "framescale-demo")]
     report_dir: PathBuf,
@@ -99,6 +114,10 @@ struct Plan {
     controller: ControllerConfig,
     profile: Profile,
     frame_target_ms: f64,
+    /// Queue mode: the backlog's target per worker.
+    backlog_per_replica: Option<f64>,
+    /// Queue mode: the jobs.
+    jobs: Vec<JobPlan>,
     notes: Vec<String>,
 }
 
@@ -125,6 +144,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let redis = if args.shared_queue {
+        Some(farm::start_redis(dir)?)
+    } else {
+        None
+    };
+    let queue_url = redis.as_ref().map(|r| r.url.clone());
     let mut fleet = Fleet::new(FleetConfig {
         dir: dir.into(),
         log_root: dir.join("pods"),
@@ -132,50 +157,59 @@ fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result
         pods_file: dir.join("pods.yaml"),
         slots: args.slots,
         queue: args.queue,
+        queue_url: queue_url.clone(),
     })?;
-    let spec = match &args.hpa {
-        Some(path) => spec_from_manifest(path)?,
-        None => spec_from_flags(
-            args.min_replicas,
-            args.max_replicas.unwrap_or_else(default_max_replicas),
-            args.scale_down_window,
-        )?,
-    };
-    if spec.max_replicas > 64 {
-        bail!("at most 64 replicas: each one is a process on this machine");
-    }
+    let spec = hpa_spec(args)?;
+    let render_ms = calibrate(args)?;
     fleet.scale_to(spec.min_replicas as usize)?;
-    let render_ms = calibrate(
-        &fleet.urls().read().unwrap_or_else(PoisonError::into_inner)[0],
-        args,
-    )?;
     let plan = plan(args, spec, render_ms)?;
     for note in &plan.notes {
         eprintln!("  {note}");
     }
 
-    let (cert_pem, services) = start_services(args, dir, plan.frame_target_ms)?;
+    let (cert_pem, services) =
+        start_services(args, dir, plan.frame_target_ms, queue_url.as_deref())?;
     let client = MetricsClient::new(services.adapter_url.clone(), &cert_pem)?;
-    let load = start_load(args, &plan.profile, &fleet, stop);
-    let outcome = control_loop(args, &plan, &mut fleet, &client, stop);
+    let started = Instant::now();
+    let load = match &queue_url {
+        Some(url) => Load::Jobs(farm::feed(
+            Feed {
+                url: url.clone(),
+                jobs: plan.jobs.clone(),
+                frame: (args.width, args.height, args.samples),
+                slo_ms: plan.frame_target_ms,
+            },
+            started,
+            stop.clone(),
+        )),
+        None => Load::Requests(start_load(args, &plan.profile, &fleet, stop)),
+    };
+    let outcome = control_loop(args, &plan, &mut fleet, &client, stop, started);
     stop.store(true, Ordering::Relaxed);
-    let load_report = load.join().ok();
+    let load = load.join();
     eprintln!("framescale demo: stopping the workers, the adapter and the exporter");
     fleet.shutdown();
     drop(services);
+    drop(redis);
     let mut rows = outcome?;
 
     let mut notes = plan.notes.clone();
     notes.extend(summary(&rows, args, &plan));
-    if let Some(load) = &load_report {
-        felt(&mut rows, load, plan.frame_target_ms);
-        notes.extend(load.summary().lines().map(|l| format!("load: {l}")));
-        let (bad, all) = load.bad_frames(plan.frame_target_ms);
-        notes.push(format!(
-            "users: {:.1} % bad frames ({bad} of {all} later than {} ms or never answered)",
-            100.0 * bad as f64 / all.max(1) as f64,
-            plan.frame_target_ms
-        ));
+    match &load {
+        Some(LoadReport::Requests(load)) => {
+            felt(&mut rows, load, plan.frame_target_ms);
+            notes.extend(load.summary().lines().map(|l| format!("load: {l}")));
+            let (bad, all) = load.bad_frames(plan.frame_target_ms);
+            notes.push(format!(
+                "users: {:.1} % bad frames ({bad} of {all} later than {} ms or never answered)",
+                100.0 * bad as f64 / all.max(1) as f64,
+                plan.frame_target_ms
+            ));
+        }
+        Some(LoadReport::Jobs(runs)) => {
+            notes.extend(farm::summary(runs, &rows, plan.frame_target_ms));
+        }
+        None => {}
     }
     let report = Report {
         title: "framescale demo".into(),
@@ -197,6 +231,48 @@ fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result
         html.display()
     );
     Ok(())
+}
+
+/// What drives the demo: frames sent to the workers' render API, or render jobs on the queue.
+enum Load {
+    Requests(std::thread::JoinHandle<loadgen::Report>),
+    Jobs(std::thread::JoinHandle<Vec<farm::JobRun>>),
+}
+
+/// What the load saw, once it stopped.
+enum LoadReport {
+    Requests(loadgen::Report),
+    Jobs(Vec<farm::JobRun>),
+}
+
+impl Load {
+    fn join(self) -> Option<LoadReport> {
+        match self {
+            Load::Requests(handle) => handle.join().ok().map(LoadReport::Requests),
+            Load::Jobs(handle) => handle.join().ok().map(LoadReport::Jobs),
+        }
+    }
+}
+
+/// The HPA: from `--hpa`, or from the flags (with `--shared-queue`, from zero workers unless
+/// `--min-replicas` says otherwise).
+fn hpa_spec(args: &DemoArgs) -> anyhow::Result<HpaSpec> {
+    let spec = if let Some(path) = &args.hpa {
+        spec_from_manifest(path)?
+    } else {
+        // 1, or 0 with the queue, whose backlog wakes the workers.
+        let min = args
+            .min_replicas
+            .unwrap_or_else(|| i32::from(!args.shared_queue));
+        let max = args.max_replicas.unwrap_or_else(default_max_replicas);
+        let mut spec = spec_from_flags(min.max(1), max, args.scale_down_window)?;
+        spec.min_replicas = min;
+        spec
+    };
+    if spec.max_replicas > 64 {
+        bail!("at most 64 replicas: each one is a process on this machine");
+    }
+    Ok(spec)
 }
 
 /// What users felt, from the load generator: each row gets the latency P95 and the bad frames
@@ -235,6 +311,19 @@ fn validate(args: &DemoArgs) -> anyhow::Result<()> {
     if args.slots == 0 || args.width == 0 || args.height == 0 || args.samples == 0 {
         bail!("--slots, --width, --height and --samples must be positive");
     }
+    match args.min_replicas {
+        Some(min) if min < 0 => bail!("--min-replicas must be at least 0"),
+        Some(0) if !args.shared_queue => bail!(
+            "--min-replicas 0 needs --shared-queue: only the queue's backlog wakes workers from zero"
+        ),
+        _ => {}
+    }
+    if args
+        .backlog_per_replica
+        .is_some_and(|t| !(t.is_finite() && t > 0.0))
+    {
+        bail!("--backlog-per-replica must be above 0");
+    }
     Ok(())
 }
 
@@ -252,26 +341,22 @@ fn watch_signals(stop: Arc<AtomicBool>) {
     });
 }
 
-/// Median render time of a few frames on one idle worker, in ms.
-fn calibrate(url: &str, args: &DemoArgs) -> anyhow::Result<f64> {
-    let agent = plain_agent();
+/// Median render time of a few frames rendered here by the workers' synthetic backend, in ms.
+fn calibrate(args: &DemoArgs) -> anyhow::Result<f64> {
+    use framescale_worker::frame::{FrameRequest, Renderer as _};
     let mut times = Vec::new();
     for frame in 0..5 {
-        let body = format!(
-            r#"{{"frame": {frame}, "width": {}, "height": {}, "samples": {}}}"#,
-            args.width, args.height, args.samples
-        );
-        let mut response = agent
-            .post(&format!("{url}/v1/render?timings=1"))
-            .header("content-type", "application/json")
-            .send(body.as_str())
-            .context("calibration frame")?;
-        let timings: serde_json::Value =
-            serde_json::from_str(&response.body_mut().read_to_string()?)?;
-        let render_ms = timings["render_ms"]
-            .as_f64()
-            .context("calibration frame: no render_ms in the answer")?;
-        times.push(render_ms);
+        let request = FrameRequest {
+            scene: framescale_worker::tracer::SCENES[0].to_owned(),
+            frame,
+            width: args.width,
+            height: args.height,
+            samples: args.samples,
+        };
+        let rendered = framescale_worker::backend::Backend::Synthetic
+            .render(&request)
+            .map_err(|e| anyhow::anyhow!("calibration frame: {e}"))?;
+        times.push(rendered.render_time.as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
@@ -289,36 +374,75 @@ fn plan(args: &DemoArgs, spec: HpaSpec, render_ms: f64) -> anyhow::Result<Plan> 
             until: Some((0.55 * seconds).round()),
         },
     };
-    let frame_target_ms = args
-        .frame_target_ms
-        .unwrap_or_else(|| (5.0 * render_ms).ceil().max(1.0));
+    let frame_target_ms = args.frame_target_ms.unwrap_or(if args.shared_queue {
+        30_000.0
+    } else {
+        (5.0 * render_ms).ceil().max(1.0)
+    });
     let controller = ControllerConfig {
         tolerance: args.tolerance,
         sync_period_seconds: args.sync_period.as_secs_f64(),
         ..ControllerConfig::default()
     };
-    let notes = vec![
-        format!(
-            "render: {}x{} px, {} samples: {render_ms:.1} ms per frame on an idle worker, so one worker with {} slot(s) renders {capacity:.1} frames/s",
-            args.width, args.height, args.samples, args.slots
-        ),
-        format!(
+    let mut notes = vec![format!(
+        "render: {}x{} px, {} samples: {render_ms:.1} ms per frame on an idle worker, so one worker with {} slot(s) renders {capacity:.1} frames/s",
+        args.width, args.height, args.samples, args.slots
+    )];
+    let (mut backlog_per_replica, mut jobs) = (None, Vec::new());
+    if args.shared_queue {
+        let per_replica = args
+            .backlog_per_replica
+            .unwrap_or_else(|| (5.0 * capacity).round().max(1.0));
+        backlog_per_replica = Some(per_replica);
+        jobs.clone_from(&args.job);
+        if jobs.is_empty() {
+            let frames = (10.0 * capacity * f64::from(spec.max_replicas))
+                .round()
+                .max(1.0) as u64;
+            jobs = [0.1, 0.55]
+                .map(|at| JobPlan {
+                    at: Duration::from_secs_f64((at * seconds).round()),
+                    frames,
+                })
+                .to_vec();
+        }
+        let listed: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} frames at {}",
+                    j.frames,
+                    humantime::format_duration(j.at)
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "queue: a redis-server of its own; the workers pull frames (a stopped worker's are rendered by another after 10 s); jobs: {}; users accept {frame_target_ms} ms from submit to done",
+            listed.join(", ")
+        ));
+        notes.push(format!(
+            "HPA metric: the backlog alone (frames waiting and in flight, an Object metric on the Deployment), {per_replica} frames per worker"
+        ));
+    } else {
+        notes.push(format!(
             "load: {profile} over {}, seed {}",
             humantime::format_duration(args.duration),
             args.seed
-        ),
-        format!(
+        ));
+        notes.push(format!(
             "score: at 1.0 when the frames' latency P95 (queue + render) is {frame_target_ms} ms, the latency users accept, or CPU duty {} % (the CPU stands in for the GPU here); it goes above 1 once a regime has held for {}",
             args.gpu_target_pct,
             humantime::format_duration(args.hold),
-        ),
-        format!("HPA: {}", spec.describe(&controller)),
-    ];
+        ));
+    }
+    notes.push(format!("HPA: {}", spec.describe(&controller)));
     Ok(Plan {
         spec,
         controller,
         profile,
         frame_target_ms,
+        backlog_per_replica,
+        jobs,
         notes,
     })
 }

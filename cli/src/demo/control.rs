@@ -10,7 +10,9 @@ use framescale_core::metrics::custom;
 use framescale_sim::report::Row;
 
 use super::fleet::Fleet;
-use super::local_hpa::{LocalHpa, MetricsClient, SCORE_METRIC};
+use super::local_hpa::{
+    BACKLOG_METRIC, LocalHpa, MetricsClient, SCORE_METRIC, backlog_observation, score_observation,
+};
 use super::{DemoArgs, Plan};
 
 /// Samples the loop every second and syncs the HPA every sync period, until the duration is
@@ -21,9 +23,9 @@ pub fn control_loop(
     fleet: &mut Fleet,
     client: &MetricsClient,
     stop: &AtomicBool,
+    started: Instant,
 ) -> anyhow::Result<Vec<Row>> {
     let mut hpa = LocalHpa::new(plan.spec.clone(), plan.controller);
-    let started = Instant::now();
     let seconds = args.duration.as_secs_f64();
     let sync_period = args.sync_period.as_secs_f64();
     let (mut rows, mut next_sync, mut tick) = (Vec::new(), sync_period, 1.0);
@@ -41,6 +43,10 @@ pub fn control_loop(
         fleet.reap();
         let replicas = fleet.replicas() as u32;
         let scores = client.pods_metric(SCORE_METRIC);
+        // Queue mode: the backlog, read as the HPA reads an Object metric.
+        let backlog = plan
+            .backlog_per_replica
+            .map(|per_replica| (client.deployment_metric(BACKLOG_METRIC), per_replica));
         let mean = |values: Result<BTreeMap<String, i64>, String>| -> Option<f64> {
             let values = values.ok()?;
             (!values.is_empty())
@@ -48,7 +54,7 @@ pub fn control_loop(
         };
         let mut row = Row {
             t,
-            offered_rate: Some(plan.profile.rate_at(t, seconds)),
+            offered_rate: backlog.is_none().then(|| plan.profile.rate_at(t, seconds)),
             replicas,
             p95_ms: mean(client.pods_metric(custom::FRAME_DURATION_MS)),
             // A pod refusing frames serves an hour: left out of the chart's mean (the users'
@@ -68,7 +74,15 @@ pub fn control_loop(
         };
         if t >= next_sync {
             next_sync += sync_period;
-            let decision = hpa.sync(t, replicas.cast_signed(), fleet.pods(), scores);
+            let observation = match &backlog {
+                Some((value, per_replica)) => backlog_observation(value.clone(), *per_replica),
+                None => score_observation(fleet.pods(), scores),
+            };
+            let decision = hpa.sync(
+                t,
+                replicas.cast_signed(),
+                std::slice::from_ref(&observation),
+            );
             row.desired = Some(decision.desired as u32);
             last_decision = if decision.rescale {
                 format!("{replicas} → {}: {}", decision.desired, decision.message)
@@ -80,19 +94,26 @@ pub fn control_loop(
                 fleet.scale_to(decision.desired as usize)?;
             }
         }
-        eprintln!("{}", progress_line(&row, &last_decision));
+        let read = backlog.as_ref().map(|(value, _)| value);
+        eprintln!("{}", progress_line(&row, read, &last_decision));
         rows.push(row);
     }
     Ok(rows)
 }
 
-fn progress_line(row: &Row, last_decision: &str) -> String {
+/// The second's line: the load (or, in queue mode, the backlog), the replicas, what the pods'
+/// exporters serve, the HPA's last decision.
+fn progress_line(row: &Row, backlog: Option<&Result<i64, String>>, last_decision: &str) -> String {
     let value =
         |v: Option<f64>, unit: &str| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}{unit}"));
+    let load = match backlog {
+        Some(Ok(milli)) => format!("backlog {:>5}", milli / 1000),
+        Some(Err(_)) => format!("backlog {:>5}", "—"),
+        None => format!("load {:>6}", value(row.offered_rate, "/s")),
+    };
     format!(
-        "[{:>5.0}s] load {:>6}  replicas {}  latency P95 {:>9}  render P95 {:>9}  duty {:>6}  score {:>5}  | {last_decision}",
+        "[{:>5.0}s] {load}  replicas {}  latency P95 {:>9}  render P95 {:>9}  duty {:>6}  score {:>5}  | {last_decision}",
         row.t,
-        value(row.offered_rate, "/s"),
         row.replicas,
         value(row.latency_ms, " ms"),
         value(row.p95_ms, " ms"),
@@ -122,6 +143,9 @@ pub fn summary(rows: &[Row], args: &DemoArgs, plan: &Plan) -> Vec<String> {
             events.join(", ")
         }
     ));
+    if plan.backlog_per_replica.is_some() {
+        return lines; // the backlog alone: the score's reaction does not apply
+    }
     let upper = 1.0 + args.tolerance;
     let mut crossed: Option<f64> = None;
     let mut reactions = Vec::new();

@@ -43,6 +43,9 @@ pub struct FleetConfig {
     pub slots: usize,
     /// Queue places per worker.
     pub queue: usize,
+    /// Queue mode: the workers pull frames from this Redis (the demo's stream) instead of
+    /// serving the render API.
+    pub queue_url: Option<String>,
 }
 
 struct Worker {
@@ -158,7 +161,7 @@ impl Fleet {
         let uid = format!("00000000-0000-4000-8000-{index:012x}");
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
-        let args = [
+        let mut args = [
             "worker",
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -167,7 +170,24 @@ impl Fleet {
             "--queue",
             &self.config.queue.to_string(),
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        if let Some(url) = &self.config.queue_url {
+            // A frame a stopped worker held is rendered by another after 10 s.
+            args.extend(
+                [
+                    "--queue-url",
+                    url,
+                    "--queue-stream",
+                    super::farm::STREAM,
+                    "--claim-after",
+                    "10s",
+                    "--consumer",
+                    &name,
+                ]
+                .map(String::from),
+            );
+        }
         let stderr = self.config.dir.join(format!("{name}.stderr.log"));
         let mut process = Process::start(&name, &args, &stderr, Stdio::piped())?;
         let log_dir = self

@@ -11,15 +11,17 @@ use anyhow::{Context, bail};
 use framescale_core::quantity;
 use framescale_sim::hpa::behavior::Behavior;
 use framescale_sim::hpa::controller::{
-    Controller, ControllerConfig, Decision, HpaSpec, Observation, Scale,
+    Controller, ControllerConfig, Decision, HpaSpec, MetricSource, Observation, Scale,
 };
 use framescale_sim::hpa::replicas::PodState;
 use serde::Deserialize;
 
-use super::fleet::{NAMESPACE, SELECTOR};
+use super::fleet::{DEPLOYMENT, NAMESPACE, SELECTOR};
 
 /// The score metric the demo's HPA scales on, target `averageValue: 1`.
 pub const SCORE_METRIC: &str = framescale_core::metrics::custom::SCALING_SCORE;
+/// The queue's backlog, an Object metric on the Deployment (`--shared-queue`).
+pub const BACKLOG_METRIC: &str = framescale_adapter::backlog::DEFAULT_NAME;
 
 /// A client of the adapter's custom metrics API that trusts only the demo's certificate.
 pub struct MetricsClient {
@@ -59,7 +61,26 @@ impl MetricsClient {
             self.base,
             SELECTOR.replace('=', "%3D")
         );
-        let mut response = self.agent.get(&url).call().map_err(|e| e.to_string())?;
+        parse_metric_list(&self.get(&url)?)
+    }
+
+    /// The value of an Object metric of the demo's Deployment, milli units.
+    pub fn deployment_metric(&self, metric: &str) -> Result<i64, String> {
+        let url = format!(
+            "{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{NAMESPACE}/deployments.apps/{DEPLOYMENT}/{metric}",
+            self.base
+        );
+        let body = self.get(&url)?;
+        let values = parse_metric_list(&body)?;
+        values
+            .get(DEPLOYMENT)
+            .copied()
+            .ok_or_else(|| format!("no value for deployments.apps {DEPLOYMENT} in {body}"))
+    }
+
+    /// The body of a 200 answer, or the status and body of any other.
+    fn get(&self, url: &str) -> Result<String, String> {
+        let mut response = self.agent.get(url).call().map_err(|e| e.to_string())?;
         let body = response
             .body_mut()
             .read_to_string()
@@ -71,7 +92,7 @@ impl MetricsClient {
                 body.trim()
             ));
         }
-        parse_metric_list(&body)
+        Ok(body)
     }
 }
 
@@ -179,33 +200,51 @@ impl LocalHpa {
         }
     }
 
-    /// One sync at `now` seconds with `replicas` running, the pods the selector lists, and the
-    /// score values the metrics API returned (or why it could not).
-    pub fn sync(
-        &mut self,
-        now: f64,
-        replicas: i32,
-        pods: Vec<PodState>,
-        scores: Result<BTreeMap<String, i64>, String>,
-    ) -> Decision {
-        let observation = match scores {
-            Ok(values_milli) => Observation::PodsAverageValue {
-                name: SCORE_METRIC.into(),
-                target_milli: 1000,
-                pods,
-                values_milli,
-            },
-            Err(message) => Observation::Failed {
-                reason: "FailedGetPodsMetric".into(),
-                message: format!("unable to get metric {SCORE_METRIC}: {message}"),
-            },
-        };
+    /// One sync at `now` seconds with `replicas` running and what the metrics API returned.
+    pub fn sync(&mut self, now: f64, replicas: i32, observations: &[Observation]) -> Decision {
         let scale = Scale {
             spec_replicas: replicas,
             status_replicas: replicas,
         };
-        self.controller
-            .sync(now, &self.spec, scale, std::slice::from_ref(&observation))
+        self.controller.sync(now, &self.spec, scale, observations)
+    }
+}
+
+/// The score as the HPA observes it: a Pods metric at `averageValue: 1` over the pods the
+/// selector lists, with the values the metrics API returned (or why it could not).
+pub fn score_observation(
+    pods: Vec<PodState>,
+    scores: Result<BTreeMap<String, i64>, String>,
+) -> Observation {
+    match scores {
+        Ok(values_milli) => Observation::PodsAverageValue {
+            name: SCORE_METRIC.into(),
+            target_milli: 1000,
+            pods,
+            values_milli,
+        },
+        Err(message) => Observation::Failed {
+            reason: "FailedGetPodsMetric".into(),
+            message: format!("unable to get metric {SCORE_METRIC}: {message}"),
+        },
+    }
+}
+
+/// The backlog as the HPA observes it: an Object metric on the Deployment with an
+/// `averageValue` target of `per_replica` frames, its value in milli units (or why it could not
+/// be read).
+pub fn backlog_observation(backlog: Result<i64, String>, per_replica: f64) -> Observation {
+    match backlog {
+        Ok(usage_milli) => Observation::AverageValue {
+            source: MetricSource::Object,
+            description: format!("Deployment metric {BACKLOG_METRIC}"),
+            usage_milli,
+            target_average_milli: (per_replica * 1000.0).round() as i64,
+        },
+        Err(message) => Observation::Failed {
+            reason: "FailedGetObjectMetric".into(),
+            message: format!("unable to get metric {BACKLOG_METRIC}: {message}"),
+        },
     }
 }
 

@@ -27,9 +27,20 @@ impl Process {
         stdout: Stdio,
     ) -> anyhow::Result<Process> {
         let exe = std::env::current_exe().context("cannot find this program's own path")?;
+        Process::start_program(&exe, name, args, stderr_path, stdout)
+    }
+
+    /// Starts `program <args>` with stderr appended to `stderr_path` and stdout as `stdout`.
+    pub fn start_program(
+        program: &Path,
+        name: &str,
+        args: &[String],
+        stderr_path: &Path,
+        stdout: Stdio,
+    ) -> anyhow::Result<Process> {
         let stderr = File::create(stderr_path)
             .with_context(|| format!("cannot create {}", stderr_path.display()))?;
-        let child = Command::new(exe)
+        let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)

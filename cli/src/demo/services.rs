@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::DemoArgs;
-use super::fleet::plain_agent;
+use super::fleet::{DEPLOYMENT, NAMESPACE, plain_agent};
 use super::process::{Process, free_port, wait_until};
 
 /// The exporter and the adapter, stopped when dropped.
@@ -25,38 +25,10 @@ pub fn start_services(
     args: &DemoArgs,
     dir: &Path,
     frame_target_ms: f64,
+    queue_url: Option<&str>,
 ) -> anyhow::Result<(String, Services)> {
     let exporter_port = free_port()?;
-    let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let exporter = Process::start(
-        "exporter",
-        &owned(&[
-            "exporter",
-            "--listen",
-            &format!("127.0.0.1:{exporter_port}"),
-            "--log-root",
-            &dir.join("pods").display().to_string(),
-            "--from-start",
-            "--window",
-            &humantime::format_duration(args.window).to_string(),
-            "--sub-windows",
-            "4",
-            "--poll-interval",
-            "200ms",
-            "--rescan-interval",
-            "1s",
-            "--grace-period",
-            "30s",
-            "--device-source",
-            "cpu",
-            "--cgroup-root",
-            "none",
-            "--local-processes",
-            &dir.join("processes").display().to_string(),
-        ]),
-        &dir.join("exporter.log"),
-        Stdio::null(),
-    )?;
+    let exporter = start_exporter(args, dir, exporter_port)?;
     let generated =
         framescale_adapter::tls::self_signed(&["localhost".into(), "127.0.0.1".into()])?;
     let (cert, key) = (dir.join("adapter.crt"), dir.join("adapter.key"));
@@ -67,30 +39,45 @@ pub fn start_services(
         metrics_config(args, frame_target_ms),
     )?;
     let (adapter_port, admin_port) = (free_port()?, free_port()?);
+    let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let backlog = queue_url.map(|url| {
+        owned(&[
+            "--queue-url",
+            url,
+            "--queue-stream",
+            super::farm::STREAM,
+            "--backlog-deployment",
+            &format!("{NAMESPACE}/{DEPLOYMENT}"),
+        ])
+    });
     let adapter = Process::start(
         "adapter",
-        &owned(&[
-            "adapter",
-            "--listen",
-            &format!("127.0.0.1:{adapter_port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin_port}"),
-            "--tls-cert-file",
-            &cert.display().to_string(),
-            "--tls-key-file",
-            &key.display().to_string(),
-            "--exporter",
-            &format!("http://127.0.0.1:{exporter_port}/metrics"),
-            "--scrape-interval",
-            "1s",
-            "--cache-ttl",
-            "500ms",
-            "--pods-file",
-            &dir.join("pods.yaml").display().to_string(),
-            "--metrics-config",
-            &dir.join("metrics.yaml").display().to_string(),
-            "--insecure-disable-auth",
-        ]),
+        &[
+            owned(&[
+                "adapter",
+                "--listen",
+                &format!("127.0.0.1:{adapter_port}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin_port}"),
+                "--tls-cert-file",
+                &cert.display().to_string(),
+                "--tls-key-file",
+                &key.display().to_string(),
+                "--exporter",
+                &format!("http://127.0.0.1:{exporter_port}/metrics"),
+                "--scrape-interval",
+                "1s",
+                "--cache-ttl",
+                "500ms",
+                "--pods-file",
+                &dir.join("pods.yaml").display().to_string(),
+                "--metrics-config",
+                &dir.join("metrics.yaml").display().to_string(),
+                "--insecure-disable-auth",
+            ]),
+            backlog.unwrap_or_default(),
+        ]
+        .concat(),
         &dir.join("adapter.log"),
         Stdio::null(),
     )?;
@@ -120,6 +107,36 @@ pub fn start_services(
             _adapter: adapter,
         },
     ))
+}
+
+/// The exporter over the demo's pods root and its CPU processes file, on `port`.
+fn start_exporter(args: &DemoArgs, dir: &Path, port: u16) -> anyhow::Result<Process> {
+    let args = [
+        "exporter",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--log-root",
+        &dir.join("pods").display().to_string(),
+        "--from-start",
+        "--window",
+        &humantime::format_duration(args.window).to_string(),
+        "--sub-windows",
+        "4",
+        "--poll-interval",
+        "200ms",
+        "--rescan-interval",
+        "1s",
+        "--grace-period",
+        "30s",
+        "--device-source",
+        "cpu",
+        "--cgroup-root",
+        "none",
+        "--local-processes",
+        &dir.join("processes").display().to_string(),
+    ]
+    .map(String::from);
+    Process::start("exporter", &args, &dir.join("exporter.log"), Stdio::null())
 }
 
 fn metrics_config(args: &DemoArgs, frame_target_ms: f64) -> String {
