@@ -4,6 +4,7 @@ mod adapter_cmd;
 mod demo;
 mod doctor;
 mod exporter_cmd;
+mod failure;
 mod loadgen_cmd;
 mod logging;
 mod record_cmd;
@@ -52,9 +53,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Some(error) = adapter_alone() {
+        eprintln!("framescale: {error}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     logging::init(&cli.log);
-    let result = match cli.command {
+    failure::exit_code(match cli.command {
         Command::Exporter(args) => exporter_cmd::run(args),
         Command::Adapter(args) => adapter_cmd::run(args),
         Command::Worker(args) => worker_cmd::run(args),
@@ -65,29 +70,31 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Tune(args) => tune_cmd::run(args),
         Command::Record(args) => record_cmd::run(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{}", describe(&error));
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
-/// The error and its causes, `outer: inner: …`. framescale's errors say their cause in their own
-/// message and also link it as their source (for callers that branch on it), so a cause whose
-/// text is already there is not repeated.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&cause);
-        }
+/// `framescale adapter …` becomes `framescale-adapter …` when that binary lies beside this one
+/// (as `git foo` runs `git-foo`): the same flags and code, in a binary of the adapter's code
+/// only, whose pages of code resident are fewer (the kernel maps an executable's code in large
+/// folios, so what is resident follows its size), and with one glibc malloc arena
+/// (`MALLOC_ARENA_MAX=1` unless set: the adapter's two runtime threads otherwise each keep an
+/// arena of freed answers). Both measured in docs/benchmarks.md. Returns only when the exec
+/// failed; without the binary beside it, the adapter runs here.
+fn adapter_alone() -> Option<std::io::Error> {
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_none_or(|first| first != "adapter") {
+        return None;
     }
-    text
+    let alone = std::env::current_exe()
+        .ok()?
+        .with_file_name("framescale-adapter");
+    if !alone.is_file() {
+        return None;
+    }
+    let mut command = std::process::Command::new(alone);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        command.env("MALLOC_ARENA_MAX", "1");
+    }
+    Some(command.args(args).exec())
 }

@@ -168,3 +168,29 @@ fn every_key_of_the_metrics_file_is_documented() {
         "documented keys that are not keys: {leaves:?}"
     );
 }
+
+/// `framescale adapter` runs `framescale-adapter` (the adapter alone) when it lies beside it, and
+/// both take the same flags.
+#[test]
+fn framescale_adapter_is_the_adapter_alone_with_the_same_flags() {
+    let version = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .args(["adapter", "--version"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("framescale-adapter {}", env!("CARGO_PKG_VERSION")),
+        "framescale adapter execs framescale-adapter"
+    );
+    let alone = Command::new(env!("CARGO_BIN_EXE_framescale-adapter"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(alone.status.success());
+    let alone = flags(&String::from_utf8(alone.stdout).unwrap());
+    assert!(
+        alone.contains("prometheus-url") && alone.contains("log-format"),
+        "{alone:?}"
+    );
+    assert_eq!(alone, flags(&help(&["adapter"])));
+}

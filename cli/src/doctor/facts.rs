@@ -84,7 +84,11 @@ impl Reader {
             Err(kube::Error::Api(status)) => {
                 Err(failure(status.code, &status.reason, &status.message))
             }
-            Err(error) => Err(failure(0, "", &crate::describe(&anyhow::Error::new(error)))),
+            Err(error) => Err(failure(
+                0,
+                "",
+                &crate::failure::describe(&anyhow::Error::new(error)),
+            )),
         }
     }
 
