@@ -306,11 +306,11 @@ fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod_and_searches() {
     // The search: both fronts, the verdict, each family's pick.
     assert!(
         stdout.contains(
-            "search: 70 settings (30 of the fused + backlog, 40 of the other policies) × 3 profiles"
+            "search: 190 settings (30 of the fused + backlog, 160 of the other policies) × 3 profiles"
         ),
         "{stdout}"
     );
-    for family in ["fused + backlog", "backlog only"] {
+    for family in ["fused + backlog", "backlog only", "backlog + oldest wait"] {
         assert!(
             stdout.contains(&format!("\n{family} (")),
             "{family}:\n{stdout}"
@@ -318,7 +318,7 @@ fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod_and_searches() {
     }
     assert_eq!(
         stdout.matches("the fused + backlog front d").count(),
-        1,
+        2,
         "{stdout}"
     );
     assert_eq!(

@@ -121,6 +121,9 @@ pub enum Policy {
     Backlog(f64),
     /// The fused score and the shared queue's backlog per replica (frames) as two metrics.
     FusedAndBacklog(ScoreConfig, f64),
+    /// The shared queue's backlog per replica (frames) and how long its oldest waiting frame has
+    /// waited (an Object metric with a `Value` target, ms), as two metrics.
+    BacklogAndWait(f64, f64),
 }
 
 impl Policy {
@@ -151,6 +154,7 @@ impl Policy {
             Policy::QueueDepth(_) => "queue depth",
             Policy::Backlog(_) => "backlog only",
             Policy::FusedAndBacklog(..) => "fused + backlog",
+            Policy::BacklogAndWait(..) => "backlog + oldest wait",
         }
     }
 
@@ -168,6 +172,9 @@ impl Policy {
             Policy::QueueDepth(t) => format!("queue depth ({t} frames/pod)"),
             Policy::Backlog(t) => format!("backlog only ({t} frames/replica)"),
             Policy::FusedAndBacklog(_, t) => format!("fused + backlog ({t} frames/replica)"),
+            Policy::BacklogAndWait(t, w) => {
+                format!("backlog ({t} frames/replica) + oldest wait ({w} ms)")
+            }
         }
     }
 
@@ -369,7 +376,7 @@ pub fn run(
                     spec_replicas: replicas,
                     status_replicas: replicas,
                 },
-                &observations(policy, &pods, factor, backlog(&pods, &waiting)),
+                &observations(policy, &pods, factor, queue_reading(&pods, &waiting, now)),
             );
             row.desired = Some(decision.desired as u32);
             row.decision = Some(rescales.count(&decision, replicas));
@@ -500,9 +507,24 @@ impl Arrivals<'_> {
     }
 }
 
-/// The frames waiting in the shared queue plus those the pods render.
-fn backlog(pods: &[Scaled], waiting: &VecDeque<(f64, f64)>) -> u64 {
-    (waiting.len() + pods.iter().map(|p| p.pod.running()).sum::<usize>()) as u64
+/// What the shared queue shows: its backlog and how long its oldest waiting frame has waited.
+#[derive(Debug, Clone, Copy)]
+struct QueueReading {
+    /// Frames waiting plus those the pods render.
+    frames: u64,
+    /// How long the oldest frame not yet taken has waited, ms (0 when none waits).
+    oldest_wait_ms: f64,
+}
+
+fn queue_reading(pods: &[Scaled], waiting: &VecDeque<(f64, f64)>, now: f64) -> QueueReading {
+    let oldest = waiting
+        .iter()
+        .map(|&(arrived, _)| arrived)
+        .fold(now, f64::min);
+    QueueReading {
+        frames: (waiting.len() + pods.iter().map(|p| p.pod.running()).sum::<usize>()) as u64,
+        oldest_wait_ms: (now - oldest) * 1000.0,
+    }
 }
 
 /// Shared-queue mode: the frames arriving in `[t, t + 1)` join the queue, and the Ready pods
@@ -681,9 +703,13 @@ fn fused_signals(reading: &PodReading) -> Signals {
     }
 }
 
-/// What the HPA observes this sync, for `policy` (`backlog`: the shared queue's frames
-/// waiting and in flight).
-fn observations(policy: &Policy, pods: &[Scaled], factor: f64, backlog: u64) -> Vec<Observation> {
+/// What the HPA observes this sync, for `policy` (`queue`: what the shared queue shows).
+fn observations(
+    policy: &Policy,
+    pods: &[Scaled],
+    factor: f64,
+    queue: QueueReading,
+) -> Vec<Observation> {
     let states: Vec<PodState> = pods
         .iter()
         .map(|p| {
@@ -732,14 +758,24 @@ fn observations(policy: &Policy, pods: &[Scaled], factor: f64, backlog: u64) -> 
     let backlog = |per_replica: f64| Observation::AverageValue {
         source: MetricSource::Object,
         description: "Deployment metric render_backlog_frames".into(),
-        usage_milli: i64::try_from(backlog.saturating_mul(1000)).unwrap_or(i64::MAX),
+        usage_milli: i64::try_from(queue.frames.saturating_mul(1000)).unwrap_or(i64::MAX),
         target_average_milli: (per_replica * 1000.0).round() as i64,
+    };
+    let oldest_wait = |target_ms: f64| Observation::Value {
+        source: MetricSource::Object,
+        description: "Deployment metric render_queue_oldest_wait_ms".into(),
+        usage_milli: (queue.oldest_wait_ms * 1000.0).round() as i64,
+        target_milli: (target_ms * 1000.0).round() as i64,
+        pods: states.clone(),
     };
     match policy {
         Policy::Fused(config) | Policy::Predictive(config, _) => vec![fused(config)],
         Policy::Backlog(per_replica) => vec![backlog(*per_replica)],
         Policy::FusedAndBacklog(config, per_replica) => {
             vec![fused(config), backlog(*per_replica)]
+        }
+        Policy::BacklogAndWait(per_replica, target_ms) => {
+            vec![backlog(*per_replica), oldest_wait(*target_ms)]
         }
         Policy::FrameOnly(target) => vec![frame(*target)],
         Policy::LatencyOnly(target) => vec![latency(*target)],

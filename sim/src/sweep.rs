@@ -249,11 +249,20 @@ pub fn queue_grid(
     with_behaviors(policies)
 }
 
-/// Backlog only (how KEDA scales a queue) at every backlog target of the shared queue's search
-/// and every behavior.
+/// Backlog only (how KEDA scales a queue) at every backlog target of the shared queue's search,
+/// and the backlog with the oldest frame's wait (targets ¼, ½ and ¾ of the SLO `slo_ms`), each
+/// with every behavior.
 #[must_use]
-pub fn backlog_alternatives(per_replica_in_slo: f64) -> Vec<Setting> {
-    with_behaviors(backlog_targets(per_replica_in_slo).map(Policy::Backlog))
+pub fn backlog_alternatives(per_replica_in_slo: f64, slo_ms: f64) -> Vec<Setting> {
+    let mut policies: Vec<Policy> = backlog_targets(per_replica_in_slo)
+        .map(Policy::Backlog)
+        .collect();
+    for target in backlog_targets(per_replica_in_slo) {
+        for wait in [0.25, 0.5, 0.75] {
+            policies.push(Policy::BacklogAndWait(target, (slo_ms * wait).round()));
+        }
+    }
+    with_behaviors(policies)
 }
 
 /// At most `max` settings of `grid`: the first (the defaults) always, the rest drawn with `seed`.
@@ -553,8 +562,12 @@ mod tests {
         for setting in &grid {
             setting.score().unwrap().validate().unwrap();
         }
-        let alone = backlog_alternatives(1_500.0);
-        assert_eq!(alone.len(), 10 * 4);
+        let alternatives = backlog_alternatives(1_500.0, 30_000.0);
+        assert_eq!(alternatives.len(), (10 + 10 * 3) * 4);
+        let alone: Vec<Setting> = alternatives
+            .into_iter()
+            .filter(|s| matches!(s.policy, Policy::Backlog(_)))
+            .collect();
         let targets = |settings: &[Setting]| {
             let mut targets: Vec<u64> = settings
                 .iter()

@@ -145,7 +145,10 @@ impl Search {
         );
         let mut settings = sweep::sample(grid, args.max_settings, args.seed);
         let ours = settings.len();
-        settings.extend(sweep::backlog_alternatives(self.per_replica_in_slo));
+        settings.extend(sweep::backlog_alternatives(
+            self.per_replica_in_slo,
+            self.slo_ms,
+        ));
         println!(
             "\nbacklog targets: fractions of the {:.0} frames one replica renders in the SLO",
             self.per_replica_in_slo
