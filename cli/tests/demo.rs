@@ -125,12 +125,7 @@ fn the_demo_scales_up_on_the_step_and_down_after_it() {
         .lines()
         .find(|l| l.contains("reaction: replicas added"))
         .unwrap_or_else(|| panic!("no reaction line:\n{stderr}"));
-    let worst: f64 = reaction
-        .split("(worst ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|w| w.parse().ok())
-        .unwrap();
+    let worst = support::number_after(reaction, "(worst ");
     assert!(worst <= 3.0 + 1.0, "{reaction}");
 
     let dir = workdir(stderr.lines().next().unwrap());

@@ -3,6 +3,8 @@
 //! test binary of its own (see `.config/nextest.toml`): its workers would skew the CPU duty the
 //! other demo test measures.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -73,12 +75,7 @@ fn the_farm_wakes_from_zero_for_each_job_and_returns_to_it() {
             "{line}"
         );
         // The first frame within one sync (3 s), a worker's start and 5 s.
-        let first: f64 = line
-            .split("first frame done ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{line}"));
+        let first = support::number_after(line, "first frame done ");
         assert!(first <= 3.0 + 2.0 + 5.0, "{line}");
     }
     assert!(stderr.contains("back to 0 workers at"), "{stderr}");

@@ -228,12 +228,7 @@ fn the_model_follows_a_real_demo() {
         stdout.contains("first scale-up: demo 46 s, model 46 s"),
         "{stdout}"
     );
-    let error: f64 = stdout
-        .split("mean |model - demo| ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let error = support::number_after(&stdout, "mean |model - demo| ");
     assert!(
         error < 1.0,
         "replicas within one of the demo's on average: {stdout}"

@@ -261,6 +261,16 @@ pub fn spawn_until_with_stdout(
     (child, line, log)
 }
 
+/// The number right after `marker` in `text` (up to the next space), as printed in a summary
+/// line; panics with the text when there is none.
+pub fn number_after(text: &str, marker: &str) -> f64 {
+    text.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {marker:?} in: {text}"))
+}
+
 /// The value of `name=value` in a text log line.
 pub fn field(line: &str, name: &str) -> String {
     line.split(&format!("{name}="))
