@@ -22,15 +22,8 @@ pub struct LoadgenArgs {
     /// Seed of the Poisson arrivals (same seed, same arrival times).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Frame width of each request.
-    #[arg(long, default_value_t = 64)]
-    width: u32,
-    /// Frame height of each request.
-    #[arg(long, default_value_t = 64)]
-    height: u32,
-    /// Samples per pixel of each request.
-    #[arg(long, default_value_t = 8)]
-    samples: u32,
+    #[command(flatten)]
+    frame: crate::frame_args::FrameArgs,
     /// Timeout of one request.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -55,9 +48,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         profile,
         duration: args.duration,
         seed: args.seed,
-        width: args.width,
-        height: args.height,
-        samples: args.samples,
+        width: args.frame.width,
+        height: args.frame.height,
+        samples: args.frame.samples,
         timeout: args.timeout,
         max_in_flight: args.max_in_flight.max(1),
     };

@@ -5,6 +5,7 @@ mod demo;
 mod doctor;
 mod exporter_cmd;
 mod failure;
+mod frame_args;
 mod loadgen_cmd;
 mod logging;
 mod record_cmd;

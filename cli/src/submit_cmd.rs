@@ -23,15 +23,8 @@ pub struct SubmitArgs {
     /// The frames: FIRST..LAST (both included) or one frame number.
     #[arg(long)]
     frames: String,
-    /// Width of each frame.
-    #[arg(long, default_value_t = 64)]
-    width: u32,
-    /// Height of each frame.
-    #[arg(long, default_value_t = 64)]
-    height: u32,
-    /// Samples per pixel of each frame.
-    #[arg(long, default_value_t = 8)]
-    samples: u32,
+    #[command(flatten)]
+    frame: crate::frame_args::FrameArgs,
     /// Wait until every frame is done (or failed), printing progress; exit non-zero if any failed.
     #[arg(long)]
     wait: bool,
@@ -48,9 +41,9 @@ pub fn run(args: &SubmitArgs) -> anyhow::Result<()> {
     let spec = JobSpec {
         scene: args.scene.clone(),
         frames: job::parse_range(&args.frames)?,
-        width: args.width,
-        height: args.height,
-        samples: args.samples,
+        width: args.frame.width,
+        height: args.frame.height,
+        samples: args.frame.samples,
     };
     spec.validate()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
