@@ -125,6 +125,7 @@ struct Plan {
 #[allow(clippy::needless_pass_by_value)] // every subcommand's run takes its flags by value
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     validate(&args)?;
+    let spec = hpa_spec(&args)?;
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
     let work = tempfile::Builder::new()
@@ -132,7 +133,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create the demo's working directory")?;
     eprintln!("framescale demo: working in {}", work.path().display());
-    let result = run_in(&args, work.path(), &stop);
+    let result = run_in(&args, spec, work.path(), &stop);
     if result.is_err() {
         let kept = work.keep();
         eprintln!(
@@ -143,7 +144,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
-fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+fn run_in(
+    args: &DemoArgs,
+    spec: HpaSpec,
+    dir: &Path,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let redis = if args.shared_queue {
         Some(farm::start_redis(dir)?)
     } else {
@@ -159,7 +165,6 @@ fn run_in(args: &DemoArgs, dir: &Path, stop: &Arc<AtomicBool>) -> anyhow::Result
         queue: args.queue,
         queue_url: queue_url.clone(),
     })?;
-    let spec = hpa_spec(args)?;
     let render_ms = calibrate(args)?;
     fleet.scale_to(spec.min_replicas as usize)?;
     let plan = plan(args, spec, render_ms)?;
@@ -271,6 +276,11 @@ fn hpa_spec(args: &DemoArgs) -> anyhow::Result<HpaSpec> {
     };
     if spec.max_replicas > 64 {
         bail!("at most 64 replicas: each one is a process on this machine");
+    }
+    if spec.min_replicas == 0 && !args.shared_queue {
+        bail!(
+            "--hpa: minReplicas 0 needs --shared-queue: only the queue's backlog wakes workers from zero"
+        );
     }
     Ok(spec)
 }

@@ -99,6 +99,11 @@ impl HpaFlags {
             Some(path) => spec_from_manifest(path)?,
             None => spec_from_flags(self.min_replicas, self.max_replicas, self.scale_down_window)?,
         };
+        if spec.min_replicas < 1 {
+            bail!(
+                "--hpa: minReplicas 0 scales from zero only on an Object or External metric; these policies scale on Pods metrics (tune --shared-queue runs its backlog policies at minReplicas 0 itself)"
+            );
+        }
         if self.sync_period < Duration::from_secs(1) {
             bail!("--sync-period must be at least 1s");
         }

@@ -126,4 +126,19 @@ fn bad_queue_flags_are_refused_before_anything_starts() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("working in"), "{args:?} started: {stderr}");
     }
+    let dir = tempfile::tempdir().unwrap();
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(&hpa, "spec: {minReplicas: 0, maxReplicas: 2}\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .args(["demo", "--duration=10s"])
+        .arg(format!("--hpa={}", hpa.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("minReplicas 0 needs --shared-queue"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("working in"), "started: {stderr}");
 }

@@ -133,6 +133,18 @@ fn a_load_profile_scales_up_and_down_in_the_report() {
         stdout.contains("score = 0.4 × max(latency P95 / 100 ms, duty / 65 %)"),
         "{stdout}"
     );
+    // minReplicas 0: nothing here could wake the Deployment from zero.
+    std::fs::write(&hpa, "spec: {minReplicas: 0, maxReplicas: 8}\n").unwrap();
+    let (ok, _, stderr) = simulate(&[
+        "--profile=constant:10",
+        "--duration=1m",
+        &format!("--hpa={}", hpa.display()),
+    ]);
+    assert!(
+        !ok && stderr
+            .contains("minReplicas 0 scales from zero only on an Object or External metric"),
+        "{stderr}"
+    );
 }
 
 #[test]

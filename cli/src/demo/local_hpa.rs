@@ -128,7 +128,8 @@ fn parse_metric_list(body: &str) -> Result<BTreeMap<String, i64>, String> {
 }
 
 /// The HPA's spec, read from a HorizontalPodAutoscaler manifest (`spec.minReplicas`,
-/// `spec.maxReplicas`, `spec.behavior`; its metrics are the demo's own).
+/// `spec.maxReplicas`, `spec.behavior`; its metrics are the demo's own). `minReplicas: 0` is read
+/// as written; whether something can wake the Deployment from zero is the caller's to say.
 pub fn spec_from_manifest(path: &Path) -> anyhow::Result<HpaSpec> {
     #[derive(Deserialize)]
     struct Manifest {
@@ -150,9 +151,9 @@ pub fn spec_from_manifest(path: &Path) -> anyhow::Result<HpaSpec> {
     let manifest: Manifest = serde_yaml_ng::from_str(&text)
         .with_context(|| format!("--hpa: {} is not an HPA manifest", path.display()))?;
     let spec = manifest.spec;
-    if spec.min_replicas < 1 || spec.max_replicas < spec.min_replicas {
+    if spec.min_replicas < 0 || spec.max_replicas < spec.min_replicas.max(1) {
         bail!(
-            "--hpa: need 1 <= minReplicas <= maxReplicas, got {} and {}",
+            "--hpa: need 0 <= minReplicas <= maxReplicas and maxReplicas >= 1, got {} and {}",
             spec.min_replicas,
             spec.max_replicas
         );
@@ -283,8 +284,16 @@ mod tests {
         assert_eq!((spec.min_replicas, spec.max_replicas), (1, 6));
         let down = spec.behavior.unwrap().scale_down.unwrap();
         assert_eq!(down.stabilization_window_seconds, Some(20));
-        std::fs::write(&path, "spec: {minReplicas: 3, maxReplicas: 2}\n").unwrap();
-        let error = spec_from_manifest(&path).unwrap_err().to_string();
-        assert!(error.contains("minReplicas"), "{error}");
+        std::fs::write(&path, "spec: {minReplicas: 0, maxReplicas: 2}\n").unwrap();
+        assert_eq!(spec_from_manifest(&path).unwrap().min_replicas, 0);
+        for bad in [
+            "spec: {minReplicas: 3, maxReplicas: 2}\n",
+            "spec: {minReplicas: -1, maxReplicas: 2}\n",
+            "spec: {minReplicas: 0, maxReplicas: 0}\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let error = spec_from_manifest(&path).unwrap_err().to_string();
+            assert!(error.contains("minReplicas"), "{error}");
+        }
     }
 }
