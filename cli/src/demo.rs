@@ -270,9 +270,7 @@ fn hpa_spec(args: &DemoArgs) -> anyhow::Result<HpaSpec> {
             .min_replicas
             .unwrap_or_else(|| i32::from(!args.shared_queue));
         let max = args.max_replicas.unwrap_or_else(default_max_replicas);
-        let mut spec = spec_from_flags(min.max(1), max, args.scale_down_window)?;
-        spec.min_replicas = min;
-        spec
+        spec_from_flags(min, max, args.scale_down_window)?
     };
     if spec.max_replicas > 64 {
         bail!("at most 64 replicas: each one is a process on this machine");

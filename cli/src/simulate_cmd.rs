@@ -101,7 +101,7 @@ impl HpaFlags {
         };
         if spec.min_replicas < 1 {
             bail!(
-                "--hpa: minReplicas 0 scales from zero only on an Object or External metric; these policies scale on Pods metrics (tune --shared-queue runs its backlog policies at minReplicas 0 itself)"
+                "minReplicas 0 scales from zero only on an Object or External metric; the policies run here scale on Pods metrics: raise --min-replicas or the --hpa manifest's minReplicas to 1 (tune --shared-queue runs its backlog policies at minReplicas 0 itself)"
             );
         }
         if self.sync_period < Duration::from_secs(1) {

@@ -23,13 +23,38 @@ use crate::simulate_cmd::HpaFlags;
 
 mod shared_queue;
 
-/// A profile run over a simulation of this many seconds (the rate of its csv and points forms
-/// depends on the length), each frame at the model's cost.
-struct Timed<'a>(&'a Profile, f64);
+/// A load profile over a run of `seconds` (the rate of its csv and points forms depends on the
+/// length), and the spans `(from, until, cost)` whose frames cost `cost` times the model's render
+/// time (1 elsewhere).
+struct ProfileLoad {
+    name: String,
+    rate: Profile,
+    seconds: f64,
+    dearer: Vec<(f64, f64, f64)>,
+}
 
-impl Load for Timed<'_> {
+impl ProfileLoad {
+    /// `rate` over `seconds`, every frame at the model's cost, named as the profile says itself.
+    fn new(rate: Profile, seconds: f64) -> ProfileLoad {
+        ProfileLoad {
+            name: rate.to_string(),
+            rate,
+            seconds,
+            dearer: Vec::new(),
+        }
+    }
+}
+
+impl Load for ProfileLoad {
     fn rate(&self, t: f64) -> f64 {
-        self.0.rate_at(t, self.1)
+        self.rate.rate_at(t, self.seconds)
+    }
+
+    fn cost(&self, t: f64) -> f64 {
+        self.dearer
+            .iter()
+            .find(|(from, until, _)| (*from..*until).contains(&t))
+            .map_or(1.0, |&(_, _, cost)| cost)
     }
 }
 
@@ -224,9 +249,9 @@ fn search(
     let mut settings = sweep::sample(sweep::grid(&config.score), args.max_settings, args.seed);
     let fused_count = settings.len();
     settings.extend(sweep::alternatives(slo_ms, model.cpu_share));
-    let loads: Vec<Timed> = profiles
+    let loads: Vec<ProfileLoad> = profiles
         .iter()
-        .map(|profile| Timed(profile, config.duration_s))
+        .map(|profile| ProfileLoad::new(profile.clone(), config.duration_s))
         .collect();
     let loads: Vec<&(dyn Load + Sync)> = loads.iter().map(|l| l as _).collect();
     let scored = evaluate(args, model, config, &loads, slo_ms, &settings, fused_count);

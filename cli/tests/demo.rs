@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{spawn_until, wait_for};
@@ -45,33 +45,20 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn the_demo_scales_up_on_the_step_and_down_after_it() {
     let report = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .args([
-            "demo",
+    let stderr = support::run_demo(
+        &[
             "--duration=80s",
             "--sync-period=3s",
             "--scale-down-window=6s",
             "--hold=2s",
             "--window=10s",
-        ])
-        .arg("--report-dir")
-        .arg(report.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stderr}");
+        ],
+        report.path(),
+    );
 
     // The step runs from 15 % to 55 % of the run: 12 s to 44 s.
     let csv = std::fs::read_to_string(report.path().join("report.csv")).unwrap();
-    let rows: Vec<(f64, u32)> = csv
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let cells: Vec<&str> = line.split(',').collect();
-            (cells[0].parse().unwrap(), cells[2].parse().unwrap())
-        })
-        .collect();
+    let rows = support::replicas_over_time(&csv);
     assert!(rows.len() >= 70, "one row per second: {}", rows.len());
     let before = rows
         .iter()

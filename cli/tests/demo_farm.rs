@@ -13,37 +13,24 @@ use std::process::{Command, Stdio};
 #[test]
 fn the_farm_wakes_from_zero_for_each_job_and_returns_to_it() {
     let report = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
-        .args([
-            "demo",
+    let stderr = support::run_demo(
+        &[
             "--shared-queue",
             "--duration=75s",
             "--sync-period=3s",
             "--scale-down-window=6s",
             "--job=5s:300",
             "--job=40s:300",
-        ])
-        .arg("--report-dir")
-        .arg(report.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stderr}");
+        ],
+        report.path(),
+    );
     assert!(
         stderr.contains("HPA: 0 to ") && stderr.contains("the backlog alone"),
         "{stderr}"
     );
 
     let csv = std::fs::read_to_string(report.path().join("report.csv")).unwrap();
-    let replicas: Vec<(f64, u32)> = csv
-        .lines()
-        .skip(1)
-        .map(|line| {
-            let cells: Vec<&str> = line.split(',').collect();
-            (cells[0].parse().unwrap(), cells[2].parse().unwrap())
-        })
-        .collect();
+    let replicas = support::replicas_over_time(&csv);
     let at = |from: f64, to: f64| {
         replicas
             .iter()

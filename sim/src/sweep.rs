@@ -140,6 +140,28 @@ fn with_behaviors(policies: impl IntoIterator<Item = Policy>) -> Vec<Setting> {
         .collect()
 }
 
+/// `base` with this frame weight (the duty's the rest, to a tenth), `(frame ms, duty %)` targets,
+/// `(frame-bound, GPU-bound, both)` holds in seconds and boost: one point of a grid.
+fn score_at(
+    base: &ScoreConfig,
+    frame_weight: f64,
+    (frame_target_ms, gpu_target_pct): (f64, f64),
+    (frame_bound, gpu_bound, both): (u64, u64, u64),
+    boost: f64,
+) -> ScoreConfig {
+    ScoreConfig {
+        frame_weight,
+        gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
+        gpu_target_pct,
+        frame_target_ms,
+        frame_bound_hold: Duration::from_secs(frame_bound),
+        gpu_bound_hold: Duration::from_secs(gpu_bound),
+        both_hold: Duration::from_secs(both),
+        boost,
+        ..base.clone()
+    }
+}
+
 /// The fused score's grid around `base` (its targets' neighbours, weights, holds, boost,
 /// scale-down), the setting closest to the defaults first. The weights keep a frame term (a
 /// frame weight of 0 is duty alone, a family of its own).
@@ -150,19 +172,18 @@ pub fn grid(base: &ScoreConfig) -> Vec<Setting> {
     for frame_weight in [0.4, 0.2, 0.6, 0.8] {
         for gpu_target_pct in [65.0, 55.0, 45.0, 35.0, 75.0, 85.0] {
             for frame_factor in [1.0, 0.7, 0.5, 0.35, 0.25, 1.4] {
-                for (frame_bound, gpu_bound, both) in holds {
+                for holds in holds {
                     for boost in [1.5, 1.0] {
-                        scores.push(ScoreConfig {
+                        scores.push(score_at(
+                            base,
                             frame_weight,
-                            gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
-                            gpu_target_pct: (base.gpu_target_pct * gpu_target_pct / 65.0).round(),
-                            frame_target_ms: (base.frame_target_ms * frame_factor).round(),
-                            frame_bound_hold: Duration::from_secs(frame_bound),
-                            gpu_bound_hold: Duration::from_secs(gpu_bound),
-                            both_hold: Duration::from_secs(both),
+                            (
+                                (base.frame_target_ms * frame_factor).round(),
+                                (base.gpu_target_pct * gpu_target_pct / 65.0).round(),
+                            ),
+                            holds,
                             boost,
-                            ..base.clone()
-                        });
+                        ));
                     }
                 }
             }
@@ -208,8 +229,9 @@ fn backlog_targets(per_replica_in_slo: f64) -> impl Iterator<Item = f64> {
 
 /// The shared queue's search, for the fused score + backlog: queue-mode scores (the latency
 /// target around the SLO `slo_ms`, where a farm's frames wait; the duty's target up to 100 %,
-/// where a pod pulling as fast as it renders stands) with every backlog target and behavior;
-/// the setting closest to `base` with `base_backlog` first.
+/// where a pod pulling as fast as it renders stands, and 200 %, where duty never asks for more
+/// pods) with every backlog target and behavior; the setting closest to `base` with
+/// `base_backlog` first.
 #[must_use]
 pub fn queue_grid(
     base: &ScoreConfig,
@@ -219,22 +241,13 @@ pub fn queue_grid(
 ) -> Vec<Setting> {
     let mut scores = vec![base.clone()];
     for frame_weight in [1.0, 0.7, 0.4] {
-        // With the frame term alone, the duty's target still bounds its max(): all three.
+        // With the frame term alone, the duty's target still bounds its max(): every one.
         for gpu_target_pct in [100.0, 85.0, 65.0, 200.0] {
             for slo_factor in [0.25, 0.5, 1.0] {
-                for (frame_bound, gpu_bound, both) in [(0, 0, 0), (30, 15, 10)] {
+                for holds in [(0, 0, 0), (30, 15, 10)] {
                     for boost in [1.0, 1.5] {
-                        scores.push(ScoreConfig {
-                            frame_weight,
-                            gpu_weight: ((1.0 - frame_weight) * 10.0_f64).round() / 10.0,
-                            gpu_target_pct,
-                            frame_target_ms: (slo_ms * slo_factor).round(),
-                            frame_bound_hold: Duration::from_secs(frame_bound),
-                            gpu_bound_hold: Duration::from_secs(gpu_bound),
-                            both_hold: Duration::from_secs(both),
-                            boost,
-                            ..base.clone()
-                        });
+                        let targets = ((slo_ms * slo_factor).round(), gpu_target_pct);
+                        scores.push(score_at(base, frame_weight, targets, holds, boost));
                     }
                 }
             }

@@ -166,14 +166,16 @@ pub fn spec_from_manifest(path: &Path) -> anyhow::Result<HpaSpec> {
 }
 
 /// The HPA's spec from flags: min/max replicas and the default behavior with its scale-down
-/// stabilization window set.
+/// stabilization window set. A minimum of 0 is taken as given, as from a manifest.
 pub fn spec_from_flags(
     min_replicas: i32,
     max_replicas: i32,
     scale_down_window: Duration,
 ) -> anyhow::Result<HpaSpec> {
-    if min_replicas < 1 || max_replicas < min_replicas {
-        bail!("need 1 <= --min-replicas <= --max-replicas, got {min_replicas} and {max_replicas}");
+    if min_replicas < 0 || max_replicas < min_replicas.max(1) {
+        bail!(
+            "need 0 <= --min-replicas <= --max-replicas and --max-replicas >= 1, got {min_replicas} and {max_replicas}"
+        );
     }
     let behavior = serde_json::json!({
         "scaleDown": { "stabilizationWindowSeconds": scale_down_window.as_secs() }

@@ -16,29 +16,7 @@ use framescale_sim::simulation::SimulationConfig;
 use framescale_sim::sweep;
 use framescale_worker::profile::Profile;
 
-use super::{TuneArgs, evaluate, print_fronts, table};
-
-/// A farm load: its rate over a run of `seconds`, and the spans `(from, until, cost)` whose
-/// frames cost `cost` times the model's render time (1 elsewhere).
-struct FarmLoad {
-    name: String,
-    rate: Profile,
-    seconds: f64,
-    dearer: Vec<(f64, f64, f64)>,
-}
-
-impl Load for FarmLoad {
-    fn rate(&self, t: f64) -> f64 {
-        self.rate.rate_at(t, self.seconds)
-    }
-
-    fn cost(&self, t: f64) -> f64 {
-        self.dearer
-            .iter()
-            .find(|(from, until, _)| (*from..*until).contains(&t))
-            .map_or(1.0, |&(_, _, cost)| cost)
-    }
-}
+use super::{ProfileLoad, TuneArgs, evaluate, print_fronts, table};
 
 /// Runs both policies at both minimums on each farm load and prints their tables; then the
 /// search.
@@ -66,12 +44,7 @@ pub fn compare_farm(
     } else {
         super::profiles(args, &model)?
             .into_iter()
-            .map(|rate| FarmLoad {
-                name: rate.to_string(),
-                rate,
-                seconds,
-                dearer: Vec::new(),
-            })
+            .map(|rate| ProfileLoad::new(rate, seconds))
             .collect()
     };
     let at_min = |min_replicas: i32| {
@@ -182,7 +155,7 @@ impl Search {
 /// - **previews and finals**: every 400 s, alternately a preview job of 3,000 frames and a final
 ///   job of 300 frames that cost 10× as much each (the same work in a tenth of the frames),
 ///   within 10 s, nothing between.
-fn farm_loads(capacity: f64, seconds: f64) -> Vec<FarmLoad> {
+fn farm_loads(capacity: f64, seconds: f64) -> Vec<ProfileLoad> {
     let round = |v: f64| (v * 10.0).round() / 10.0;
     let cycles =
         |period: f64| (0..(seconds / period).ceil() as u32).map(move |i| f64::from(i) * period);
@@ -218,7 +191,7 @@ fn farm_loads(capacity: f64, seconds: f64) -> Vec<FarmLoad> {
         .filter(|&(i, _)| finals(i as u32))
         .map(|(_, t)| (t + 200.0, t + 210.0, 10.0))
         .collect();
-    let load = |name: &str, points, dearer| FarmLoad {
+    let load = |name: &str, points, dearer| ProfileLoad {
         name: name.to_owned(),
         rate: Profile::Points(points),
         seconds,

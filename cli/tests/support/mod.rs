@@ -261,6 +261,33 @@ pub fn spawn_until_with_stdout(
     (child, line, log)
 }
 
+/// Runs `framescale demo ARGS --report-dir REPORT` to its end and asserts it succeeded;
+/// returns its stderr (the progress lines and the summary).
+pub fn run_demo(args: &[&str], report: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_framescale"))
+        .arg("demo")
+        .args(args)
+        .arg("--report-dir")
+        .arg(report)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "demo failed:\n{stderr}");
+    stderr
+}
+
+/// The demo report's `(seconds, replicas)` of every row (report.csv's first and third cells).
+pub fn replicas_over_time(csv: &str) -> Vec<(f64, u32)> {
+    csv.lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (cells[0].parse().unwrap(), cells[2].parse().unwrap())
+        })
+        .collect()
+}
+
 /// The number right after `marker` in `text` (up to the next space), as printed in a summary
 /// line; panics with the text when there is none.
 pub fn number_after(text: &str, marker: &str) -> f64 {
