@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use framescale_queue::{JobSpec, Queue, job};
+use framescale_queue::{JobSpec, Priority, Queue, job};
 
 /// Flags of `framescale submit`.
 #[derive(Debug, Args)]
@@ -25,6 +25,9 @@ pub struct SubmitArgs {
     frames: String,
     #[command(flatten)]
     frame: crate::frame_args::FrameArgs,
+    /// normal, or urgent: workers take every urgent frame waiting before any normal one.
+    #[arg(long, default_value = "normal")]
+    priority: Priority,
     /// Wait until every frame is done (or failed), printing progress; exit non-zero if any failed.
     #[arg(long)]
     wait: bool,
@@ -44,6 +47,7 @@ pub fn run(args: &SubmitArgs) -> anyhow::Result<()> {
         width: args.frame.width,
         height: args.frame.height,
         samples: args.frame.samples,
+        priority: args.priority,
     };
     spec.validate()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -69,10 +73,11 @@ async fn submit(args: &SubmitArgs, spec: &JobSpec) -> anyhow::Result<()> {
         })
         .await?;
     println!(
-        "job {job}: {total} frames of {} ({}..{}) on {} stream {}",
+        "job {job}: {total} frames of {} ({}..{}), {} priority, on {} stream {}",
         spec.scene,
         spec.frames.start(),
         spec.frames.end(),
+        spec.priority,
         queue.url(),
         queue.stream()
     );

@@ -132,10 +132,16 @@ fn nix_terminate(child: &mut Child) -> std::process::ExitStatus {
 fn a_bad_job_fails_before_anything_is_enqueued() {
     let redis = RedisServer::start();
     let url = redis.url();
-    for (frames, scene, says) in [
-        ("9..1", "spheres", "frame range 9..1 is empty"),
-        ("one..two", "spheres", "is not FIRST..LAST"),
-        ("1..10", "../etc", "is not a scene name"),
+    for (frames, scene, priority, says) in [
+        ("9..1", "spheres", "normal", "frame range 9..1 is empty"),
+        ("one..two", "spheres", "normal", "is not FIRST..LAST"),
+        ("1..10", "../etc", "normal", "is not a scene name"),
+        (
+            "1..10",
+            "spheres",
+            "high",
+            r#"priority "high" is neither normal nor urgent"#,
+        ),
     ] {
         let (ok, _, stderr) = framescale(&[
             "submit",
@@ -147,6 +153,8 @@ fn a_bad_job_fails_before_anything_is_enqueued() {
             frames,
             "--scene",
             scene,
+            "--priority",
+            priority,
         ]);
         assert!(!ok && stderr.contains(says), "{frames} {scene}: {stderr}");
     }

@@ -23,6 +23,51 @@ pub struct JobSpec {
     pub height: u32,
     /// Samples per pixel.
     pub samples: u32,
+    /// Whether its frames go before every normal job's.
+    pub priority: Priority,
+}
+
+/// A job's priority: a worker takes every urgent frame waiting before any normal one (each
+/// priority is a stream of its own, first in, first out within it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Taken only when no urgent frame waits (the default).
+    #[default]
+    Normal,
+    /// Taken before any normal frame: previews, re-renders an artist waits on.
+    Urgent,
+}
+
+impl Priority {
+    /// Both, in the order workers take them.
+    pub const TAKEN_FIRST: [Priority; 2] = [Priority::Urgent, Priority::Normal];
+
+    /// Its name, as `submit --priority` takes it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::Urgent => "urgent",
+        }
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = JobError;
+
+    fn from_str(text: &str) -> Result<Self, JobError> {
+        match text {
+            "normal" => Ok(Priority::Normal),
+            "urgent" => Ok(Priority::Urgent),
+            _ => Err(JobError::PrioritySyntax(text.to_owned())),
+        }
+    }
 }
 
 /// Why a job cannot be submitted; nothing was enqueued.
@@ -65,6 +110,9 @@ pub enum JobError {
     /// The range does not parse.
     #[error("frame range {0:?} is not FIRST..LAST (for example 1..250) or one frame number")]
     RangeSyntax(String),
+    /// The priority is neither `normal` nor `urgent`.
+    #[error("priority {0:?} is neither normal nor urgent")]
+    PrioritySyntax(String),
 }
 
 /// Whether `scene` is a scene name: letters, digits, `-`, `_` and `.`, not starting with a dot.
@@ -142,6 +190,21 @@ mod tests {
             width: 64,
             height: 64,
             samples: 8,
+            priority: Priority::Normal,
+        }
+    }
+
+    #[test]
+    fn priorities_read_by_name_and_nothing_else() {
+        for priority in Priority::TAKEN_FIRST {
+            assert_eq!(priority.name().parse::<Priority>(), Ok(priority));
+        }
+        assert_eq!(Priority::default(), Priority::Normal);
+        for bad in ["", "Urgent", "high", "1"] {
+            assert_eq!(
+                bad.parse::<Priority>(),
+                Err(JobError::PrioritySyntax(bad.into()))
+            );
         }
     }
 

@@ -11,11 +11,12 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `S` | stream | one entry per frame not yet done ([`message::FrameMessage`]); done frames are deleted, so its length is the backlog: waiting + in flight |
-//! | `S` group `render` | consumer group | who holds which frame (the pending list) |
+//! | `S` | stream | one entry per frame of a normal job not yet done ([`message::FrameMessage`]); done frames are deleted, so its length is the backlog: waiting + in flight |
+//! | `S:urgent` | stream | the same, for urgent jobs ([`Priority::Urgent`]): workers take these first |
+//! | `S`, `S:urgent` group `render` | consumer group | who holds which frame (the pending lists) |
 //! | `S:dead` | stream | entries that are not frames, or whose render failed, with the reason |
 //! | `S:jobs` | counter | the last job number |
-//! | `S:job:J` | hash | job `J`: scene, first, last, total, size, samples, submitted_ms, duplicates |
+//! | `S:job:J` | hash | job `J`: scene, first, last, total, size, samples, priority, submitted_ms, duplicates |
 //! | `S:job:J:done`, `S:job:J:failed` | sets | the frames of job `J` done, and failed |
 //! | `S:job:J:by` | hash | which render completed each done frame (a completion sent again is not a duplicate) |
 //! | `S:scenes` | set | the scenes the workers render (each adds its own at start) |
@@ -25,6 +26,10 @@
 //! consumer that stopped renewing it (a pod killed, scaled away, partitioned) is claimed by
 //! another (`XAUTOCLAIM`); a frame done twice is counted in the job's `duplicates`, never
 //! twice in its done set.
+//!
+//! Priorities: each is a stream of its own, with its own group, first in, first out within it;
+//! [`Queue::take`] and [`Queue::reclaim`] serve the urgent stream before the normal one, and the
+//! backlog counts both.
 
 pub mod job;
 pub mod message;
@@ -39,7 +44,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncCommands as _, Value};
 use tokio::sync::Mutex;
 
-pub use crate::job::{JobError, JobSpec};
+pub use crate::job::{JobError, JobSpec, Priority};
 pub use crate::message::{FrameMessage, Malformed};
 
 /// The stream's name when none is given.
@@ -80,11 +85,53 @@ pub enum QueueError {
     UnknownJob(String),
 }
 
-/// A frame as delivered to a worker: its entry id, and the frame or why the entry is not one.
+/// A stream entry: the stream of its priority, and its id there (ids are unique within a
+/// stream only).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entry {
+    /// Which stream: the priority's.
+    pub priority: Priority,
+    /// The entry's id on that stream.
+    pub id: String,
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.priority, self.id)
+    }
+}
+
+/// Where [`Queue::reclaim`] goes on in each stream's pending list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReclaimCursor {
+    urgent: String,
+    normal: String,
+}
+
+impl Default for ReclaimCursor {
+    /// The start of both pending lists.
+    fn default() -> Self {
+        ReclaimCursor {
+            urgent: "0-0".into(),
+            normal: "0-0".into(),
+        }
+    }
+}
+
+impl ReclaimCursor {
+    fn of(&mut self, priority: Priority) -> &mut String {
+        match priority {
+            Priority::Urgent => &mut self.urgent,
+            Priority::Normal => &mut self.normal,
+        }
+    }
+}
+
+/// A frame as delivered to a worker: its entry, and the frame or why the entry is not one.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The stream entry's id.
-    pub id: String,
+    /// The stream entry.
+    pub entry: Entry,
     /// The frame, or why the entry does not read as one.
     pub message: Result<FrameMessage, Malformed>,
     /// The entry's fields as read (kept for the dead-letter stream).
@@ -244,18 +291,41 @@ impl Queue {
         Ok(connection)
     }
 
+    /// Creates the consumer group of each priority's stream, unless it exists.
     async fn ensure_group(&self, connection: &mut ConnectionManager) -> Result<(), QueueError> {
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(connection)
-            .await;
-        match created {
-            Err(error) if error.code() != Some("BUSYGROUP") => Err(self.unavailable(&error)),
-            _ => Ok(()),
+        for priority in Priority::TAKEN_FIRST {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.stream_of(priority))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(connection)
+                .await;
+            match created {
+                Err(error) if error.code() != Some("BUSYGROUP") => {
+                    return Err(self.unavailable(&error));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream of `priority`'s frames.
+    fn stream_of(&self, priority: Priority) -> String {
+        match priority {
+            Priority::Normal => self.stream.clone(),
+            Priority::Urgent => self.key("urgent"),
+        }
+    }
+
+    /// The priority whose stream is named `stream`.
+    fn priority_of(&self, stream: &str) -> Priority {
+        if stream == self.stream {
+            Priority::Normal
+        } else {
+            Priority::Urgent
         }
     }
 
@@ -326,6 +396,7 @@ impl Queue {
             ("width", spec.width.to_string()),
             ("height", spec.height.to_string()),
             ("samples", spec.samples.to_string()),
+            ("priority", spec.priority.name().to_owned()),
             ("submitted_ms", now_ms.to_string()),
             ("duplicates", "0".to_owned()),
         ];
@@ -333,6 +404,7 @@ impl Queue {
             .hset_multiple::<_, _, _, ()>(self.job_key(&job), &record)
             .await
             .map_err(|e| self.unavailable(&e))?;
+        let stream = self.stream_of(spec.priority);
         let mut frames = spec.frames.clone();
         let mut written = 0;
         loop {
@@ -347,7 +419,7 @@ impl Queue {
                     samples: spec.samples,
                     enqueued_ms: now_ms,
                 };
-                pipe.xadd(&self.stream, "*", &message.fields()).ignore();
+                pipe.xadd(&stream, "*", &message.fields()).ignore();
                 written += 1;
             }
             if pipe.is_empty() {
@@ -361,100 +433,161 @@ impl Queue {
         Ok(job)
     }
 
-    /// Up to `count` frames no consumer has had yet, for `consumer`, waiting up to `block`
-    /// (at most [`MAX_BLOCK`]) for the first. Reads one at a time.
+    /// Up to `count` frames no consumer has had yet, urgent ones first, for `consumer`, waiting
+    /// up to `block` (at most [`MAX_BLOCK`]) for the first when none waits. After such a wait,
+    /// frames of both priorities that arrived at once come together: up to `count` of each.
     pub async fn take(
         &self,
         consumer: &str,
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
-        // The group exists before any blocking read.
+        // The groups exist before any blocking read.
         self.connection().await?;
         let mut slot = self.reads.lock().await;
         let mut connection = match slot.take() {
             Some(connection) => connection,
             None => self.reading_connection().await?,
         };
-        let options = redis::streams::StreamReadOptions::default()
-            .group(GROUP, consumer)
-            .count(count.max(1))
-            .block(block.min(MAX_BLOCK).as_millis() as usize);
+        let mut taken = Vec::new();
+        for priority in Priority::TAKEN_FIRST {
+            let wanted = count.max(1) - taken.len();
+            if wanted == 0 {
+                break;
+            }
+            let options = redis::streams::StreamReadOptions::default()
+                .group(GROUP, consumer)
+                .count(wanted);
+            let stream = self.stream_of(priority);
+            taken.extend(
+                self.read(&mut connection, &[stream.as_str()], &options)
+                    .await?,
+            );
+        }
+        if taken.is_empty() && !block.is_zero() {
+            let options = redis::streams::StreamReadOptions::default()
+                .group(GROUP, consumer)
+                .count(count.max(1))
+                .block(block.min(MAX_BLOCK).as_millis() as usize);
+            let streams = Priority::TAKEN_FIRST.map(|p| self.stream_of(p));
+            let streams = streams.each_ref().map(String::as_str);
+            taken = self.read(&mut connection, &streams, &options).await?;
+            taken.sort_by_key(|d| std::cmp::Reverse(d.entry.priority));
+        }
+        *slot = Some(connection);
+        Ok(taken)
+    }
+
+    /// One `XREADGROUP` of new entries (`>`) on `streams`.
+    async fn read(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+        streams: &[&str],
+        options: &redis::streams::StreamReadOptions,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let ids = vec![">"; streams.len()];
         let reply: Option<StreamReadReply> = connection
-            .xread_options(&[&self.stream], &[">"], &options)
+            .xread_options(streams, &ids, options)
             .await
             .map_err(|e| self.unavailable(&e))?;
-        *slot = Some(connection);
         Ok(reply
             .into_iter()
             .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(delivery)
+            .flat_map(|k| {
+                let priority = self.priority_of(&k.key);
+                k.ids
+                    .into_iter()
+                    .map(move |entry| delivery(priority, entry))
+            })
             .collect())
     }
 
     /// Up to `count` frames other consumers have held for longer than `idle` without renewing
-    /// them, now `consumer`'s. `cursor` (start with `"0-0"`) walks the pending list across
-    /// calls.
+    /// them, urgent ones first, now `consumer`'s. `cursor` (start with the default) walks the
+    /// pending lists across calls.
     pub async fn reclaim(
         &self,
         consumer: &str,
         idle: Duration,
-        cursor: &mut String,
+        cursor: &mut ReclaimCursor,
         count: usize,
     ) -> Result<Vec<Delivery>, QueueError> {
         let mut connection = self.connection().await?;
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(idle.as_millis() as u64)
-            .arg(cursor.as_str())
-            .arg("COUNT")
-            .arg(count.max(1))
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| self.unavailable(&e))?;
-        *cursor = reply.next_stream_id;
-        Ok(reply.claimed.into_iter().map(delivery).collect())
+        let mut claimed = Vec::new();
+        for priority in Priority::TAKEN_FIRST {
+            let wanted = count.max(1) - claimed.len();
+            if wanted == 0 {
+                break;
+            }
+            let at = cursor.of(priority);
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(self.stream_of(priority))
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(idle.as_millis() as u64)
+                .arg(at.as_str())
+                .arg("COUNT")
+                .arg(wanted)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.unavailable(&e))?;
+            *at = reply.next_stream_id;
+            claimed.extend(
+                reply
+                    .claimed
+                    .into_iter()
+                    .map(|entry| delivery(priority, entry)),
+            );
+        }
+        Ok(claimed)
     }
 
-    /// Renews `consumer`'s hold on `ids` (frames still rendering), so no one reclaims them.
-    pub async fn renew(&self, consumer: &str, ids: &[String]) -> Result<(), QueueError> {
-        if ids.is_empty() {
+    /// Renews `consumer`'s hold on `entries` (frames still rendering), so no one reclaims them.
+    pub async fn renew(&self, consumer: &str, entries: &[Entry]) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        for priority in Priority::TAKEN_FIRST {
+            let ids: Vec<&str> = entries
+                .iter()
+                .filter(|e| e.priority == priority)
+                .map(|e| e.id.as_str())
+                .collect();
+            if !ids.is_empty() {
+                pipe.cmd("XCLAIM")
+                    .arg(self.stream_of(priority))
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(0)
+                    .arg(ids)
+                    .arg("JUSTID")
+                    .ignore();
+            }
+        }
+        if pipe.is_empty() {
             return Ok(());
         }
         let mut connection = self.connection().await?;
-        redis::cmd("XCLAIM")
-            .arg(&self.stream)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async::<Value>(&mut connection)
+        pipe.query_async::<()>(&mut connection)
             .await
-            .map(drop)
             .map_err(|e| self.unavailable(&e))
     }
 
-    /// Marks the frame of entry `id` done by `render` (a name unique to this render of it: the
+    /// Marks the frame of `entry` done by `render` (a name unique to this render of it: the
     /// consumer and a sequence number); safe to send again after a timeout.
     pub async fn complete(
         &self,
-        id: &str,
+        entry: &Entry,
         frame: &FrameMessage,
         render: &str,
     ) -> Result<Completion, QueueError> {
         let mut connection = self.connection().await?;
         let result: i64 = redis::Script::new(COMPLETE)
-            .key(&self.stream)
+            .key(self.stream_of(entry.priority))
             .key(self.key(&format!("job:{}:done", frame.job)))
             .key(self.job_key(&frame.job))
             .key(self.key(&format!("job:{}:by", frame.job)))
             .arg(GROUP)
             .arg(frame.frame)
-            .arg(id)
+            .arg(&entry.id)
             .arg(render)
             .invoke_async(&mut connection)
             .await
@@ -472,20 +605,25 @@ impl Queue {
         let mut connection = self.connection().await?;
         let mut fields: Vec<(String, Vec<u8>)> = vec![
             ("reason".into(), reason.as_bytes().to_vec()),
-            ("id".into(), delivery.id.as_bytes().to_vec()),
+            ("id".into(), delivery.entry.id.as_bytes().to_vec()),
+            (
+                "priority".into(),
+                delivery.entry.priority.name().as_bytes().to_vec(),
+            ),
         ];
         for (name, value) in &delivery.fields {
             if let Value::BulkString(bytes) = value {
                 fields.push((format!("field.{name}"), bytes.clone()));
             }
         }
+        let (stream, id) = (self.stream_of(delivery.entry.priority), &delivery.entry.id);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .xadd(self.key("dead"), "*", &fields)
             .ignore()
-            .xack(&self.stream, GROUP, &[&delivery.id])
+            .xack(&stream, GROUP, &[id])
             .ignore()
-            .xdel(&self.stream, &[&delivery.id])
+            .xdel(&stream, &[id])
             .ignore();
         if let Ok(frame) = &delivery.message {
             pipe.sadd(self.key(&format!("job:{}:failed", frame.job)), frame.frame)
@@ -496,25 +634,30 @@ impl Queue {
             .map_err(|e| self.unavailable(&e))
     }
 
-    /// Frames waiting plus in flight, and of them those in flight.
+    /// Frames waiting plus in flight, and of them those in flight, of both priorities (read in
+    /// one round trip).
     pub async fn backlog(&self) -> Result<Backlog, QueueError> {
         let mut connection = self.connection().await?;
-        let (frames, pending): (u64, Value) = redis::pipe()
-            .xlen(&self.stream)
-            .cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(GROUP)
+        let mut pipe = redis::pipe();
+        for priority in Priority::TAKEN_FIRST {
+            let stream = self.stream_of(priority);
+            pipe.xlen(&stream).cmd("XPENDING").arg(&stream).arg(GROUP);
+        }
+        let (urgent, urgent_pending, normal, normal_pending): (u64, Value, u64, Value) = pipe
             .query_async(&mut connection)
             .await
             .map_err(|e| self.unavailable(&e))?;
-        let in_flight = match pending {
+        let pending = |summary: &Value| match summary {
             Value::Array(summary) => match summary.first() {
                 Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
                 _ => 0,
             },
             _ => 0,
         };
-        Ok(Backlog { frames, in_flight })
+        Ok(Backlog {
+            frames: urgent + normal,
+            in_flight: pending(&urgent_pending) + pending(&normal_pending),
+        })
     }
 
     /// Entries in the dead-letter stream.
@@ -547,10 +690,13 @@ impl Queue {
     }
 }
 
-fn delivery(entry: StreamId) -> Delivery {
+fn delivery(priority: Priority, entry: StreamId) -> Delivery {
     Delivery {
         message: FrameMessage::from_fields(&entry.map),
-        id: entry.id,
+        entry: Entry {
+            priority,
+            id: entry.id,
+        },
         fields: entry.map,
     }
 }

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use framescale_queue::testing::RedisServer;
-use framescale_queue::{Backlog, Completion, JobError, JobSpec, Progress, Queue, QueueError};
+use framescale_queue::{
+    Backlog, Completion, Entry, JobError, JobSpec, Priority, Progress, Queue, QueueError,
+    ReclaimCursor,
+};
 
 const NOW_MS: u64 = 1_764_000_000_000;
 
@@ -20,6 +23,7 @@ fn job(scene: &str, frames: std::ops::RangeInclusive<u64>) -> JobSpec {
         width: 16,
         height: 16,
         samples: 1,
+        priority: framescale_queue::Priority::Normal,
     }
 }
 
@@ -54,7 +58,7 @@ async fn each_frame_is_delivered_once_and_done_once() {
                 (frame.job.as_str(), frame.enqueued_ms),
                 (id.as_str(), NOW_MS)
             );
-            frames.push((delivery.id, frame));
+            frames.push((delivery.entry, frame));
         }
     }
     assert_eq!(frames.len(), 2500);
@@ -99,15 +103,15 @@ async fn frames_of_a_consumer_that_stopped_are_reclaimed_and_renewed_ones_kept()
     let held = queue.take("gone", 2, NO_WAIT).await.unwrap();
     let kept = queue.take("alive", 2, NO_WAIT).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let kept_ids: Vec<String> = kept.iter().map(|d| d.id.clone()).collect();
-    queue.renew("alive", &kept_ids).await.unwrap();
-    let mut cursor = "0-0".to_owned();
+    let kept_entries: Vec<Entry> = kept.iter().map(|d| d.entry.clone()).collect();
+    queue.renew("alive", &kept_entries).await.unwrap();
+    let mut cursor = ReclaimCursor::default();
     let reclaimed = queue
         .reclaim("other", Duration::from_millis(250), &mut cursor, 10)
         .await
         .unwrap();
-    let ids = |d: &[framescale_queue::Delivery]| -> Vec<String> {
-        let mut ids: Vec<String> = d.iter().map(|d| d.id.clone()).collect();
+    let ids = |d: &[framescale_queue::Delivery]| -> Vec<Entry> {
+        let mut ids: Vec<Entry> = d.iter().map(|d| d.entry.clone()).collect();
         ids.sort();
         ids
     };
@@ -116,18 +120,21 @@ async fn frames_of_a_consumer_that_stopped_are_reclaimed_and_renewed_ones_kept()
     for delivery in &reclaimed {
         let frame = delivery.message.as_ref().unwrap();
         let done = queue
-            .complete(&delivery.id, frame, "other/1")
+            .complete(&delivery.entry, frame, "other/1")
             .await
             .unwrap();
         assert_eq!(done, Completion::First);
     }
     for delivery in &held {
         let frame = delivery.message.as_ref().unwrap();
-        let done = queue.complete(&delivery.id, frame, "gone/1").await.unwrap();
+        let done = queue
+            .complete(&delivery.entry, frame, "gone/1")
+            .await
+            .unwrap();
         assert_eq!(done, Completion::Duplicate);
     }
     // Renewed frames stay with their holder, however long they render.
-    let mut cursor = "0-0".to_owned();
+    let mut cursor = ReclaimCursor::default();
     let again = queue
         .reclaim("other", Duration::from_millis(250), &mut cursor, 10)
         .await
@@ -243,4 +250,90 @@ async fn redis_down_is_an_error_never_an_empty_queue_and_nothing_enqueued_is_los
         50,
         "the queue survived the restart"
     );
+}
+
+#[tokio::test]
+async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    let normal = queue
+        .submit(&job("spheres", 1..=5), NOW_MS, |_| {})
+        .await
+        .unwrap();
+    let mut preview = job("spheres", 101..=103);
+    preview.priority = Priority::Urgent;
+    let urgent = queue.submit(&preview, NOW_MS + 1, |_| {}).await.unwrap();
+    let priority: String = redis::cmd("HGET")
+        .arg(format!("test:frames:job:{urgent}"))
+        .arg("priority")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(priority, "urgent");
+    assert_eq!(queue.backlog().await.unwrap().frames, 8, "both streams");
+    // Submitted last, taken first, in order; then the normal job's.
+    let taken = queue.take("gone", 4, NO_WAIT).await.unwrap();
+    let seen: Vec<(Priority, u64)> = taken
+        .iter()
+        .map(|d| (d.entry.priority, d.message.as_ref().unwrap().frame))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Priority::Urgent, 101),
+            (Priority::Urgent, 102),
+            (Priority::Urgent, 103),
+            (Priority::Normal, 1)
+        ]
+    );
+    assert_eq!(queue.backlog().await.unwrap().in_flight, 4);
+    // The consumer stops: its urgent frames are reclaimed before its normal one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut cursor = ReclaimCursor::default();
+    let reclaimed = queue
+        .reclaim("other", Duration::from_millis(250), &mut cursor, 2)
+        .await
+        .unwrap();
+    let entries: Vec<&Entry> = reclaimed.iter().map(|d| &d.entry).collect();
+    assert_eq!(entries, [&taken[0].entry, &taken[1].entry]);
+    let rest = queue
+        .reclaim("other", Duration::from_millis(250), &mut cursor, 10)
+        .await
+        .unwrap();
+    let entries: Vec<&Entry> = rest.iter().map(|d| &d.entry).collect();
+    assert_eq!(entries, [&taken[2].entry, &taken[3].entry]);
+    // Completed and moved aside on the stream each came from.
+    for delivery in &taken[..3] {
+        let frame = delivery.message.as_ref().unwrap();
+        let done = queue
+            .complete(&delivery.entry, frame, "other/1")
+            .await
+            .unwrap();
+        assert_eq!(done, Completion::First);
+    }
+    queue.dead_letter(&taken[3], "test").await.unwrap();
+    assert_eq!(queue.progress(&urgent).await.unwrap().done, 3);
+    assert_eq!(queue.progress(&normal).await.unwrap().failed, 1);
+    assert_eq!(
+        queue.backlog().await.unwrap(),
+        Backlog {
+            frames: 4,
+            in_flight: 0
+        }
+    );
+    // A worker waiting on an empty queue wakes for an urgent frame.
+    for _ in 0..4 {
+        queue.take("other", 1, NO_WAIT).await.unwrap();
+    }
+    let waiting = queue.take("other", 1, Duration::from_secs(5));
+    let submitting = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut one = job("spheres", 7..=7);
+        one.priority = Priority::Urgent;
+        queue.submit(&one, NOW_MS, |_| {}).await.unwrap();
+    };
+    let (woke, ()) = tokio::join!(waiting, submitting);
+    let woke = woke.unwrap();
+    assert_eq!(woke.len(), 1);
+    assert_eq!(woke[0].entry.priority, Priority::Urgent);
+    assert_eq!(woke[0].message.as_ref().unwrap().frame, 7);
 }

@@ -3,6 +3,8 @@
 //! `framescale.frame` line whose queue time is start − enqueue, so the exporter measures what
 //! the user waited.
 //!
+//! Urgent frames first: the queue serves its urgent stream before the normal one.
+//!
 //! At least once: frames in hand are renewed every third of the claim time; a frame a stopped
 //! pod held longer than the claim time is reclaimed by a running one. A render that fails, or
 //! an entry that is not a frame, is moved to the dead-letter stream with its reason, counted and
@@ -12,12 +14,12 @@
 //!
 //! On shutdown the worker takes nothing more, finishes the frames it renders and completes them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use framescale_queue::{Completion, Delivery, FrameMessage, Queue};
+use framescale_queue::{Completion, Delivery, Entry, FrameMessage, Queue, ReclaimCursor};
 use tokio::sync::{Semaphore, watch};
 
 use crate::frame::{FrameRequest, RenderError, Renderer};
@@ -63,15 +65,82 @@ impl PullCounts {
     }
 }
 
-/// Frames in hand (entry ids), renewed while they render.
-type Held = Arc<Mutex<BTreeSet<String>>>;
+/// Frames in hand (their entries), renewed while they wait for a slot or render.
+type Held = Arc<Mutex<BTreeSet<Entry>>>;
 
-fn held_ids(held: &Held) -> Vec<String> {
+fn held_entries(held: &Held) -> Vec<Entry> {
     held.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .cloned()
         .collect()
+}
+
+fn hold(held: &Held, entry: &Entry, holding: bool) {
+    let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
+    if holding {
+        held.insert(entry.clone());
+    } else {
+        held.remove(entry);
+    }
+}
+
+/// Where the worker gets frames: a stopped consumer's first (looked for at most every quarter
+/// claim time), then new ones, urgent before normal.
+struct Source {
+    cursor: ReclaimCursor,
+    last_scan: Option<Instant>,
+    unavailable_since: Option<Instant>,
+}
+
+impl Source {
+    /// The next frames for `config.consumer` (usually one; none after a second of waiting);
+    /// `None` when the queue cannot answer (said once, until it answers again).
+    async fn next(
+        &mut self,
+        queue: &Queue,
+        config: &PullConfig,
+        counts: &PullCounts,
+    ) -> Option<Vec<Delivery>> {
+        let scan_due = self
+            .last_scan
+            .is_none_or(|at| at.elapsed() >= config.claim_after / 4);
+        let mut taken = Ok(Vec::new());
+        if scan_due {
+            taken = queue
+                .reclaim(&config.consumer, config.claim_after, &mut self.cursor, 1)
+                .await;
+            if let Ok(reclaimed) = &taken {
+                for delivery in reclaimed {
+                    PullCounts::add(&counts.reclaimed);
+                    tracing::info!(entry = %delivery.entry, "Reclaimed a frame a stopped worker held");
+                }
+                if reclaimed.is_empty() {
+                    self.last_scan = Some(Instant::now());
+                }
+            }
+        }
+        if matches!(&taken, Ok(t) if t.is_empty()) {
+            taken = queue
+                .take(&config.consumer, 1, Duration::from_secs(1))
+                .await;
+        }
+        match taken {
+            Ok(deliveries) => {
+                if let Some(since) = self.unavailable_since.take() {
+                    tracing::info!(after = ?since.elapsed(), "The queue answers again");
+                }
+                Some(deliveries)
+            }
+            Err(error) => {
+                if self.unavailable_since.is_none() {
+                    self.unavailable_since = Some(Instant::now());
+                    tracing::warn!(%error, "Cannot take frames; trying again each second");
+                }
+                None
+            }
+        }
+    }
 }
 
 /// Pulls and renders until `stop` turns true, then finishes what it holds and returns.
@@ -90,66 +159,17 @@ pub async fn pull(
         held.clone(),
         config.claim_after / 3,
     ));
-    let mut cursor = "0-0".to_owned();
-    let mut last_scan = None::<Instant>;
-    let mut unavailable_since = None::<Instant>;
+    let mut source = Source {
+        cursor: ReclaimCursor::default(),
+        last_scan: None,
+        unavailable_since: None,
+    };
+    // Frames taken beyond a free slot (an urgent and a normal one arriving together), in hand
+    // until a slot frees.
+    let mut waiting = VecDeque::<Delivery>::new();
     let mut renders = 0_u64;
-    while !*stop.borrow() {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit,
-            _ = stop.changed() => break,
-        };
-        // The semaphore is never closed.
-        let Ok(permit) = permit else { break };
-        // Frames of a stopped consumer first, looked for at most every quarter claim time.
-        let scan_due = last_scan.is_none_or(|at| at.elapsed() >= config.claim_after / 4);
-        let mut taken = Ok(Vec::new());
-        if scan_due {
-            taken = queue
-                .reclaim(&config.consumer, config.claim_after, &mut cursor, 1)
-                .await;
-            if let Ok(reclaimed) = &taken {
-                for delivery in reclaimed {
-                    PullCounts::add(&counts.reclaimed);
-                    tracing::info!(id = %delivery.id, "Reclaimed a frame a stopped worker held");
-                }
-                if reclaimed.is_empty() {
-                    last_scan = Some(Instant::now());
-                }
-            }
-        }
-        if matches!(&taken, Ok(t) if t.is_empty()) {
-            taken = queue
-                .take(&config.consumer, 1, Duration::from_secs(1))
-                .await;
-        }
-        let deliveries = match taken {
-            Ok(deliveries) => {
-                if let Some(since) = unavailable_since.take() {
-                    tracing::info!(after = ?since.elapsed(), "The queue answers again");
-                }
-                deliveries
-            }
-            Err(error) => {
-                if unavailable_since.is_none() {
-                    unavailable_since = Some(Instant::now());
-                    tracing::warn!(%error, "Cannot take frames; trying again each second");
-                }
-                drop(permit);
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {},
-                    _ = stop.changed() => {},
-                }
-                continue;
-            }
-        };
-        let Some(delivery) = deliveries.into_iter().next() else {
-            continue;
-        };
-        held.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(delivery.id.clone());
-        renders += 1;
+    let start = |delivery: Delivery, permit, renders: &mut u64| {
+        *renders += 1;
         let render = format!("{}/{renders}", config.consumer);
         let (queue, renderer, counts, held) = (
             queue.clone(),
@@ -159,17 +179,44 @@ pub async fn pull(
         );
         tokio::spawn(async move {
             handle(&queue, renderer, &counts, &delivery, &render).await;
-            held.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&delivery.id);
+            hold(&held, &delivery.entry, false);
             drop(permit);
         });
+    };
+    while !*stop.borrow() {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            _ = stop.changed() => break,
+        };
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { break };
+        if waiting.is_empty() {
+            let Some(deliveries) = source.next(&queue, &config, &counts).await else {
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                    _ = stop.changed() => {},
+                }
+                continue;
+            };
+            for delivery in &deliveries {
+                hold(&held, &delivery.entry, true);
+            }
+            waiting.extend(deliveries);
+        }
+        if let Some(delivery) = waiting.pop_front() {
+            start(delivery, permit, &mut renders);
+        }
     }
-    let in_hand = held_ids(&held).len();
     tracing::info!(
-        in_hand,
+        in_hand = held_entries(&held).len(),
         "Worker stopping: taking no more frames, finishing those in hand"
     );
+    for delivery in waiting {
+        if let Ok(permit) = slots.clone().acquire_owned().await {
+            start(delivery, permit, &mut renders);
+        }
+    }
     // Every slot free again: every frame in hand finished.
     let _all = slots.acquire_many(config.slots as u32).await;
     renewing.abort();
@@ -180,9 +227,9 @@ async fn renew(queue: Arc<Queue>, consumer: String, held: Held, every: Duration)
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
     loop {
         ticks.tick().await;
-        let ids = held_ids(&held);
-        if let Err(error) = queue.renew(&consumer, &ids).await {
-            tracing::warn!(%error, frames = ids.len(), "Cannot renew the frames in hand");
+        let entries = held_entries(&held);
+        if let Err(error) = queue.renew(&consumer, &entries).await {
+            tracing::warn!(%error, frames = entries.len(), "Cannot renew the frames in hand");
         }
     }
 }
@@ -246,7 +293,7 @@ async fn complete(
 ) {
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
-        match queue.complete(&delivery.id, frame, render).await {
+        match queue.complete(&delivery.entry, frame, render).await {
             Ok(Completion::First | Completion::Again) => return PullCounts::add(&counts.done),
             Ok(Completion::Duplicate) => {
                 PullCounts::add(&counts.duplicates);
@@ -264,11 +311,11 @@ async fn complete(
 
 async fn move_aside(queue: &Queue, counts: &PullCounts, delivery: &Delivery, error: &RenderError) {
     let reason = error.to_string();
-    tracing::warn!(id = %delivery.id, %reason, "Moving an entry to the dead-letter stream");
+    tracing::warn!(entry = %delivery.entry, %reason, "Moving an entry to the dead-letter stream");
     match queue.dead_letter(delivery, &reason).await {
         Ok(()) => PullCounts::add(&counts.dead_lettered),
         Err(error) => {
-            tracing::warn!(%error, id = %delivery.id, "Cannot move the entry aside; it will be reclaimed");
+            tracing::warn!(%error, entry = %delivery.entry, "Cannot move the entry aside; it will be reclaimed");
         }
     }
 }

@@ -1,21 +1,33 @@
 //! Queue mode against a real redis-server: workers pull a job's frames, a worker that stops
 //! holding frames has them reclaimed, a malformed entry is moved aside without blocking the
-//! rest, and a stopping worker completes what it holds.
+//! rest, a stopping worker completes what it holds, and an urgent job goes before a normal one.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use framescale_queue::testing::RedisServer;
-use framescale_queue::{JobSpec, Queue};
+use framescale_queue::{JobSpec, Priority, Queue};
 use framescale_worker::frame::{FrameRequest, RenderError, Rendered, Renderer};
 use framescale_worker::puller::{PullConfig, PullCounts, pull};
 use tokio::sync::watch;
 
-/// Renders nothing, in `millis` per frame, counting its renders.
+/// Renders nothing, in `millis` per frame, listing the frames it rendered in order.
 struct Sleeper {
     millis: u64,
-    renders: AtomicUsize,
+    rendered: Mutex<Vec<u64>>,
+}
+
+fn sleeper(millis: u64) -> Arc<Sleeper> {
+    Arc::new(Sleeper {
+        millis,
+        rendered: Mutex::default(),
+    })
+}
+
+impl Sleeper {
+    fn rendered(&self) -> Vec<u64> {
+        self.rendered.lock().unwrap().clone()
+    }
 }
 
 impl Renderer for Sleeper {
@@ -24,7 +36,7 @@ impl Renderer for Sleeper {
             return Err(RenderError::Failed("the scene is broken".into()));
         }
         std::thread::sleep(Duration::from_millis(self.millis));
-        self.renders.fetch_add(1, Ordering::SeqCst);
+        self.rendered.lock().unwrap().push(request.frame);
         Ok(Rendered {
             png: Vec::new(),
             render_time: Duration::from_millis(self.millis),
@@ -43,6 +55,7 @@ fn job(scene: &str, frames: std::ops::RangeInclusive<u64>) -> JobSpec {
         width: 8,
         height: 8,
         samples: 1,
+        priority: Priority::Normal,
     }
 }
 
@@ -93,10 +106,7 @@ async fn until_finished(queue: &Queue, job: &str) -> framescale_queue::Progress 
 async fn two_workers_render_every_frame_once() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    let renderer = Arc::new(Sleeper {
-        millis: 2,
-        renders: AtomicUsize::new(0),
-    });
+    let renderer = sleeper(2);
     let id = queue
         .submit(&job("spheres", 1..=300), 0, |_| {})
         .await
@@ -106,7 +116,7 @@ async fn two_workers_render_every_frame_once() {
     let progress = until_finished(&queue, &id).await;
     let (a, b) = (a.stop().await, b.stop().await);
     assert_eq!((progress.done, progress.duplicates), (300, 0));
-    assert_eq!(renderer.renders.load(Ordering::SeqCst), 300);
+    assert_eq!(renderer.rendered().len(), 300);
     let (done_a, _, _, _) = a.snapshot();
     let (done_b, _, _, _) = b.snapshot();
     assert_eq!(done_a + done_b, 300);
@@ -131,10 +141,7 @@ async fn frames_of_a_worker_that_died_are_rendered_by_another() {
         .await
         .unwrap();
     assert_eq!(lost.len(), 3);
-    let renderer = Arc::new(Sleeper {
-        millis: 1,
-        renders: AtomicUsize::new(0),
-    });
+    let renderer = sleeper(1);
     let alive = start(&queue, &renderer, "alive", 1);
     let progress = until_finished(&queue, &id).await;
     let counts = alive.stop().await;
@@ -164,10 +171,7 @@ async fn a_malformed_entry_or_a_failed_render_is_moved_aside_and_the_rest_render
         .submit(&job("spheres", 1..=10), 0, |_| {})
         .await
         .unwrap();
-    let renderer = Arc::new(Sleeper {
-        millis: 1,
-        renders: AtomicUsize::new(0),
-    });
+    let renderer = sleeper(1);
     let worker = start(&queue, &renderer, "a", 2);
     assert_eq!(until_finished(&queue, &good).await.done, 10);
     let failed = until_finished(&queue, &broken).await;
@@ -190,10 +194,7 @@ async fn a_stopping_worker_completes_the_frames_it_renders() {
         .submit(&job("spheres", 1..=10), 0, |_| {})
         .await
         .unwrap();
-    let renderer = Arc::new(Sleeper {
-        millis: 300,
-        renders: AtomicUsize::new(0),
-    });
+    let renderer = sleeper(300);
     let worker = start(&queue, &renderer, "a", 2);
     while queue.backlog().await.unwrap().in_flight < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -206,4 +207,39 @@ async fn a_stopping_worker_completes_the_frames_it_renders() {
     let backlog = queue.backlog().await.unwrap();
     assert_eq!(backlog.in_flight, 0, "nothing left held");
     assert_eq!(backlog.frames, 10 - done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_job_submitted_mid_job_is_rendered_next() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    let normal = queue
+        .submit(&job("spheres", 1..=300), 0, |_| {})
+        .await
+        .unwrap();
+    let renderer = sleeper(3);
+    let worker = start(&queue, &renderer, "a", 1);
+    while renderer.rendered().len() < 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut previews = job("spheres", 1001..=1020);
+    previews.priority = Priority::Urgent;
+    let urgent = queue.submit(&previews, 0, |_| {}).await.unwrap();
+    let rendered_by_then = renderer.rendered().len();
+    assert_eq!(until_finished(&queue, &urgent).await.done, 20);
+    assert_eq!(until_finished(&queue, &normal).await.done, 300);
+    worker.stop().await;
+    // One slot: after the normal frame in hand, the 20 urgent frames one after the other.
+    let order = renderer.rendered();
+    let first = order.iter().position(|&f| f > 1000).unwrap();
+    assert!(
+        (20..=rendered_by_then + 1).contains(&first),
+        "submitted after {rendered_by_then} normal frames, the first urgent one rendered after {first}: {order:?}"
+    );
+    assert_eq!(
+        order[first..first + 20],
+        (1001..=1020).collect::<Vec<u64>>(),
+        "{order:?}"
+    );
+    assert_eq!(order.len(), 320, "each frame once");
 }

@@ -551,6 +551,7 @@ async fn the_queue_backlog_is_an_object_metric_never_zero_when_the_queue_is_down
         width: 8,
         height: 8,
         samples: 1,
+        priority: framescale_queue::Priority::Normal,
     };
     queue.submit(&spec, 0, |_| {}).await.unwrap();
     queue

@@ -227,6 +227,7 @@ async fn submit(queue: &Queue, feed: &Feed, plan: &JobPlan, run: &mut JobRun, t:
         width,
         height,
         samples,
+        priority: framescale_queue::Priority::Normal,
     };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
