@@ -337,3 +337,36 @@ async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
     assert_eq!(woke[0].entry.priority, Priority::Urgent);
     assert_eq!(woke[0].message.as_ref().unwrap().frame, 7);
 }
+
+#[tokio::test]
+async fn frames_of_both_priorities_arriving_together_are_both_taken() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    queue.backlog().await.unwrap();
+    let waiting = queue.take("a", 1, Duration::from_secs(5));
+    let adding = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _: () = redis::pipe()
+            .atomic()
+            .xadd("test:frames", "*", &[("frame", "1")])
+            .ignore()
+            .xadd("test:frames:urgent", "*", &[("frame", "2")])
+            .ignore()
+            .query(&mut server.connection())
+            .unwrap();
+    };
+    let (woke, ()) = tokio::join!(waiting, adding);
+    let woke = woke.unwrap();
+    // Redis 7.0 answers the wait with the stream that woke it; later ones re-run the read and
+    // answer with both, urgent first. Either way the other frame is the next one taken.
+    let mut priorities: Vec<Priority> = woke.iter().map(|d| d.entry.priority).collect();
+    if woke.len() == 2 {
+        assert_eq!(priorities, [Priority::Urgent, Priority::Normal]);
+    } else {
+        let next = queue.take("a", 1, NO_WAIT).await.unwrap();
+        priorities.extend(next.iter().map(|d| d.entry.priority));
+        priorities.sort();
+        assert_eq!(priorities, [Priority::Normal, Priority::Urgent]);
+    }
+    assert_eq!(queue.backlog().await.unwrap().in_flight, 2);
+}
