@@ -52,6 +52,9 @@ pub struct SimulateArgs {
 }
 
 /// The HPA's and the score's settings, shared by `simulate` and `tune`.
+/// The autoscaling/v2 API's scale-down stabilization window when a behavior sets none.
+pub const API_SCALE_DOWN_WINDOW: Duration = Duration::from_mins(5);
+
 #[derive(Debug, Args)]
 pub struct HpaFlags {
     /// The adapter's metrics file (YAML) for the score's targets, weights, holds and max age; default: ARCHITECTURE.md's.
@@ -66,9 +69,9 @@ pub struct HpaFlags {
     /// Most replicas.
     #[arg(long, default_value_t = 10)]
     max_replicas: i32,
-    /// Scale-down stabilization window (the API's default 5m).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    scale_down_window: Duration,
+    /// Scale-down stabilization window; default: the API's 5m (tune --shared-queue: 60s, the chart's queue.scaleDownWindowSeconds).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    scale_down_window: Option<Duration>,
     /// Seconds between syncs (kube-controller-manager's default 15s).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     sync_period: Duration,
@@ -92,12 +95,21 @@ impl HpaFlags {
         }
     }
 
-    /// The HPA, the controller and the score, for a run of `duration`.
-    pub fn simulation_config(&self, duration: Duration) -> anyhow::Result<SimulationConfig> {
+    /// The HPA, the controller and the score, for a run of `duration`; the scale-down window is
+    /// `default_window` unless the flag or the manifest says.
+    pub fn simulation_config(
+        &self,
+        duration: Duration,
+        default_window: Duration,
+    ) -> anyhow::Result<SimulationConfig> {
         let score = self.metrics()?;
         let spec = match &self.manifest {
             Some(path) => spec_from_manifest(path)?,
-            None => spec_from_flags(self.min_replicas, self.max_replicas, self.scale_down_window)?,
+            None => spec_from_flags(
+                self.min_replicas,
+                self.max_replicas,
+                self.scale_down_window.unwrap_or(default_window),
+            )?,
         };
         if spec.min_replicas < 1 {
             bail!(
@@ -136,7 +148,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
 #[allow(clippy::needless_pass_by_value)] // the flags are done with once the run starts
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let max_age = args.hpa.metrics()?.max_age;
-    let config = args.hpa.simulation_config(args.duration)?;
+    let config = args
+        .hpa
+        .simulation_config(args.duration, API_SCALE_DOWN_WINDOW)?;
     let mut notes = settings(&config);
     let rows = if let Some(text) = &args.profile {
         let profile = Profile::parse(text).context("--profile")?;

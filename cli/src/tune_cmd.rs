@@ -19,7 +19,10 @@ use framescale_sim::sweep::{self, Bench, Scored};
 use framescale_sim::{fronts, recommendation};
 use framescale_worker::profile::Profile;
 
-use crate::simulate_cmd::HpaFlags;
+use crate::simulate_cmd::{API_SCALE_DOWN_WINDOW, HpaFlags};
+
+/// The chart's HPA scale-down window in queue mode (`queue.scaleDownWindowSeconds`).
+const QUEUE_SCALE_DOWN_WINDOW: Duration = Duration::from_mins(1);
 
 mod shared_queue;
 
@@ -155,7 +158,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     if let Some(report) = &args.calibrate {
         return calibrate(&args, &model, report);
     }
-    let config = args.hpa.simulation_config(args.duration)?;
+    // In queue mode the chart's HPA scales down after 60 s (its queue.scaleDownWindowSeconds).
+    let default_window = if args.shared_queue {
+        QUEUE_SCALE_DOWN_WINDOW
+    } else {
+        API_SCALE_DOWN_WINDOW
+    };
+    let config = args.hpa.simulation_config(args.duration, default_window)?;
     // A render farm's frames wait seconds, not a multiple of one render: its SLO by default is
     // 30 s from submit to done.
     let slo_ms = args.slo_ms.unwrap_or(if args.shared_queue {
@@ -556,7 +565,9 @@ fn calibrate(args: &TuneArgs, model: &WorkerModel, path: &std::path::Path) -> an
         .with_context(|| format!("--calibrate {}", path.display()))?;
     let profile = Profile::parse(&format!("csv:{}", path.display())).context("--calibrate")?;
     let end = demo.last().map_or(0.0, |s| s.t).floor();
-    let config = args.hpa.simulation_config(Duration::from_secs_f64(end))?;
+    let config = args
+        .hpa
+        .simulation_config(Duration::from_secs_f64(end), API_SCALE_DOWN_WINDOW)?;
     let outcome = compare::run(
         &Policy::Fused(config.score.clone()),
         model,

@@ -22,7 +22,7 @@ fn the_chart_renders_valid_objects_that_this_build_understands() {
         "the chart check failed (./scripts/test installs helm-python-sdk and kubernetes-validate):\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("the chart passes in 15 combinations"),
+        stdout.contains("the chart passes in 16 combinations"),
         "{stdout}"
     );
 }

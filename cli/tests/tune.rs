@@ -271,13 +271,13 @@ fn replica_hours(stdout: &str, load: usize, policy: &str) -> f64 {
 
 #[test]
 fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod_and_searches() {
-    let (ok, stdout, stderr) = tune(&[
-        "--shared-queue",
-        "--slo-ms=30000",
-        "--scale-down-window=60s",
-        "--max-settings=30",
-    ]);
+    let (ok, stdout, stderr) = tune(&["--shared-queue", "--slo-ms=30000", "--max-settings=30"]);
     assert!(ok, "{stdout}{stderr}");
+    // By default the chart's queue-mode scale-down window, not the API's 5 minutes.
+    assert!(
+        stdout.contains("down: to the highest recommendation of the last 60 s"),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("\nload: ").count(), 3, "{stdout}");
     // The default target: half of the 1,500 frames one 20 ms replica renders in 30 s.
     for load in 1..=3 {
@@ -292,8 +292,8 @@ fn the_shared_queue_compares_the_backlog_at_zero_and_one_pod_and_searches() {
                 load,
                 &format!("{policy} (750 frames/replica), min 1"),
             );
-            // An idle farm at zero costs less than one kept warm (with a short scale-down
-            // window: docs/queue.md).
+            // An idle farm at zero costs less than one kept warm (with the short scale-down
+            // window the chart sets in queue mode: docs/queue.md).
             assert!(zero < warm, "{policy}: {zero} {warm}:\n{stdout}");
         }
     }

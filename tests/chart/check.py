@@ -90,6 +90,9 @@ COMBINATIONS = {
         "queue": {"enabled": True, "scaleToZero": True, "backlogPerReplica": "20", "bundled": {"enabled": True}},
         "networkPolicy": {"enabled": True, "queueFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "artists"}}}]},
     },
+    "queue mode keeping worker.hpa.behavior's scale-down window (scaleDownWindowSeconds: null)": {
+        "queue": {"enabled": True, "url": "redis://redis.render.svc:6379/0", "scaleDownWindowSeconds": None},
+        "worker": {"hpa": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}}}}},
     "queue mode on your own Redis, its URL in a Secret, the score beside the backlog": {
         "queue": {"enabled": True, "existingSecret": "render-queue", "withScore": True}},
     "an existing TLS Secret (GitOps)": {"adapter": {"tls": {"source": "existingSecret", "existingSecret": "adapter-tls",
@@ -293,6 +296,15 @@ def check_queue_mode(name, values, by_kind, hpa):
     check((not pods_metrics) == alone, f"{name}: the Pods metrics beside the backlog unless queue.withScore is false")
     expected_min = 0 if enabled and queue.get("scaleToZero") else values.get("worker", {}).get("hpa", {}).get("minReplicas", 1)
     check(hpa["spec"]["minReplicas"] == expected_min, f"{name}: minReplicas {hpa['spec']['minReplicas']}, expected {expected_min}")
+    window = hpa["spec"].get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds")
+    written = values.get("worker", {}).get("hpa", {}).get("behavior", {}).get("scaleDown", {}).get("stabilizationWindowSeconds", 300)
+    expected_window = queue.get("scaleDownWindowSeconds", 60) if enabled else written
+    expected_window = written if expected_window is None else expected_window
+    check(window == expected_window, f"{name}: scale-down window {window} s, expected {expected_window} s")
+    if enabled:
+        policies = hpa["spec"]["behavior"]["scaleDown"].get("policies")
+        check(policies == [{"type": "Percent", "value": 50, "periodSeconds": 60}] or "behavior" in values.get("worker", {}).get("hpa", {}),
+              f"{name}: the rest of worker.hpa.behavior's scaleDown kept: {policies}")
     for workload in (worker, adapter):
         container = workload["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in container.get("env", [])}

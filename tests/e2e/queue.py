@@ -71,7 +71,7 @@ def main():
         }}},
         # The backlog alone: the fused score of an idle worker on the CPU source reads 1m (its
         # poll loop's CPU), which keeps one pod (docs/queue.md); an idle GPU reads 0.
-        "queue": {"enabled": True, "scaleToZero": True, "withScore": False, "backlogPerReplica": "50", "claimAfter": "20s",
+        "queue": {"enabled": True, "scaleToZero": True, "scaleDownWindowSeconds": 30, "withScore": False, "backlogPerReplica": "50", "claimAfter": "20s",
                   "bundled": {"enabled": True, "image": args.redis_image, "persistence": {"enabled": False}}},
     }
     for ns, level in ((args.namespace, "restricted"), (exporter_ns, "privileged")):
