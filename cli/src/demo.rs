@@ -97,7 +97,7 @@ pub struct DemoArgs {
     /// Run as a render farm: a redis-server of its own (from PATH) holds the frames, the workers pull them (the worker's queue mode), render jobs (--job) are submitted instead of the load profile, and the local HPA scales on the queue's backlog alone (an Object metric), from zero workers.
     #[arg(long, conflicts_with = "profile")]
     shared_queue: bool,
-    /// With --shared-queue: a render job, AT:FRAMES (30s:1200), submitted AT into the run; repeat for several. Default: two jobs of 10 s of work for --max-replicas workers, at 10 % and 55 % of the run.
+    /// With --shared-queue: a render job, AT:FRAMES[:urgent] (30s:1200, 60s:200:urgent), submitted AT into the run; repeat for several. Default: two jobs of 10 s of work for --max-replicas workers, at 10 % and 55 % of the run.
     #[arg(long, value_parser = farm::parse_job, requires = "shared_queue")]
     job: Vec<JobPlan>,
     /// With --shared-queue: the backlog's target, frames waiting and in flight per worker; default: what one worker renders in 5 s.
@@ -411,19 +411,11 @@ fn plan(args: &DemoArgs, spec: HpaSpec, render_ms: f64) -> anyhow::Result<Plan> 
                 .map(|at| JobPlan {
                     at: Duration::from_secs_f64((at * seconds).round()),
                     frames,
+                    priority: framescale_queue::Priority::Normal,
                 })
                 .to_vec();
         }
-        let listed: Vec<String> = jobs
-            .iter()
-            .map(|j| {
-                format!(
-                    "{} frames at {}",
-                    j.frames,
-                    humantime::format_duration(j.at)
-                )
-            })
-            .collect();
+        let listed: Vec<String> = jobs.iter().map(JobPlan::describe).collect();
         notes.push(format!(
             "queue: a redis-server of its own; the workers pull frames (a stopped worker's are rendered by another after 10 s); jobs: {}; users accept {frame_target_ms} ms from submit to done",
             listed.join(", ")

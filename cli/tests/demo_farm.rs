@@ -8,8 +8,8 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Two jobs: each wakes the workers from zero, is rendered whole and exactly once, and the farm
-/// goes back to zero between them and after them.
+/// Two jobs, the second urgent: each wakes the workers from zero, is rendered whole and exactly
+/// once, and the farm goes back to zero between them and after them.
 #[test]
 fn the_farm_wakes_from_zero_for_each_job_and_returns_to_it() {
     let report = tempfile::tempdir().unwrap();
@@ -20,7 +20,7 @@ fn the_farm_wakes_from_zero_for_each_job_and_returns_to_it() {
             "--sync-period=3s",
             "--scale-down-window=6s",
             "--job=5s:300",
-            "--job=40s:300",
+            "--job=40s:300:urgent",
         ],
         report.path(),
     );
@@ -52,10 +52,10 @@ fn the_farm_wakes_from_zero_for_each_job_and_returns_to_it() {
         "woken by the second:\n{stderr}"
     );
 
-    for job in ["j1", "j2"] {
+    for (job, urgent) in [("j1", ""), ("j2", "urgent ")] {
         let line = stderr
             .lines()
-            .find(|l| l.contains(&format!("job {job}: 300 frames submitted")))
+            .find(|l| l.contains(&format!("job {job}: 300 {urgent}frames submitted")))
             .unwrap_or_else(|| panic!("no line for {job}:\n{stderr}"));
         assert!(
             line.contains("(300 done, 0 failed, 0 duplicates)"),
@@ -89,6 +89,10 @@ fn bad_queue_flags_are_refused_before_anything_starts() {
     for (args, expected) in [
         (vec!["--job=5s:300"], "--shared-queue"),
         (vec!["--shared-queue", "--job=5s"], "use AT:FRAMES"),
+        (
+            vec!["--shared-queue", "--job=5s:10:high"],
+            "priority \"high\" is neither normal nor urgent",
+        ),
         (
             vec!["--min-replicas=0"],
             "--min-replicas 0 needs --shared-queue",

@@ -117,6 +117,9 @@ def main():
         say(f"the queue: {url}")
         idle = time.time()
         wait("the HPA to take the idle workers to 0 pods", 300, lambda: hpa()["status"].get("desiredReplicas") == 0 and deployment_replicas()[0] == 0, every=3)
+        # Replicas 0 is not yet no pod: a terminating worker's last blocking read (up to 1 s after
+        # its SIGTERM) could take the job's first frame and make the wake-up look instant.
+        wait("the last render pod gone", 120, lambda: not cluster.json("-n", args.namespace, "get", "pods", "-l", "app.kubernetes.io/component=worker")["items"], every=1)
         say(f"0 render pods {time.time() - idle:.0f}s after the workers were Ready-able; backlog {backlog()[0]}")
         if backlog()[0] != "0":
             failures.append(f"the idle backlog reads {backlog()}")

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use framescale_queue::{JobSpec, Queue};
+use framescale_queue::{JobSpec, Priority, Queue};
 use framescale_sim::report::Row;
 
 use super::process::{Process, free_port, wait_until};
@@ -30,13 +30,42 @@ pub struct JobPlan {
     pub at: Duration,
     /// Its frames (numbered from 1).
     pub frames: u64,
+    /// Its priority.
+    pub priority: Priority,
 }
 
-/// `AT:FRAMES` (`30s:1200`), as `--job` takes it.
+impl JobPlan {
+    /// `300 frames at 30s`, `300 urgent frames at 30s`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}frames at {}",
+            self.frames,
+            urgent_or_not(self.priority),
+            humantime::format_duration(self.at)
+        )
+    }
+}
+
+/// `"urgent "` for an urgent job, nothing for a normal one.
+fn urgent_or_not(priority: Priority) -> &'static str {
+    match priority {
+        Priority::Urgent => "urgent ",
+        Priority::Normal => "",
+    }
+}
+
+/// `AT:FRAMES[:PRIORITY]` (`30s:1200`, `60s:200:urgent`), as `--job` takes it.
 pub fn parse_job(text: &str) -> Result<JobPlan, String> {
-    let (at, frames) = text
-        .split_once(':')
-        .ok_or_else(|| format!("{text:?}: use AT:FRAMES, as 30s:1200"))?;
+    let syntax = || format!("{text:?}: use AT:FRAMES[:urgent], as 30s:1200");
+    let mut parts = text.splitn(3, ':');
+    let (Some(at), Some(frames)) = (parts.next(), parts.next()) else {
+        return Err(syntax());
+    };
+    let priority = match parts.next() {
+        Some(priority) => priority.parse().map_err(|e| format!("{text:?}: {e}"))?,
+        None => Priority::Normal,
+    };
     let at = humantime::parse_duration(at).map_err(|e| format!("{text:?}: {at:?}: {e}"))?;
     let frames: u64 = frames
         .parse()
@@ -47,7 +76,11 @@ pub fn parse_job(text: &str) -> Result<JobPlan, String> {
             framescale_queue::job::MAX_FRAMES
         ));
     }
-    Ok(JobPlan { at, frames })
+    Ok(JobPlan {
+        at,
+        frames,
+        priority,
+    })
 }
 
 /// A `redis-server` on a free port of 127.0.0.1, its append-only file in the demo's directory;
@@ -100,6 +133,8 @@ pub fn start_redis(dir: &Path) -> anyhow::Result<Redis> {
 pub struct JobRun {
     /// Its frames.
     pub frames: u64,
+    /// Its priority.
+    pub priority: Priority,
     /// The queue's id for it, once submitted.
     pub id: Option<String>,
     /// Seconds into the run it was submitted.
@@ -131,9 +166,10 @@ impl JobRun {
     #[must_use]
     pub fn describe(&self, slo_ms: f64) -> String {
         let id = self.id.as_deref().unwrap_or("(not submitted)");
+        let urgent = urgent_or_not(self.priority);
         let Some(submitted) = self.submitted_s else {
             return format!(
-                "job {id}: {} frames: {}",
+                "job {id}: {} {urgent}frames: {}",
                 self.frames,
                 self.error.as_deref().unwrap_or("not due before the end")
             );
@@ -145,7 +181,7 @@ impl JobRun {
             )
         };
         format!(
-            "job {id}: {} frames submitted at {submitted:.1} s; first frame done {}, all done {} ({} done, {} failed, {} duplicates); {} later than {slo_ms} ms from submit to done or never done",
+            "job {id}: {} {urgent}frames submitted at {submitted:.1} s; first frame done {}, all done {} ({} done, {} failed, {} duplicates); {} later than {slo_ms} ms from submit to done or never done",
             self.frames,
             after(self.first_done_s),
             after(self.finished_s),
@@ -179,6 +215,7 @@ pub fn feed(feed: Feed, started: Instant, stop: Arc<AtomicBool>) -> JoinHandle<V
             .iter()
             .map(|job| JobRun {
                 frames: job.frames,
+                priority: job.priority,
                 ..JobRun::default()
             })
             .collect();
@@ -227,14 +264,14 @@ async fn submit(queue: &Queue, feed: &Feed, plan: &JobPlan, run: &mut JobRun, t:
         width,
         height,
         samples,
-        priority: framescale_queue::Priority::Normal,
+        priority: plan.priority,
     };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     match queue.submit(&spec, now_ms, |_| {}).await {
         Ok(id) => {
-            tracing::info!(job = %id, frames = plan.frames, "Submitted a render job");
+            tracing::info!(job = %id, frames = plan.frames, priority = %plan.priority, "Submitted a render job");
             run.id = Some(id);
             run.submitted_s = Some(t);
         }
@@ -307,11 +344,24 @@ mod tests {
             parse_job("30s:1200"),
             Ok(JobPlan {
                 at: Duration::from_secs(30),
-                frames: 1200
+                frames: 1200,
+                priority: Priority::Normal
             })
         );
         assert_eq!(parse_job("1m30s:1").unwrap().at, Duration::from_secs(90));
-        for bad in ["30s", "30:1200", "30s:many", "30s:0", "30s:99999999"] {
+        assert_eq!(
+            parse_job("60s:200:urgent").unwrap().priority,
+            Priority::Urgent
+        );
+        for bad in [
+            "30s",
+            "30:1200",
+            "30s:many",
+            "30s:0",
+            "30s:99999999",
+            "30s:10:high",
+            "30s:10:urgent:1",
+        ] {
             assert!(parse_job(bad).is_err(), "{bad}");
         }
     }
