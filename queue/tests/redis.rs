@@ -27,6 +27,14 @@ fn job(scene: &str, frames: std::ops::RangeInclusive<u64>) -> JobSpec {
     }
 }
 
+/// An urgent job of `frames` of spheres.
+fn urgent_job(frames: std::ops::RangeInclusive<u64>) -> JobSpec {
+    JobSpec {
+        priority: Priority::Urgent,
+        ..job("spheres", frames)
+    }
+}
+
 const NO_WAIT: Duration = Duration::from_millis(1);
 
 #[tokio::test]
@@ -260,9 +268,10 @@ async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
         .submit(&job("spheres", 1..=5), NOW_MS, |_| {})
         .await
         .unwrap();
-    let mut preview = job("spheres", 101..=103);
-    preview.priority = Priority::Urgent;
-    let urgent = queue.submit(&preview, NOW_MS + 1, |_| {}).await.unwrap();
+    let urgent = queue
+        .submit(&urgent_job(101..=103), NOW_MS + 1, |_| {})
+        .await
+        .unwrap();
     let priority: String = redis::cmd("HGET")
         .arg(format!("test:frames:job:{urgent}"))
         .arg("priority")
@@ -327,9 +336,10 @@ async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
     let waiting = queue.take("other", 1, Duration::from_secs(5));
     let submitting = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut one = job("spheres", 7..=7);
-        one.priority = Priority::Urgent;
-        queue.submit(&one, NOW_MS, |_| {}).await.unwrap();
+        queue
+            .submit(&urgent_job(7..=7), NOW_MS, |_| {})
+            .await
+            .unwrap();
     };
     let (woke, ()) = tokio::join!(waiting, submitting);
     let woke = woke.unwrap();

@@ -166,7 +166,7 @@ pub async fn pull(
     };
     // Frames taken beyond a free slot (an urgent and a normal one arriving together), in hand
     // until a slot frees.
-    let mut waiting = VecDeque::<Delivery>::new();
+    let mut not_started = VecDeque::<Delivery>::new();
     let mut renders = 0_u64;
     let start = |delivery: Delivery, permit, renders: &mut u64| {
         *renders += 1;
@@ -190,7 +190,7 @@ pub async fn pull(
         };
         // The semaphore is never closed.
         let Ok(permit) = permit else { break };
-        if waiting.is_empty() {
+        if not_started.is_empty() {
             let Some(deliveries) = source.next(&queue, &config, &counts).await else {
                 drop(permit);
                 tokio::select! {
@@ -202,9 +202,9 @@ pub async fn pull(
             for delivery in &deliveries {
                 hold(&held, &delivery.entry, true);
             }
-            waiting.extend(deliveries);
+            not_started.extend(deliveries);
         }
-        if let Some(delivery) = waiting.pop_front() {
+        if let Some(delivery) = not_started.pop_front() {
             start(delivery, permit, &mut renders);
         }
     }
@@ -212,7 +212,7 @@ pub async fn pull(
         in_hand = held_entries(&held).len(),
         "Worker stopping: taking no more frames, finishing those in hand"
     );
-    for delivery in waiting {
+    for delivery in not_started {
         if let Ok(permit) = slots.clone().acquire_owned().await {
             start(delivery, permit, &mut renders);
         }
