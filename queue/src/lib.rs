@@ -435,7 +435,8 @@ impl Queue {
 
     /// Up to `count` frames no consumer has had yet, urgent ones first, for `consumer`, waiting
     /// up to `block` (at most [`MAX_BLOCK`]) for the first when none waits. After such a wait,
-    /// frames of both priorities that arrived at once come together: up to `count` of each.
+    /// frames of both priorities that arrived at once come together, urgent first: up to
+    /// `count` of each.
     pub async fn take(
         &self,
         consumer: &str,
@@ -472,6 +473,18 @@ impl Queue {
             let streams = Priority::TAKEN_FIRST.map(|p| self.stream_of(p));
             let streams = streams.each_ref().map(String::as_str);
             taken = self.read(&mut connection, &streams, &options).await?;
+            // Redis 7.0 answers a wait with the stream that woke it alone: an urgent frame that
+            // came with a normal one is read now, to go first.
+            if taken.iter().all(|d| d.entry.priority == Priority::Normal) && !taken.is_empty() {
+                let options = redis::streams::StreamReadOptions::default()
+                    .group(GROUP, consumer)
+                    .count(count.max(1));
+                let urgent = self.stream_of(Priority::Urgent);
+                taken.extend(
+                    self.read(&mut connection, &[urgent.as_str()], &options)
+                        .await?,
+                );
+            }
             taken.sort_by_key(|d| std::cmp::Reverse(d.entry.priority));
         }
         *slot = Some(connection);

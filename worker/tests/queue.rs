@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use framescale_queue::testing::RedisServer;
-use framescale_queue::{JobSpec, Priority, Queue};
+use framescale_queue::{Backlog, FrameMessage, JobSpec, Priority, Queue};
 use framescale_worker::frame::{FrameRequest, RenderError, Rendered, Renderer};
 use framescale_worker::puller::{PullConfig, PullCounts, pull};
 use tokio::sync::watch;
@@ -242,4 +242,43 @@ async fn an_urgent_job_submitted_mid_job_is_rendered_next() {
         "{order:?}"
     );
     assert_eq!(order.len(), 320, "each frame once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_worker_woken_by_both_priorities_renders_the_urgent_frame_first() {
+    let server = RedisServer::start();
+    let queue = queue(&server);
+    let renderer = sleeper(3);
+    let worker = start(&queue, &renderer, "a", 1);
+    queue.backlog().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One normal and one urgent frame in one transaction, while the worker waits: it takes both,
+    // renders the urgent one and holds the other until its slot frees.
+    let frame = |job: &str, frame: u64| FrameMessage {
+        job: job.into(),
+        scene: "spheres".into(),
+        frame,
+        width: 8,
+        height: 8,
+        samples: 1,
+        enqueued_ms: 0,
+    };
+    let _: () = redis::pipe()
+        .atomic()
+        .xadd("test:frames", "*", &frame("j1", 1).fields())
+        .ignore()
+        .xadd("test:frames:urgent", "*", &frame("j2", 2).fields())
+        .ignore()
+        .query(&mut server.connection())
+        .unwrap();
+    for _ in 0..200 {
+        if renderer.rendered().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let counts = worker.stop().await;
+    assert_eq!(renderer.rendered(), [2, 1], "urgent first, both rendered");
+    assert_eq!(counts.snapshot().0, 2, "both completed");
+    assert_eq!(queue.backlog().await.unwrap(), Backlog::default());
 }
