@@ -139,14 +139,17 @@ def main():
             return int(text) if text.isdigit() else 0
 
         first = wait("the first frame done", 180, lambda: done() >= 1 and time.time(), every=0.5)
-        pods = cluster.json("-n", args.namespace, "get", "pods", "-l", "app.kubernetes.io/component=worker")["items"]
-        startups = []
-        for pod in pods:
-            created = pod["metadata"]["creationTimestamp"]
-            ready = next((c["lastTransitionTime"] for c in pod["status"].get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"), None)
-            if ready:
-                startups.append(parse_time(ready) - parse_time(created))
-        startup = min(startups) if startups else float("nan")
+
+        def startup():
+            # Created to its container running: a worker pulls from then on, before its
+            # readiness probe makes it Ready (whole seconds, as the API writes them).
+            pods = cluster.json("-n", args.namespace, "get", "pods", "-l", "app.kubernetes.io/component=worker")["items"]
+            started = [parse_time(status["state"]["running"]["startedAt"]) - parse_time(pod["metadata"]["creationTimestamp"])
+                       for pod in pods for status in pod["status"].get("containerStatuses", [])
+                       if "running" in status.get("state", {})]
+            return (min(started),) if started else None  # a tuple: 0 s is an answer
+
+        startup = wait("a render pod's start-up", 30, startup, every=0.5)[0]
         bound = startup + 5 + 5
         say(f"first frame done {first - submitted:.1f}s after the submit; pod start-up {startup:.0f}s (+ one 5 s HPA sync + 5 s = {bound:.0f}s)")
         if not first - submitted <= bound:
