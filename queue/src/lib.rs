@@ -209,6 +209,22 @@ redis.call('XDEL', KEYS[1], ARGV[3])
 return result
 ";
 
+/// Taking without waiting, in one round trip: up to `ARGV[3]` new entries of the urgent stream
+/// (`KEYS[1]`) for consumer `ARGV[2]` of group `ARGV[1]`, then of the normal one (`KEYS[2]`) for
+/// the rest. Returns both `XREADGROUP` answers (nil for a stream not read or empty).
+const TAKE_URGENT_FIRST: &str = r"
+local wanted = tonumber(ARGV[3])
+local urgent = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', wanted, 'STREAMS', KEYS[1], '>')
+if urgent then
+  wanted = wanted - #urgent[1][2]
+end
+local normal = false
+if wanted > 0 then
+  normal = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', wanted, 'STREAMS', KEYS[2], '>')
+end
+return {urgent, normal}
+";
+
 /// What completing a rendered frame found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -450,21 +466,18 @@ impl Queue {
             Some(connection) => connection,
             None => self.reading_connection().await?,
         };
-        let mut taken = Vec::new();
-        for priority in Priority::TAKEN_FIRST {
-            let wanted = count.max(1) - taken.len();
-            if wanted == 0 {
-                break;
-            }
-            let options = redis::streams::StreamReadOptions::default()
-                .group(GROUP, consumer)
-                .count(wanted);
-            let stream = self.stream_of(priority);
-            taken.extend(
-                self.read(&mut connection, &[stream.as_str()], &options)
-                    .await?,
-            );
-        }
+        let replies: (Option<StreamReadReply>, Option<StreamReadReply>) =
+            redis::Script::new(TAKE_URGENT_FIRST)
+                .key(self.stream_of(Priority::Urgent))
+                .key(self.stream_of(Priority::Normal))
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(count.max(1))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| self.unavailable(&e))?;
+        let mut taken = self.deliveries(replies.0);
+        taken.extend(self.deliveries(replies.1));
         if taken.is_empty() && !block.is_zero() {
             let options = redis::streams::StreamReadOptions::default()
                 .group(GROUP, consumer)
@@ -503,7 +516,12 @@ impl Queue {
             .xread_options(streams, &ids, options)
             .await
             .map_err(|e| self.unavailable(&e))?;
-        Ok(reply
+        Ok(self.deliveries(reply))
+    }
+
+    /// The deliveries of an `XREADGROUP` answer (none for a nil one).
+    fn deliveries(&self, reply: Option<StreamReadReply>) -> Vec<Delivery> {
+        reply
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| {
@@ -512,7 +530,7 @@ impl Queue {
                     .into_iter()
                     .map(move |entry| delivery(priority, entry))
             })
-            .collect())
+            .collect()
     }
 
     /// Up to `count` frames other consumers have held for longer than `idle` without renewing

@@ -35,6 +35,11 @@ fn urgent_job(frames: std::ops::RangeInclusive<u64>) -> JobSpec {
     }
 }
 
+/// Submits `spec` (stamped NOW_MS) and returns its job id.
+async fn submitted(queue: &Queue, spec: &JobSpec) -> String {
+    queue.submit(spec, NOW_MS, |_| {}).await.unwrap()
+}
+
 const NO_WAIT: Duration = Duration::from_millis(1);
 
 #[tokio::test]
@@ -104,10 +109,7 @@ async fn each_frame_is_delivered_once_and_done_once() {
 async fn frames_of_a_consumer_that_stopped_are_reclaimed_and_renewed_ones_kept() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    let id = queue
-        .submit(&job("spheres", 1..=4), NOW_MS, |_| {})
-        .await
-        .unwrap();
+    let id = submitted(&queue, &job("spheres", 1..=4)).await;
     let held = queue.take("gone", 2, NO_WAIT).await.unwrap();
     let kept = queue.take("alive", 2, NO_WAIT).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -156,10 +158,7 @@ async fn frames_of_a_consumer_that_stopped_are_reclaimed_and_renewed_ones_kept()
 async fn a_malformed_entry_is_moved_aside_with_its_reason() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    queue
-        .submit(&job("spheres", 1..=1), NOW_MS, |_| {})
-        .await
-        .unwrap();
+    submitted(&queue, &job("spheres", 1..=1)).await;
     let _: String = redis::cmd("XADD")
         .arg("test:frames")
         .arg("*")
@@ -235,10 +234,7 @@ async fn a_bad_job_or_an_unknown_scene_enqueues_nothing() {
 async fn redis_down_is_an_error_never_an_empty_queue_and_nothing_enqueued_is_lost() {
     let mut server = RedisServer::start();
     let queue = queue(&server);
-    queue
-        .submit(&job("spheres", 1..=50), NOW_MS, |_| {})
-        .await
-        .unwrap();
+    submitted(&queue, &job("spheres", 1..=50)).await;
     assert_eq!(queue.backlog().await.unwrap().frames, 50);
     server.stop();
     let error = queue.backlog().await.unwrap_err();
@@ -264,10 +260,7 @@ async fn redis_down_is_an_error_never_an_empty_queue_and_nothing_enqueued_is_los
 async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    let normal = queue
-        .submit(&job("spheres", 1..=5), NOW_MS, |_| {})
-        .await
-        .unwrap();
+    let normal = submitted(&queue, &job("spheres", 1..=5)).await;
     let urgent = queue
         .submit(&urgent_job(101..=103), NOW_MS + 1, |_| {})
         .await
@@ -298,18 +291,15 @@ async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
     // The consumer stops: its urgent frames are reclaimed before its normal one.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut cursor = ReclaimCursor::default();
-    let reclaimed = queue
-        .reclaim("other", Duration::from_millis(250), &mut cursor, 2)
-        .await
-        .unwrap();
-    let entries: Vec<&Entry> = reclaimed.iter().map(|d| &d.entry).collect();
-    assert_eq!(entries, [&taken[0].entry, &taken[1].entry]);
-    let rest = queue
-        .reclaim("other", Duration::from_millis(250), &mut cursor, 10)
-        .await
-        .unwrap();
-    let entries: Vec<&Entry> = rest.iter().map(|d| &d.entry).collect();
-    assert_eq!(entries, [&taken[2].entry, &taken[3].entry]);
+    for (count, expected) in [(2, &taken[..2]), (10, &taken[2..])] {
+        let reclaimed = queue
+            .reclaim("other", Duration::from_millis(250), &mut cursor, count)
+            .await
+            .unwrap();
+        let entries: Vec<&Entry> = reclaimed.iter().map(|d| &d.entry).collect();
+        let expected: Vec<&Entry> = expected.iter().map(|d| &d.entry).collect();
+        assert_eq!(entries, expected);
+    }
     // Completed and moved aside on the stream each came from.
     for delivery in &taken[..3] {
         let frame = delivery.message.as_ref().unwrap();
@@ -336,10 +326,7 @@ async fn urgent_frames_go_first_are_reclaimed_first_and_count_in_the_backlog() {
     let waiting = queue.take("other", 1, Duration::from_secs(5));
     let submitting = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        queue
-            .submit(&urgent_job(7..=7), NOW_MS, |_| {})
-            .await
-            .unwrap();
+        submitted(&queue, &urgent_job(7..=7)).await;
     };
     let (woke, ()) = tokio::join!(waiting, submitting);
     let woke = woke.unwrap();

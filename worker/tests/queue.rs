@@ -59,6 +59,11 @@ fn job(scene: &str, frames: std::ops::RangeInclusive<u64>) -> JobSpec {
     }
 }
 
+/// Submits `spec` (stamped 0) and returns its job id.
+async fn submitted(queue: &Queue, spec: &JobSpec) -> String {
+    queue.submit(spec, 0, |_| {}).await.unwrap()
+}
+
 struct Running {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -107,10 +112,7 @@ async fn two_workers_render_every_frame_once() {
     let server = RedisServer::start();
     let queue = queue(&server);
     let renderer = sleeper(2);
-    let id = queue
-        .submit(&job("spheres", 1..=300), 0, |_| {})
-        .await
-        .unwrap();
+    let id = submitted(&queue, &job("spheres", 1..=300)).await;
     let a = start(&queue, &renderer, "a", 2);
     let b = start(&queue, &renderer, "b", 2);
     let progress = until_finished(&queue, &id).await;
@@ -131,10 +133,7 @@ async fn two_workers_render_every_frame_once() {
 async fn frames_of_a_worker_that_died_are_rendered_by_another() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    let id = queue
-        .submit(&job("spheres", 1..=20), 0, |_| {})
-        .await
-        .unwrap();
+    let id = submitted(&queue, &job("spheres", 1..=20)).await;
     // A worker took three frames and died: it will never render, complete or renew them.
     let lost = queue
         .take("dead-pod", 3, Duration::from_millis(1))
@@ -163,14 +162,8 @@ async fn a_malformed_entry_or_a_failed_render_is_moved_aside_and_the_rest_render
         .arg("-1")
         .query(&mut server.connection())
         .unwrap();
-    let broken = queue
-        .submit(&job("broken", 1..=2), 0, |_| {})
-        .await
-        .unwrap();
-    let good = queue
-        .submit(&job("spheres", 1..=10), 0, |_| {})
-        .await
-        .unwrap();
+    let broken = submitted(&queue, &job("broken", 1..=2)).await;
+    let good = submitted(&queue, &job("spheres", 1..=10)).await;
     let renderer = sleeper(1);
     let worker = start(&queue, &renderer, "a", 2);
     assert_eq!(until_finished(&queue, &good).await.done, 10);
@@ -190,10 +183,7 @@ async fn a_malformed_entry_or_a_failed_render_is_moved_aside_and_the_rest_render
 async fn a_stopping_worker_completes_the_frames_it_renders() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    let id = queue
-        .submit(&job("spheres", 1..=10), 0, |_| {})
-        .await
-        .unwrap();
+    let id = submitted(&queue, &job("spheres", 1..=10)).await;
     let renderer = sleeper(300);
     let worker = start(&queue, &renderer, "a", 2);
     while queue.backlog().await.unwrap().in_flight < 2 {
@@ -213,18 +203,17 @@ async fn a_stopping_worker_completes_the_frames_it_renders() {
 async fn an_urgent_job_submitted_mid_job_is_rendered_next() {
     let server = RedisServer::start();
     let queue = queue(&server);
-    let normal = queue
-        .submit(&job("spheres", 1..=300), 0, |_| {})
-        .await
-        .unwrap();
+    let normal = submitted(&queue, &job("spheres", 1..=300)).await;
     let renderer = sleeper(3);
     let worker = start(&queue, &renderer, "a", 1);
     while renderer.rendered().len() < 20 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut previews = job("spheres", 1001..=1020);
-    previews.priority = Priority::Urgent;
-    let urgent = queue.submit(&previews, 0, |_| {}).await.unwrap();
+    let previews = JobSpec {
+        priority: Priority::Urgent,
+        ..job("spheres", 1001..=1020)
+    };
+    let urgent = submitted(&queue, &previews).await;
     let rendered_by_then = renderer.rendered().len();
     assert_eq!(until_finished(&queue, &urgent).await.done, 20);
     assert_eq!(until_finished(&queue, &normal).await.done, 300);
